@@ -1,0 +1,18 @@
+"""Shared pytest configuration: hypothesis profiles and optional-package helpers."""
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# "ci" is the default (bounded, derandomized so CI is reproducible); "thorough" on request:
+#   HYPOTHESIS_PROFILE=thorough pytest
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

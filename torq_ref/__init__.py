@@ -1,0 +1,15 @@
+"""torq-ref: reference implementation and conformance oracle for MXFP4 with TORQ rotations.
+
+Layout (one job per subpackage; the spec clause prefix is in brackets):
+
+- ``torq_ref.mx``          the bit-exact MX / NVFP4 codec              [MX]  spec/MX.md
+- ``torq_ref.golden``      golden-vector generation and reading        [GV]  spec/GV.md
+- ``torq_ref.conformance`` the harness that checks other kernels       [CF]  spec/CF.md
+- ``torq_ref.rotations``   Schur-Horn (inter-block) and max-entropy
+                           (intra-block) rotations, baselines, metrics [SH, ME] spec/SH.md, spec/ME.md
+- ``torq_ref.model``       minimal NumPy Llama/Qwen3 forward pass,
+                           GGUF import, perplexity                     [FW]  spec/FW.md
+- ``torq_ref.torq``        the end-to-end TORQ pipeline                [TQ]  spec/TQ.md
+"""
+
+__version__ = "0.1.0"

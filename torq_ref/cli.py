@@ -1,0 +1,52 @@
+"""Command line of torq-ref: ``python -m torq_ref <subcommand> ...``.
+
+Each subcommand lives next to the code it drives, in a module exposing
+``register(subparsers)``; that function adds its parser and sets ``func`` (called with the parsed
+namespace, returns an exit code). This file only lists those modules.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Modules that contribute subcommands, in the order ``--help`` lists them.
+SUBCOMMAND_MODULES = (
+    "torq_ref.torq.cli",         # run: the end-to-end TORQ table (the main job)
+    "torq_ref.mx.cli",           # demo, sweep-e2m1, bench-codec
+    "torq_ref.golden.cli",       # golden: regenerate golden/
+    "torq_ref.conformance.cli",  # conformance: check a kernel from the shell
+    "torq_ref.rotations.cli",    # rotation experiments and benchmarks
+    "torq_ref.model.cli",        # import-gguf, ppl, bench-forward
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m torq_ref",
+        description="Reference MXFP4 codec, TORQ rotations and conformance oracle.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            # Only a module that does not exist yet is skipped; a broken import inside it is not.
+            if err.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

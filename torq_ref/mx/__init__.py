@@ -1,0 +1,35 @@
+"""The bit-exact MX codec (spec/MX.md): element formats, E8M0 scales, block quantization,
+FP4 packing, the cuBLAS scale swizzle, and NVFP4.
+
+Public API (stable):
+    encode, decode                      element codes <-> float64            (element.py)
+    quantize, dequantize, MXTensor      block quantization                    (block.py)
+    quantize_dequantize                 fake quantization                     (block.py)
+    scale_codes, scale_values           E8M0 scale rules                      (scale.py)
+    pack_fp4, unpack_fp4                nibble packing                        (layout.py)
+    swizzle_scales, unswizzle_scales    128x4 block-scale layout              (layout.py)
+    quantize_nvfp4, dequantize_nvfp4    NVFP4                                 (nvfp4.py)
+    FORMATS, SCALE_RULES, E2M1_VALUES   format tables                         (formats.py)
+"""
+from .block import BACKENDS, MXTensor, quantize, quantize_dequantize
+from .block import dequantize as _dequantize_mx
+from .element import decode, encode
+from .formats import E2M1_VALUES, FORMATS, SCALE_RULES, VALUE_TABLES, ElementFormat, get_format
+from .layout import pack_fp4, swizzle_scales, swizzled_offset, unpack_fp4, unswizzle_scales
+from .nvfp4 import NVFP4Tensor, default_global_scale, dequantize_nvfp4, quantize_nvfp4
+from .scale import scale_codes, scale_values
+
+
+def dequantize(t):
+    """float64 values of an :class:`MXTensor` or :class:`NVFP4Tensor`."""
+    if isinstance(t, NVFP4Tensor):
+        return dequantize_nvfp4(t)
+    return _dequantize_mx(t)
+
+
+__all__ = [
+    "BACKENDS", "E2M1_VALUES", "ElementFormat", "FORMATS", "MXTensor", "NVFP4Tensor", "SCALE_RULES",
+    "VALUE_TABLES", "decode", "default_global_scale", "dequantize", "dequantize_nvfp4", "encode",
+    "get_format", "pack_fp4", "quantize", "quantize_dequantize", "quantize_nvfp4", "scale_codes",
+    "scale_values", "swizzle_scales", "swizzled_offset", "unpack_fp4", "unswizzle_scales",
+]

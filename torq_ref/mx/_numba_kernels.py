@@ -1,0 +1,165 @@
+"""Optional numba fast path for E2M1 (MXFP4) on float32 input (spec/MX.md MX-6.1).
+
+Same algorithm as the NumPy reference in ``block.py`` / ``scale.py`` / ``element.py``, fused into
+one pass per block: exact exponent arithmetic (``math.frexp`` / ``math.ldexp``), the RCEIL quotient
+rounded in float32, and E2M1 round-to-nearest-even written as the seven decision thresholds
+0.25 < 0.75 <= 1.25 < 1.75 <= 2.5 < 3.5 <= 5 (``<`` where the tie goes down to the even code,
+``<=`` where it goes up). tests/test_mx_backends.py proves the bits equal the reference.
+Every block is independent, so the result does not depend on the number of threads.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # the `fast` extra
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - exercised when numba is absent
+    numba = None
+
+_RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3}
+_E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float64)
+
+
+def available() -> bool:
+    return numba is not None
+
+
+if numba is not None:
+
+    @njit(cache=True, inline="always")
+    def _scale_code(amax, has_nan, rule, saturate_scale):
+        if has_nan:
+            return 255
+        if math.isinf(amax):
+            return 254 if saturate_scale else 255
+        if amax == 0.0:
+            return 0
+        if rule == 1:  # rceil: d = fp32(amax / 6), code = 127 + ceil(log2 d)
+            d = np.float32(amax) / np.float32(6.0)
+            if d == 0.0:
+                return 0
+            if math.isinf(d):
+                return 254 if saturate_scale else 255
+            m, e = math.frexp(np.float64(d))
+            unbiased = e - 1 if m == 0.5 else e
+        else:
+            m, e = math.frexp(amax)
+            unbiased = e - 1 - 2
+            if rule == 2 and m > 0.5:
+                unbiased += 1
+            elif rule == 3 and m >= 0.875:   # 2m >= 1.75
+                unbiased += 1
+        code = unbiased + 127
+        if code < 0:
+            return 0
+        if code > 254:
+            return 254 if saturate_scale else 255
+        return code
+
+    @njit(cache=True, inline="always")
+    def _e2m1_magnitude_code(a):
+        c = 0
+        if a > 0.25:
+            c += 1
+        if a >= 0.75:
+            c += 1
+        if a > 1.25:
+            c += 1
+        if a >= 1.75:
+            c += 1
+        if a > 2.5:
+            c += 1
+        if a >= 3.5:
+            c += 1
+        if a > 5.0:
+            c += 1
+        return c
+
+    @njit(cache=True, inline="always")
+    def _block_scale(x, b, bs, rule, saturate_scale):
+        amax = 0.0
+        has_nan = False
+        for k in range(bs):
+            v = np.float64(x[b, k])
+            if v != v:
+                has_nan = True
+            else:
+                av = abs(v)
+                if av > amax:
+                    amax = av
+        return _scale_code(amax, has_nan, rule, saturate_scale)
+
+    @njit(cache=True, parallel=True)
+    def _quantize_kernel(x, rule, saturate_scale, scales, codes):
+        nb, bs = x.shape
+        for b in prange(nb):
+            code = _block_scale(x, b, bs, rule, saturate_scale)
+            scales[b] = code
+            if code == 255:
+                for k in range(bs):
+                    codes[b, k] = 7
+                continue
+            mult = math.ldexp(1.0, 127 - code)
+            for k in range(bs):
+                v = np.float64(x[b, k]) * mult
+                c = _e2m1_magnitude_code(abs(v))
+                if math.copysign(1.0, v) < 0:
+                    c += 8
+                codes[b, k] = c
+
+    @njit(cache=True, parallel=True)
+    def _fake_quant_kernel(x, rule, saturate_scale, table, out):
+        nb, bs = x.shape
+        for b in prange(nb):
+            code = _block_scale(x, b, bs, rule, saturate_scale)
+            if code == 255:
+                for k in range(bs):
+                    out[b, k] = np.nan
+                continue
+            mult = math.ldexp(1.0, 127 - code)
+            back = math.ldexp(1.0, code - 127)
+            for k in range(bs):
+                v = np.float64(x[b, k]) * mult
+                q = table[_e2m1_magnitude_code(abs(v))] * back
+                out[b, k] = np.float32(math.copysign(q, v))
+
+    @njit(cache=True, parallel=True)
+    def _encode_kernel(x, out):
+        for i in prange(x.shape[0]):
+            v = np.float64(x[i])
+            if v != v:
+                out[i] = 7
+                continue
+            c = _e2m1_magnitude_code(abs(v))
+            if math.copysign(1.0, v) < 0:
+                c += 8
+            out[i] = c
+
+
+def quantize_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool):
+    """(..., nb, bs) float32 blocks -> (scales (..., nb), codes (..., nb, bs)), both uint8."""
+    lead = blocks.shape[:-1]
+    flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])       # (NB, bs)
+    scales = np.empty(flat.shape[0], dtype=np.uint8)
+    codes = np.empty(flat.shape, dtype=np.uint8)
+    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), scales, codes)
+    return scales.reshape(lead), codes.reshape(blocks.shape)
+
+
+def fake_quant_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool) -> np.ndarray:
+    """(..., nb, bs) float32 -> float32 dequantized values of the same shape."""
+    flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])
+    out = np.empty(flat.shape, dtype=np.float32)
+    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), _E2M1, out)
+    return out.reshape(blocks.shape)
+
+
+def encode_e2m1(x: np.ndarray) -> np.ndarray:
+    """Element encode of float32 values to E2M1 codes (saturating, NaN -> 0x7)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(flat.shape, dtype=np.uint8)
+    _encode_kernel(flat, out)
+    return out.reshape(x.shape)

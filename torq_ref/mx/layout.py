@@ -1,0 +1,88 @@
+"""Byte layouts: FP4 nibble packing and the cuBLAS / CUTLASS block-scale swizzle (spec/MX.md section 8).
+
+Packing (MX-8.1): element 2i goes to the LOW nibble of byte i, element 2i+1 to the HIGH nibble
+(PyTorch float4_e2m1fn_x2, Triton dot_scaled, CUDA __nv_cvt_float2_to_fp4x2).
+
+Swizzle (MX-8.2): the (rows, cols) scale matrix is zero padded to multiples of 128 x 4 and stored
+as 512-byte tiles of 128 rows x 4 columns; inside a tile, row r and column c go to
+(r % 32) * 16 + (r % 128 // 32) * 4 + c % 4, and tiles run along the columns first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .validate import normalize_axis
+
+
+def _as_nibbles(codes, name="codes") -> np.ndarray:
+    arr = np.asarray(codes)
+    if arr.dtype.kind not in "ui":
+        raise TypeError(f"{name} must be an unsigned integer array, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > 0xF):
+        raise ValueError(f"{name} must hold 4-bit codes 0..15; found values up to {arr.max()}")
+    return arr.astype(np.uint8, copy=False)
+
+
+def pack_fp4(codes, axis: int = -1) -> np.ndarray:
+    """Pack 4-bit codes two per byte along ``axis``: (..., 2k, ...) -> (..., k, ...)."""
+    c = _as_nibbles(codes)
+    if c.ndim == 0:
+        raise ValueError("codes must have at least one dimension")
+    ax = normalize_axis(axis, c.ndim)
+    if c.shape[ax] % 2:
+        raise ValueError(f"axis {ax} has odd length {c.shape[ax]}; FP4 packing needs pairs")
+    m = np.moveaxis(c, ax, -1)
+    packed = m[..., 0::2] | (m[..., 1::2] << 4)
+    return np.ascontiguousarray(np.moveaxis(packed.astype(np.uint8), -1, ax))
+
+
+def unpack_fp4(packed, axis: int = -1) -> np.ndarray:
+    """Inverse of :func:`pack_fp4`: (..., k, ...) bytes -> (..., 2k, ...) codes."""
+    p = np.asarray(packed)
+    if p.dtype != np.uint8:
+        raise TypeError(f"packed must be uint8, got dtype {p.dtype}")
+    if p.ndim == 0:
+        raise ValueError("packed must have at least one dimension")
+    ax = normalize_axis(axis, p.ndim)
+    m = np.moveaxis(p, ax, -1)
+    out = np.empty(m.shape[:-1] + (2 * m.shape[-1],), dtype=np.uint8)
+    out[..., 0::2] = m & 0xF
+    out[..., 1::2] = m >> 4
+    return np.ascontiguousarray(np.moveaxis(out, -1, ax))
+
+
+def swizzled_offset(r, c, cols: int):
+    """Byte offset of scale (r, c) in the swizzled buffer of a matrix with ``cols`` columns."""
+    r = np.asarray(r, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    col_tiles = -(-cols // 4)
+    return ((r // 128) * col_tiles + c // 4) * 512 + (r % 32) * 16 + ((r % 128) // 32) * 4 + (c % 4)
+
+
+def swizzle_scales(scales_2d) -> np.ndarray:
+    """(rows, cols) uint8 scales -> 1-D uint8 buffer of padded_rows * padded_cols bytes."""
+    s = np.asarray(scales_2d)
+    if s.dtype != np.uint8:
+        raise TypeError(f"scales must be uint8 E8M0/E4M3 codes, got dtype {s.dtype}")
+    if s.ndim != 2:
+        raise ValueError(f"scales must be 2-D (rows, cols), got shape {s.shape}")
+    rows, cols = s.shape
+    pr, pc = -(-rows // 128) * 128, -(-cols // 4) * 4
+    buf = np.zeros(pr * pc, dtype=np.uint8)
+    rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    buf[swizzled_offset(rr, cc, cols)] = s
+    return buf
+
+
+def unswizzle_scales(buf, rows: int, cols: int) -> np.ndarray:
+    """Inverse of :func:`swizzle_scales`: read the (rows, cols) scales back out of ``buf``."""
+    b = np.asarray(buf)
+    if b.dtype != np.uint8 or b.ndim != 1:
+        raise TypeError(f"buf must be a 1-D uint8 array, got {b.dtype} with shape {b.shape}")
+    if rows < 0 or cols < 0:
+        raise ValueError("rows and cols must be non-negative")
+    need = -(-rows // 128) * 128 * (-(-cols // 4) * 4)
+    if b.size != need:
+        raise ValueError(f"a swizzled buffer for {rows} x {cols} scales has {need} bytes, got {b.size}")
+    rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return b[swizzled_offset(rr, cc, cols)]

@@ -1,0 +1,87 @@
+"""NVFP4: E2M1 elements, blocks of 16, E4M3 block scales and a float32 tensor scale (spec/MX.md section 9).
+
+Not an OCP MX format; included because kernels that handle MXFP4 usually handle NVFP4 too.
+All arithmetic is float32 with IEEE round-to-nearest-even, one operation at a time (MX-9.2):
+
+    g      = global_scale, default fp32(amax_tensor / fp32(448 * 6)) (1.0 when amax_tensor = 0)
+    sb     = fp32(fp32(amax_block / 6) / g)
+    S      = e4m3(sb)                      round to nearest even, saturating at 448
+    denom  = fp32(value(S) * g)
+    q_i    = fp32(x_i / denom)             (q_i = +-0 when denom = 0, sign kept)
+    code_i = e2m1(q_i)                     round to nearest even, saturating at 6
+
+and dequantize gives value(code_i) * value(S) * g in float64. Input is rounded to float32 first
+(exact for float16 / bfloat16); non-finite input is rejected.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .element import encode
+from .formats import VALUE_TABLES
+from .validate import as_float_array, normalize_axis
+
+NVFP4_BLOCK = 16
+_E4M3_MAX = np.float32(448.0)
+_E2M1_MAX = np.float32(6.0)
+
+
+@dataclass(frozen=True)
+class NVFP4Tensor:
+    codes: np.ndarray        # uint8 E2M1 codes, same shape as the input
+    scales: np.ndarray       # uint8 E4M3 codes, axis shortened to n / 16
+    global_scale: np.float32
+    axis: int
+    block_size: int = NVFP4_BLOCK
+
+
+def default_global_scale(x) -> np.float32:
+    """fp32(amax / (448 * 6)), or 1.0 for an all-zero tensor (MX-9.1)."""
+    a = np.asarray(x, dtype=np.float32)
+    amax = np.float32(np.max(np.abs(a))) if a.size else np.float32(0)
+    if amax == 0:
+        return np.float32(1.0)
+    return np.float32(amax / np.float32(_E4M3_MAX * _E2M1_MAX))
+
+
+def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:
+    a = as_float_array(x).astype(np.float32)
+    if a.ndim == 0:
+        raise ValueError("x must have at least one dimension")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("NVFP4 quantization needs finite input (NaN / Inf found)")
+    ax = normalize_axis(axis, a.ndim)
+    m = np.moveaxis(a, ax, -1)
+    n = m.shape[-1]
+    if n % NVFP4_BLOCK:
+        raise ValueError(f"axis {ax} has length {n}, not a multiple of the NVFP4 block size 16")
+    g = default_global_scale(a) if global_scale is None else np.float32(global_scale)
+    if not (np.isfinite(g) and g > 0):
+        raise ValueError(f"global_scale must be a positive finite float32, got {global_scale!r}")
+    blocks = m.reshape(m.shape[:-1] + (n // NVFP4_BLOCK, NVFP4_BLOCK))       # (..., nb, 16)
+    amax = np.max(np.abs(blocks), axis=-1)                                   # float32
+    with np.errstate(over="ignore"):
+        sb = (amax / _E2M1_MAX).astype(np.float32) / g
+    scale_codes = encode(sb.astype(np.float32), "e4m3", saturate=True)       # (..., nb)
+    denom = (VALUE_TABLES["e4m3"][scale_codes].astype(np.float32) * g).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = blocks / denom[..., None]
+    q = np.where(denom[..., None] == 0, np.copysign(np.float32(0), blocks), q).astype(np.float32)
+    codes = encode(q, "e2m1").reshape(m.shape)
+    return NVFP4Tensor(
+        codes=np.ascontiguousarray(np.moveaxis(codes, -1, ax)),
+        scales=np.ascontiguousarray(np.moveaxis(scale_codes, -1, ax)),
+        global_scale=np.float32(g), axis=ax,
+    )
+
+
+def dequantize_nvfp4(t: NVFP4Tensor) -> np.ndarray:
+    """float64 value(code) * value(E4M3 scale) * global_scale."""
+    if not isinstance(t, NVFP4Tensor):
+        raise TypeError(f"dequantize_nvfp4 expects an NVFP4Tensor, got {type(t).__name__}")
+    vals = np.moveaxis(VALUE_TABLES["e2m1"][t.codes], t.axis, -1)
+    sc = np.moveaxis(VALUE_TABLES["e4m3"][t.scales], t.axis, -1)
+    per = np.repeat(sc, t.block_size, axis=-1)
+    return np.moveaxis(vals * per * np.float64(t.global_scale), -1, t.axis)

@@ -1,0 +1,49 @@
+"""Golden vectors for MX codecs: generation, files, reading (spec/GV.md).
+
+    vs = generate(level="default", seed=DEFAULT_SEED)   # in memory, expected outputs from torq_ref.mx
+    write_tree(vs, "golden/")                           # JSON + bulk safetensors + MANIFEST.json
+    vs = read_tree("golden/")                           # verify hashes, load
+
+Case generation follows Berkeley TestFloat (cases.py), the file layout Project Wycheproof
+(JSON with a schema, a notes table of flags, results valid / acceptable / invalid).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cases import LEVELS, check_level
+from .flags import FLAGS
+from .io import GoldenFormatError, read_tree, validate_doc, verify_manifest, write_tree
+
+
+@dataclass
+class VectorSet:
+    """Every golden vector: JSON documents (file name -> dict) and bulk arrays
+    (name -> (arrays, metadata)), with the level and seed that made them."""
+
+    docs: dict
+    bulk: dict
+    level: str
+    seed: int
+    generator_version: str
+
+
+def generate(level: str = "default", seed: int | None = None) -> VectorSet:
+    """Build every vector in memory (deterministic in level and seed)."""
+    from .build import DEFAULT_SEED, GENERATOR_VERSION, bulk_files, json_docs
+
+    check_level(level)
+    seed = DEFAULT_SEED if seed is None else int(seed)
+    return VectorSet(docs=json_docs(level, seed), bulk=bulk_files(level, seed), level=level,
+                     seed=seed, generator_version=GENERATOR_VERSION)
+
+
+def committed_dir() -> Path | None:
+    """The repository's golden/ directory when running from a checkout, else None."""
+    p = Path(__file__).resolve().parents[2] / "golden"
+    return p if (p / "MANIFEST.json").is_file() else None
+
+
+__all__ = ["FLAGS", "LEVELS", "GoldenFormatError", "VectorSet", "committed_dir", "generate",
+           "read_tree", "validate_doc", "verify_manifest", "write_tree"]

@@ -1,0 +1,131 @@
+"""The flags of the golden vectors: each described once (spec/GV.md GV-2.3).
+
+A flag names the property a test case exercises, in the manner of Project Wycheproof's notes
+table. Every JSON file carries the entries of the flags it uses under ``notes``; the conformance
+harness counts results per flag and cites the flag's ``clause`` when a case fails.
+
+``bugType`` says what an implementation that fails the case most likely got wrong:
+- ``"BASIC"``: the plain rule (rounding, packing order, layout);
+- ``"EDGE_CASE"``: a boundary of range or of a scale rule;
+- ``"KNOWN_DEFECT"``: a defect seen in a widely used implementation (``invalid`` results);
+- ``"LEGITIMATE"``: a documented implementation difference (``acceptable`` results).
+
+``clause`` is the codec clause (spec/MX.md) that fixes the expected output; it is what a failing
+case "breaks".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    bug_type: str
+    description: str
+    clause: str
+
+    def note(self) -> dict:
+        """The Wycheproof-style notes entry written into JSON files."""
+        return {"bugType": self.bug_type, "description": self.description, "clause": self.clause}
+
+
+def _f(name, bug_type, clause, description):
+    return Flag(name, bug_type, description, clause)
+
+
+#: Every flag the generator may emit; order is the order of the notes table.
+FLAGS: dict[str, Flag] = {f.name: f for f in [
+    # element level
+    _f("ExactValue", "BASIC", "MX-2.3",
+       "The input is exactly an element value times the scale; its code is that value's code."),
+    _f("Tie", "BASIC", "MX-2.3",
+       "The scaled input lies exactly halfway between two element values; round-to-nearest-even "
+       "picks the code with the even mantissa (ties-away implementations fail here)."),
+    _f("TieNeighbour", "BASIC", "MX-2.3",
+       "The scaled input is one float32 ulp above or below a halfway point; it goes to the nearer "
+       "element value."),
+    _f("Saturation", "EDGE_CASE", "MX-2.4",
+       "The scaled input is at or beyond the largest element magnitude; the code saturates to "
+       "+-max (never Inf or NaN)."),
+    _f("SignedZero", "EDGE_CASE", "MX-2.5",
+       "A negative input that rounds to zero keeps its sign: code 0x8 in E2M1."),
+    _f("Subnormal", "EDGE_CASE", "MX-2.3",
+       "Float32 subnormal inputs (down to 2^-149)."),
+    _f("NonFinite", "EDGE_CASE", "MX-2.6",
+       "Inf or NaN element input to encode(): Inf saturates to +-max; NaN gives the documented "
+       "NaN code (E2M1 has none)."),
+    _f("Random", "BASIC", "MX-2.3",
+       "Weighted random draw (TestFloat style): exponents biased toward boundaries."),
+    # block level
+    _f("ZeroBlock", "EDGE_CASE", "MX-4.2",
+       "All elements are +-0: scale code 0x00 and zero codes of the same sign."),
+    _f("ScaleBoundary", "EDGE_CASE", "MX-4.3",
+       "The block max sits on or next to a value where the scale rules FLOOR / RCEIL / CEIL / EVEN "
+       "disagree (6, 6+ulp, 7, 8-ulp, 8, 3+ulp, ...)."),
+    _f("PowerOfTwo", "EDGE_CASE", "MX-4.3",
+       "The block max is a power of two or one ulp below it: floor(log2 amax) must come from the "
+       "exponent bits; float log2 rounds up just below 2^k."),
+    _f("ScaleCodeZero", "EDGE_CASE", "MX-3.2",
+       "The scale clamps to code 0x00, which means 2^-127 (not zero, not 2^-126): elements are "
+       "divided by exactly 2^-127 and are not flushed."),
+    _f("ExtremeMagnitude", "EDGE_CASE", "MX-4.3",
+       "Block max near the top of float32 (2^127, FLT_MAX): the scale code reaches 0xFC..0xFE."),
+    _f("MixedMagnitude", "EDGE_CASE", "MX-4.4",
+       "One huge element and small ones: the small ones underflow to signed zero."),
+    _f("NaNBlock", "EDGE_CASE", "MX-4.5",
+       "A NaN in the block: scale code 0xFF (the whole block is NaN)."),
+    _f("InfBlock", "EDGE_CASE", "MX-4.5",
+       "An Inf in the block: scale code 0xFF (non-saturating); 0xFE under satfinite."),
+    _f("Bf16Trap", "EDGE_CASE", "MX-4.3",
+       "Inputs whose scale changes if they are first rounded to bfloat16 (0x40600001 under "
+       "RCEIL, 0x43FFFFFF under FLOOR)."),
+    _f("RcdSubnormalQuotient", "EDGE_CASE", "MX-4.3",
+       "RCEIL: amax / max_elem is a float32 subnormal; the code follows the float32 quotient "
+       "as hardware computes it."),
+    _f("Grid", "BASIC", "MX-4.1",
+       "TestFloat grid: block-max exponent pattern x mantissa pattern x position in the block, "
+       "other elements at fixed fractions of the max."),
+    # acceptable (legitimate) differences
+    _f("NanElementCode", "LEGITIMATE", "MX-4.5",
+       "The element codes of a NaN block (or a NaN element) are implementation-defined; only the "
+       "scale is compared."),
+    _f("InfScaleSatfinite", "LEGITIMATE", "MX-4.5",
+       "Satfinite implementations (NVIDIA cvt.satfinite, TransformerEngine) give an Inf block the "
+       "scale 0xFE instead of 0xFF."),
+    # layout, dequantize, dot
+    _f("PackOrder", "BASIC", "MX-5.1",
+       "FP4 packing: element 2i goes in the low nibble, element 2i+1 in the high nibble."),
+    _f("SwizzleLayout", "BASIC", "MX-5.2",
+       "cuBLAS / CUTLASS 128x4 block-scale layout, offsets by the formula of the spec."),
+    _f("SwizzlePadding", "EDGE_CASE", "MX-5.2",
+       "Scale matrices whose shape is not a multiple of 128 x 4: zero padding."),
+    _f("ScaleNaN", "EDGE_CASE", "MX-3.3",
+       "Dequantize with scale 0xFF: every element is NaN whatever its code."),
+    _f("Overflow", "EDGE_CASE", "MX-3.4",
+       "Dequantize with a large scale: 6 x 2^127 exceeds float32 (Inf in a float32 output, "
+       "finite in float64)."),
+    _f("Accumulation", "BASIC", "CF-3.6",
+       "Scaled dot product compared with a float64 reference within the documented accumulation "
+       "tolerance."),
+    _f("Exhaustive", "BASIC", "MX-2.3",
+       "Bulk: every bfloat16 bit pattern (as float32) through the element encoder."),
+    _f("NVFP4", "BASIC", "MX-6.1",
+       "NVFP4: block 16, E4M3 block scale, float32 per-tensor scale."),
+    # known defects (invalid results)
+    _f("KnownDefectTiesAway", "KNOWN_DEFECT", "MX-2.3",
+       "The output of ties-away-from-zero rounding (microxcaling's default): wrong."),
+    _f("KnownDefectHighNibbleFirst", "KNOWN_DEFECT", "MX-5.1",
+       "Element 2i in the high nibble (torchao <= 0.14, PTX cvt operand order): wrong."),
+    _f("KnownDefectScaleZeroAsZero", "KNOWN_DEFECT", "MX-3.2",
+       "Scale code 0x00 decoded as 0.0 (Triton's software dot_scaled): wrong."),
+]}
+
+
+def notes_for(names) -> dict:
+    """The notes table for the flags in ``names`` (dict flag -> note), in FLAGS order."""
+    wanted = set(names)
+    unknown = wanted - set(FLAGS)
+    if unknown:
+        raise KeyError(f"unknown golden flags: {sorted(unknown)}")
+    return {n: FLAGS[n].note() for n in FLAGS if n in wanted}

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _numba_kernels
 from .formats import VALUE_TABLES, ElementFormat, get_format
 from .validate import as_code_array, as_float_array
 
 
-def encode(x, fmt: str, *, saturate: bool = True, nan_code: int | None = None) -> np.ndarray:
+def encode(x, fmt: str, *, saturate: bool = True, nan_code: int | None = None,
+           backend: str = "auto") -> np.ndarray:
     """Encode each value of ``x`` to its nearest ``fmt`` code (ties to even), as uint8.
 
     MX-3.1 rounding, MX-3.2 saturation / overflow, MX-3.3 signed zero, MX-3.4 NaN and Inf.
     ``saturate=False`` is only defined for formats that have an overflow code (e4m3 -> NaN,
     e5m2 -> Inf); for the others it raises ValueError. ``nan_code`` replaces the format's
-    default NaN code (MX-2.6).
+    default NaN code (MX-2.6). ``backend`` as in :func:`torq_ref.mx.quantize` (MX-6.1).
     """
     f = get_format(fmt)
-    a = as_float_array(x).astype(np.float64)
+    raw = as_float_array(x)
+    if backend not in ("auto", "numpy", "numba"):
+        raise ValueError(f"unknown backend {backend!r}; known: auto, numpy, numba")
+    fast = f.name == "e2m1" and raw.dtype == np.float32 and nan_code is None
+    if backend == "numba" and not _numba_kernels.available():
+        raise RuntimeError("backend='numba' requested but numba is not installed (pip install torq-ref[fast])")
+    if fast and backend != "numpy" and _numba_kernels.available():
+        return _numba_kernels.encode_e2m1(raw)
+    with np.errstate(invalid="ignore"):  # signalling-NaN bit patterns
+        a = raw.astype(np.float64)
     if not saturate and not (f.has_inf or f.has_nan):
         raise ValueError(
             f"{f.name} has no Inf or NaN code, so saturate=False has no defined result; "

@@ -1,0 +1,90 @@
+"""numba path == NumPy reference, bit for bit (spec/MX.md MX-6.1); bad input (MX-7.1)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from torq_ref import mx
+from torq_ref.mx import _numba_kernels
+
+RULES = ["floor", "rceil", "ceil", "even"]
+
+
+def _nasty(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_t(3, size=(256, 256)) * np.exp(rng.normal(size=(256, 256)) * 8)).astype(np.float32)
+    x[0, :3] = [np.nan, 1, 2]
+    x[1, :3] = [np.inf, 1, -2]
+    x[2, :32] = -0.0
+    x[3, :32] = 1e-44
+    x[4, :32] = np.float32(2.0**-127)
+    x[5, 0] = np.finfo(np.float32).max
+    x[6, :8] = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0]
+    x[7] = rng.integers(-12, 13, 256).astype(np.float32) / 2     # many exact ties
+    return x
+
+
+@pytest.mark.clause("MX-6.1")
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("saturate_scale", [False, True])
+def test_numba_equals_numpy(rule, saturate_scale):
+    pytest.importorskip("numba", reason="numba (the `fast` extra) not installed")
+    x = _nasty(7)
+    a = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numpy")
+    b = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
+    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales)
+    fq = mx.quantize_dequantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
+    ref = mx.dequantize(a)
+    with np.errstate(over="ignore"):
+        ref32 = ref.astype(np.float32)
+    assert np.array_equal(fq.view(np.uint32), ref32.view(np.uint32)) or np.array_equal(fq, ref32, equal_nan=True)
+    enc_a = mx.encode(x, "e2m1", backend="numpy")
+    enc_b = mx.encode(x, "e2m1", backend="numba")
+    assert np.array_equal(enc_a, enc_b)
+
+
+@pytest.mark.clause("MX-6.1")
+def test_thread_count_does_not_change_bits():
+    numba = pytest.importorskip("numba", reason="numba not installed")
+    x = _nasty(11)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = mx.quantize(x, backend="numba")
+        numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS))
+        many = mx.quantize(x, backend="numba")
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one.codes, many.codes) and np.array_equal(one.scales, many.scales)
+
+
+@pytest.mark.clause("MX-7.1")
+@pytest.mark.parametrize("bad, kind", [
+    (np.arange(32), "int64"), (np.ones(32, bool), "bool"), (np.ones(32, complex), "complex"),
+    (np.array([1.0] * 32, dtype=object), "object")])
+def test_bad_dtypes(bad, kind):
+    with pytest.raises(TypeError, match=kind):
+        mx.quantize(bad)
+    with pytest.raises(TypeError, match=kind):
+        mx.encode(bad, "e2m1")
+
+
+@pytest.mark.clause("MX-7.1")
+def test_bad_arguments():
+    x = np.zeros(32, np.float32)
+    with pytest.raises(ValueError, match="unknown MX element format 'fp4'"):
+        mx.quantize(x, "fp4")
+    with pytest.raises(ValueError, match="unknown scale_rule 'nearest'"):
+        mx.quantize(x, scale_rule="nearest")
+    with pytest.raises(ValueError, match="block_size"):
+        mx.quantize(x, block_size=0)
+    with pytest.raises(ValueError, match="axis 3 is out of range"):
+        mx.quantize(x, axis=3)
+    with pytest.raises(ValueError, match="backend"):
+        mx.quantize(x, backend="cuda")
+    with pytest.raises(ValueError, match="length 33, not a multiple"):
+        mx.quantize(np.zeros(33, np.float32))
+    with pytest.raises(TypeError, match="MXTensor"):
+        mx.dequantize(x)
+    with pytest.raises(TypeError, match="unsigned integer"):
+        mx.decode(np.array([1.5]), "e2m1")

@@ -1,0 +1,100 @@
+"""FP4 packing, the 128x4 scale swizzle (spec/MX.md section 8) and NVFP4 (section 9)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from torq_ref import mx
+
+
+@pytest.mark.clause("MX-8.1")
+def test_pack_written_out():
+    codes = mx.encode(np.array([1.0, -6.0, -0.5, 3.0], np.float32), "e2m1")
+    assert list(mx.pack_fp4(codes)) == [0xF2, 0x59]
+    assert list(mx.unpack_fp4(np.array([0xF2, 0x59], np.uint8))) == [0x2, 0xF, 0x9, 0x5]
+    with pytest.raises(ValueError, match="odd length"):
+        mx.pack_fp4(np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="4-bit codes"):
+        mx.pack_fp4(np.array([16, 0], np.uint8))
+
+
+@pytest.mark.clause("MX-8.1")
+@given(codes=hnp.arrays(np.uint8, st.tuples(st.integers(1, 5), st.integers(1, 6).map(lambda k: 2 * k)),
+                        elements=st.integers(0, 15)), axis=st.sampled_from([0, 1, -1]))
+def test_pack_round_trip(codes, axis):
+    if codes.shape[axis] % 2:
+        return
+    packed = mx.pack_fp4(codes, axis=axis)
+    assert packed.shape[axis] == codes.shape[axis] // 2
+    assert np.array_equal(mx.unpack_fp4(packed, axis=axis), codes)
+
+
+@pytest.mark.clause("MX-8.2")
+def test_swizzle_written_out():
+    assert int(mx.swizzled_offset(5, 2, cols=8)) == 82
+    assert int(mx.swizzled_offset(5, 5, cols=8)) == 593
+    s = np.arange(130 * 6, dtype=np.int64).reshape(130, 6).astype(np.uint8)
+    buf = mx.swizzle_scales(s)
+    assert buf.shape == (256 * 8,)
+    assert buf[82] == s[5, 2] and buf[593] == s[5, 5]
+    # padding is zero: 256*8 slots, 130*6 used
+    assert np.count_nonzero(buf) == np.count_nonzero(s)
+    with pytest.raises(ValueError, match="2048 bytes"):
+        mx.unswizzle_scales(buf[:-1], 130, 6)
+
+
+@pytest.mark.clause("MX-8.2")
+@given(rows=st.integers(1, 300), cols=st.integers(1, 11), seed=st.integers(0, 2**16))
+def test_swizzle_round_trip(rows, cols, seed):
+    s = np.random.default_rng(seed).integers(0, 256, size=(rows, cols), dtype=np.uint8)
+    buf = mx.swizzle_scales(s)
+    assert buf.size == (-(-rows // 128) * 128) * (-(-cols // 4) * 4)
+    assert np.array_equal(mx.unswizzle_scales(buf, rows, cols), s)
+
+
+@pytest.mark.clause("MX-9.1", "MX-9.2")
+def test_nvfp4_written_out():
+    x = np.zeros(16, np.float32)
+    x[:4] = [6.0, 3.0, -1.5, 0.5]
+    t = mx.quantize_nvfp4(x, global_scale=1.0)
+    assert t.scales[0] == 0x38 and list(t.codes[:4]) == [0x7, 0x5, 0xB, 0x1]   # e4m3 0x38 = 1.0
+    t = mx.quantize_nvfp4(x)
+    assert t.global_scale == np.float32(np.float32(6.0) / np.float32(2688.0))
+    assert t.scales[0] == 0x7E                   # 448
+    assert list(t.codes[:4]) == [0x7, 0x5, 0xB, 0x1]
+    assert mx.default_global_scale(np.zeros(16, np.float32)) == 1.0
+    z = mx.quantize_nvfp4(np.full(16, -0.0, np.float32))
+    assert np.all(z.codes == 0x8) and z.scales[0] == 0
+
+
+@pytest.mark.clause("MX-9.2", "MX-9.3")
+def test_nvfp4_matches_float32_steps():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_t(3, size=(8, 64)) * 10).astype(np.float32)
+    t = mx.quantize_nvfp4(x)
+    g = np.float32(t.global_scale)
+    blocks = x.reshape(8, 4, 16)
+    amax = np.abs(blocks).max(-1)
+    sb = (amax / np.float32(6)).astype(np.float32) / g
+    s_codes = mx.encode(sb.astype(np.float32), "e4m3")
+    assert np.array_equal(t.scales, s_codes)
+    denom = (mx.decode(s_codes, "e4m3").astype(np.float32) * g).astype(np.float32)
+    q = (blocks / denom[..., None]).astype(np.float32)
+    assert np.array_equal(t.codes, mx.encode(q, "e2m1").reshape(8, 64))
+    v = mx.dequantize(t)
+    assert np.array_equal(v, (mx.E2M1_VALUES[t.codes].reshape(8, 4, 16)
+                              * mx.decode(t.scales, "e4m3")[..., None] * np.float64(g)).reshape(8, 64))
+    assert np.max(np.abs(v - x) / (np.abs(x).max())) < 0.2
+
+
+@pytest.mark.clause("MX-9.3")
+def test_nvfp4_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        mx.quantize_nvfp4(np.array([np.inf] + [0.0] * 15, np.float32))
+    with pytest.raises(ValueError, match="multiple of the NVFP4 block size 16"):
+        mx.quantize_nvfp4(np.zeros(20, np.float32))
+    with pytest.raises(ValueError, match="global_scale"):
+        mx.quantize_nvfp4(np.zeros(16, np.float32), global_scale=0.0)

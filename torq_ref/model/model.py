@@ -1,0 +1,177 @@
+"""The decoder: weights, ``load`` and ``Model.forward`` (spec/FW.md sections 1-3).
+
+Layer equations are the pure functions of :mod:`torq_ref.model.layers`; this module only wires
+them, holding q/k/v and gate/up as fused matrices because each pair shares one input site
+(hooks.SITES). All matmuls are 2-D BLAS calls on (tokens, features) arrays; no Python loop runs
+over tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import layers as L
+from .capture import ActivationCapture
+from .config import ModelConfig, read_config
+from .errors import ModelError
+from .hooks import SITES, PreparedSite, QuantPlan, prepare_site
+from .weights import check_tensors, read_tensors, weight_files
+
+
+@dataclass
+class LayerWeights:
+    attn_norm: np.ndarray            # (D,)
+    mlp_norm: np.ndarray             # (D,)
+    qkv: np.ndarray                  # (H*d + 2*K*d, D): q_proj, k_proj, v_proj stacked by rows
+    o: np.ndarray                    # (D, H*d)
+    gate_up: np.ndarray              # (2F, D): gate_proj then up_proj
+    down: np.ndarray                 # (D, F)
+    q_norm: np.ndarray | None = None  # (d,) Qwen3 only
+    k_norm: np.ndarray | None = None  # (d,) Qwen3 only
+
+    def site_weight(self, site: str) -> np.ndarray:
+        return {"qkv": self.qkv, "o": self.o, "gate_up": self.gate_up, "down": self.down}[site]
+
+
+class Model:
+    """A Llama / Qwen3 decoder in NumPy. Build with :func:`load` or :meth:`from_tensors`."""
+
+    def __init__(self, config: ModelConfig, tensors: dict[str, np.ndarray], dtype=np.float32,
+                 path: Path | None = None):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ModelError(f"dtype {self.dtype} unsupported: float32 or float64")
+        self.path = path
+        check_tensors(tensors, config)
+        t = {k: np.ascontiguousarray(v, dtype=self.dtype) for k, v in tensors.items()}
+        self.embed = t["model.embed_tokens.weight"]                                  # (V, D)
+        tied = config.tie_word_embeddings or "lm_head.weight" not in t
+        self.lm_head = self.embed if tied else t["lm_head.weight"]                  # (V, D)
+        self.final_norm = t["model.norm.weight"]
+        self.layers: list[LayerWeights] = []
+        for i in range(config.num_layers):
+            p = f"model.layers.{i}."
+            self.layers.append(LayerWeights(
+                attn_norm=t[p + "input_layernorm.weight"],
+                mlp_norm=t[p + "post_attention_layernorm.weight"],
+                qkv=np.concatenate([t[p + f"self_attn.{n}_proj.weight"] for n in "qkv"], axis=0),
+                o=t[p + "self_attn.o_proj.weight"],
+                gate_up=np.concatenate([t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"]], axis=0),
+                down=t[p + "mlp.down_proj.weight"],
+                q_norm=t.get(p + "self_attn.q_norm.weight") if config.family == "qwen3" else None,
+                k_norm=t.get(p + "self_attn.k_norm.weight") if config.family == "qwen3" else None,
+            ))
+            for n in ("q", "k", "v"):
+                t.pop(p + f"self_attn.{n}_proj.weight")
+            t.pop(p + "mlp.gate_proj.weight"), t.pop(p + "mlp.up_proj.weight")
+        self.inv_freq = L.rope_inv_freq(config.head_dim, config.rope)                # (d/2,) float64
+        self._plan: QuantPlan | None = None
+        self._prepared: dict[tuple[int, str], PreparedSite] = {}
+
+    # ------------------------------------------------------------------ introspection
+    def site_width(self, site: str) -> int:
+        """Input width n of a site (qkv, gate_up: hidden; o: heads*head_dim; down: FFN width)."""
+        c = self.config
+        return {"qkv": c.hidden_size, "o": c.q_dim, "gate_up": c.hidden_size, "down": c.intermediate_size}[site]
+
+    def site_weight(self, layer: int, site: str) -> np.ndarray:
+        """The (out, n) weight fed by a site (q/k/v and gate/up stacked by rows)."""
+        return self.layers[layer].site_weight(site)
+
+    def tokenizer(self):
+        """The ``tokenizers.Tokenizer`` of the model directory (tokenizer.json)."""
+        from tokenizers import Tokenizer
+
+        if self.path is None or not (self.path / "tokenizer.json").is_file():
+            raise ModelError("this model has no tokenizer.json")
+        return Tokenizer.from_file(str(self.path / "tokenizer.json"))
+
+    # ------------------------------------------------------------------ quantization plan
+    def prepare(self, plan: QuantPlan | None) -> None:
+        """Precompute the weights of a plan (folding, weight RTN); forward() calls it lazily."""
+        if plan is self._plan:
+            return
+        prepared = {}
+        if plan is not None:
+            for i, lw in enumerate(self.layers):
+                for site in SITES:
+                    q = plan.for_site(i, site)
+                    if q is not None:
+                        prepared[(i, site)] = prepare_site(lw.site_weight(site), q, plan.mode)
+        self._plan, self._prepared = plan, prepared
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, ids, quant: QuantPlan | None = None,
+                capture: ActivationCapture | None = None) -> np.ndarray:
+        """Logits (B, S, V) of token ids (B, S) (or (S,), treated as B = 1), causal (FW-2.5)."""
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+            raise ModelError(f"ids must be an integer array (batch, seq); got {ids.dtype} {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise ModelError(f"token ids must lie in [0, {self.config.vocab_size})")
+        self.prepare(quant)
+        x = self.embed[ids]                                                           # (B, S, D)
+        cos, sin = L.rope_cos_sin(np.arange(ids.shape[1]), self.inv_freq, self.dtype)  # (S, d)
+        for i in range(self.config.num_layers):
+            x = self._block(i, x, cos, sin, capture)
+        x = L.rms_norm(x, self.final_norm, self.config.rms_norm_eps)
+        b, s, d = x.shape
+        return (x.reshape(b * s, d) @ self.lm_head.T).reshape(b, s, -1)              # (B, S, V)
+
+    __call__ = forward
+
+    def _linear(self, i: int, site: str, x: np.ndarray, capture) -> np.ndarray:
+        """x (B, S, n) -> (B, S, out) through a site: capture, transform + quantizer, matmul."""
+        b, s, n = x.shape
+        x2 = x.reshape(b * s, n)                                                      # (T, n)
+        if capture is not None:
+            capture.record(i, site, x2)
+        prep = self._prepared.get((i, site))
+        if prep is None:
+            w = self.layers[i].site_weight(site)
+        else:
+            x2, w = prep.input(x2), prep.weight
+        return (x2 @ w.T).reshape(b, s, -1)
+
+    def _block(self, i: int, x: np.ndarray, cos, sin, capture) -> np.ndarray:
+        """One decoder layer (FW-2.6): pre-norm attention and SwiGLU MLP with residuals."""
+        c, lw = self.config, self.layers[i]
+        h = L.rms_norm(x, lw.attn_norm, c.rms_norm_eps)                              # (B, S, D)
+        qkv = self._linear(i, "qkv", h, capture)                                     # (B, S, Hd+2Kd)
+        q, k, v = np.split(qkv, [c.q_dim, c.q_dim + c.kv_dim], axis=-1)
+        q = L.split_heads(q, c.num_heads, c.head_dim)                                # (B, H, S, d)
+        k = L.split_heads(k, c.num_kv_heads, c.head_dim)                             # (B, K, S, d)
+        v = L.split_heads(v, c.num_kv_heads, c.head_dim)                             # (B, K, S, d)
+        if lw.q_norm is not None:                                                    # Qwen3
+            q = L.rms_norm(q, lw.q_norm, c.rms_norm_eps)
+            k = L.rms_norm(k, lw.k_norm, c.rms_norm_eps)
+        q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
+        a = L.merge_heads(L.causal_attention(q, k, np.ascontiguousarray(v)))         # (B, S, Hd)
+        x = x + self._linear(i, "o", a, capture)                                     # (B, S, D)
+        h = L.rms_norm(x, lw.mlp_norm, c.rms_norm_eps)
+        gate, up = np.split(self._linear(i, "gate_up", h, capture), 2, axis=-1)      # (B, S, F) each
+        return x + self._linear(i, "down", L.swiglu(gate, up), capture)             # (B, S, D)
+
+    @classmethod
+    def from_tensors(cls, config: ModelConfig, tensors: dict[str, np.ndarray], dtype=np.float32) -> "Model":
+        return cls(config, tensors, dtype)
+
+
+def load(path: str | Path, dtype=np.float32) -> Model:
+    """Load a Hugging Face layout directory (config.json + safetensors [+ tokenizer.json]) (FW-1.1)."""
+    d = Path(path)
+    if not d.is_dir():
+        if d.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".safetensors", ".gguf"):
+            from .errors import WeightsFormatError
+            raise WeightsFormatError(
+                f"{d}: load() takes a model directory; pickle files are refused and GGUF files go "
+                f"through import_gguf() first")
+        raise ModelError(f"{d} is not a model directory")
+    config = read_config(d)
+    tensors = read_tensors(weight_files(d), dtype=dtype)
+    return Model(config, tensors, dtype=dtype, path=d)

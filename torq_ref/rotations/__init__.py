@@ -1,0 +1,3 @@
+"""Rotations for MXFP4: Schur-Horn inter-block (spec/SH.md), max-entropy intra-block (spec/ME.md)."""
+from .givens import GivensSequence, GivensFileError
+from .schur_horn import MajorizationError, SymmetricMatrixError, schur_horn, schur_horn_blocks, check_majorization, block_traces

@@ -37,45 +37,45 @@ def _f(name, bug_type, clause, description):
 #: Every flag the generator may emit; order is the order of the notes table.
 FLAGS: dict[str, Flag] = {f.name: f for f in [
     # element level
-    _f("ExactValue", "BASIC", "MX-2.3",
+    _f("ExactValue", "BASIC", "MX-3.1",
        "The input is exactly an element value times the scale; its code is that value's code."),
-    _f("Tie", "BASIC", "MX-2.3",
+    _f("Tie", "BASIC", "MX-3.1",
        "The scaled input lies exactly halfway between two element values; round-to-nearest-even "
        "picks the code with the even mantissa (ties-away implementations fail here)."),
-    _f("TieNeighbour", "BASIC", "MX-2.3",
+    _f("TieNeighbour", "BASIC", "MX-3.1",
        "The scaled input is one float32 ulp above or below a halfway point; it goes to the nearer "
        "element value."),
-    _f("Saturation", "EDGE_CASE", "MX-2.4",
+    _f("Saturation", "EDGE_CASE", "MX-3.2",
        "The scaled input is at or beyond the largest element magnitude; the code saturates to "
        "+-max (never Inf or NaN)."),
-    _f("SignedZero", "EDGE_CASE", "MX-2.5",
+    _f("SignedZero", "EDGE_CASE", "MX-3.3",
        "A negative input that rounds to zero keeps its sign: code 0x8 in E2M1."),
-    _f("Subnormal", "EDGE_CASE", "MX-2.3",
+    _f("Subnormal", "EDGE_CASE", "MX-3.1",
        "Float32 subnormal inputs (down to 2^-149)."),
-    _f("NonFinite", "EDGE_CASE", "MX-2.6",
+    _f("NonFinite", "EDGE_CASE", "MX-3.4",
        "Inf or NaN element input to encode(): Inf saturates to +-max; NaN gives the documented "
        "NaN code (E2M1 has none)."),
-    _f("Random", "BASIC", "MX-2.3",
+    _f("Random", "BASIC", "MX-5.3",
        "Weighted random draw (TestFloat style): exponents biased toward boundaries."),
     # block level
-    _f("ZeroBlock", "EDGE_CASE", "MX-4.2",
+    _f("ZeroBlock", "EDGE_CASE", "MX-4.6",
        "All elements are +-0: scale code 0x00 and zero codes of the same sign."),
-    _f("ScaleBoundary", "EDGE_CASE", "MX-4.3",
+    _f("ScaleBoundary", "EDGE_CASE", "MX-4.2",
        "The block max sits on or next to a value where the scale rules FLOOR / RCEIL / CEIL / EVEN "
        "disagree (6, 6+ulp, 7, 8-ulp, 8, 3+ulp, ...)."),
-    _f("PowerOfTwo", "EDGE_CASE", "MX-4.3",
+    _f("PowerOfTwo", "EDGE_CASE", "MX-4.7",
        "The block max is a power of two or one ulp below it: floor(log2 amax) must come from the "
        "exponent bits; float log2 rounds up just below 2^k."),
-    _f("ScaleCodeZero", "EDGE_CASE", "MX-3.2",
+    _f("ScaleCodeZero", "EDGE_CASE", "MX-4.1",
        "The scale clamps to code 0x00, which means 2^-127 (not zero, not 2^-126): elements are "
        "divided by exactly 2^-127 and are not flushed."),
-    _f("ExtremeMagnitude", "EDGE_CASE", "MX-4.3",
+    _f("ExtremeMagnitude", "EDGE_CASE", "MX-4.6",
        "Block max near the top of float32 (2^127, FLT_MAX): the scale code reaches 0xFC..0xFE."),
-    _f("MixedMagnitude", "EDGE_CASE", "MX-4.4",
+    _f("MixedMagnitude", "EDGE_CASE", "MX-5.3",
        "One huge element and small ones: the small ones underflow to signed zero."),
-    _f("NaNBlock", "EDGE_CASE", "MX-4.5",
+    _f("NaNBlock", "EDGE_CASE", "MX-5.2",
        "A NaN in the block: scale code 0xFF (the whole block is NaN)."),
-    _f("InfBlock", "EDGE_CASE", "MX-4.5",
+    _f("InfBlock", "EDGE_CASE", "MX-4.6",
        "An Inf in the block: scale code 0xFF (non-saturating); 0xFE under satfinite."),
     _f("Bf16Trap", "EDGE_CASE", "MX-4.3",
        "Inputs whose scale changes if they are first rounded to bfloat16 (0x40600001 under "
@@ -83,41 +83,44 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     _f("RcdSubnormalQuotient", "EDGE_CASE", "MX-4.3",
        "RCEIL: amax / max_elem is a float32 subnormal; the code follows the float32 quotient "
        "as hardware computes it."),
-    _f("Grid", "BASIC", "MX-4.1",
+    _f("Grid", "BASIC", "MX-5.3",
        "TestFloat grid: block-max exponent pattern x mantissa pattern x position in the block, "
        "other elements at fixed fractions of the max."),
     # acceptable (legitimate) differences
-    _f("NanElementCode", "LEGITIMATE", "MX-4.5",
+    _f("NanElementCode", "LEGITIMATE", "MX-5.4",
        "The element codes of a NaN block (or a NaN element) are implementation-defined; only the "
        "scale is compared."),
-    _f("InfScaleSatfinite", "LEGITIMATE", "MX-4.5",
+    _f("InfScaleSatfinite", "LEGITIMATE", "MX-4.6",
        "Satfinite implementations (NVIDIA cvt.satfinite, TransformerEngine) give an Inf block the "
        "scale 0xFE instead of 0xFF."),
     # layout, dequantize, dot
-    _f("PackOrder", "BASIC", "MX-5.1",
+    _f("PackOrder", "BASIC", "MX-8.1",
        "FP4 packing: element 2i goes in the low nibble, element 2i+1 in the high nibble."),
-    _f("SwizzleLayout", "BASIC", "MX-5.2",
+    _f("SwizzleLayout", "BASIC", "MX-8.2",
        "cuBLAS / CUTLASS 128x4 block-scale layout, offsets by the formula of the spec."),
-    _f("SwizzlePadding", "EDGE_CASE", "MX-5.2",
+    _f("SwizzlePadding", "EDGE_CASE", "MX-8.2",
        "Scale matrices whose shape is not a multiple of 128 x 4: zero padding."),
-    _f("ScaleNaN", "EDGE_CASE", "MX-3.3",
+    _f("ScaleNaN", "EDGE_CASE", "MX-5.6",
        "Dequantize with scale 0xFF: every element is NaN whatever its code."),
-    _f("Overflow", "EDGE_CASE", "MX-3.4",
+    _f("Overflow", "EDGE_CASE", "MX-5.6",
        "Dequantize with a large scale: 6 x 2^127 exceeds float32 (Inf in a float32 output, "
        "finite in float64)."),
     _f("Accumulation", "BASIC", "CF-3.6",
        "Scaled dot product compared with a float64 reference within the documented accumulation "
        "tolerance."),
-    _f("Exhaustive", "BASIC", "MX-2.3",
+    _f("Exhaustive", "BASIC", "MX-3.1",
        "Bulk: every bfloat16 bit pattern (as float32) through the element encoder."),
-    _f("NVFP4", "BASIC", "MX-6.1",
+    _f("NVFP4", "BASIC", "MX-9.2",
        "NVFP4: block 16, E4M3 block scale, float32 per-tensor scale."),
     # known defects (invalid results)
-    _f("KnownDefectTiesAway", "KNOWN_DEFECT", "MX-2.3",
+    _f("KnownDefectTiesAway", "KNOWN_DEFECT", "MX-3.1",
        "The output of ties-away-from-zero rounding (microxcaling's default): wrong."),
-    _f("KnownDefectHighNibbleFirst", "KNOWN_DEFECT", "MX-5.1",
+    _f("KnownDefectHighNibbleFirst", "KNOWN_DEFECT", "MX-8.1",
        "Element 2i in the high nibble (torchao <= 0.14, PTX cvt operand order): wrong."),
-    _f("KnownDefectScaleZeroAsZero", "KNOWN_DEFECT", "MX-3.2",
+    _f("ScaleRuleVariant", "LEGITIMATE", "MX-4.2",
+       "Harness only: the output matches the same input under another scale rule that the "
+       "profile accepts."),
+    _f("KnownDefectScaleZeroAsZero", "KNOWN_DEFECT", "MX-4.1",
        "Scale code 0x00 decoded as 0.0 (Triton's software dot_scaled): wrong."),
 ]}
 

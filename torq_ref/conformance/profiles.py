@@ -1,0 +1,59 @@
+"""Conformance profiles: the legitimate variants a kernel may implement (spec/CF.md section 2).
+
+A profile fixes the scale rule whose golden group is "valid" for the kernel, which "acceptable"
+flags (documented implementation differences) count as acceptable rather than failures, which
+other scale rules are acceptable, and the accumulation precision assumed for dot_scaled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ProfileError(ValueError):
+    """Unknown profile name or inconsistent profile."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    scale_rule: str
+    description: str
+    acceptable_flags: frozenset = frozenset({"NanElementCode", "InfScaleSatfinite"})
+    acceptable_rules: tuple = ()
+    #: unit roundoff of the accumulator assumed by dot_scaled (float32: 2^-24)
+    accumulate_u: float = 2.0 ** -24
+    evidence: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in [
+    Profile("ocp", "floor",
+            "OCP MX v1.0 section 6.3: FLOOR scale, round-to-nearest-even saturating elements, "
+            "NaN scale (0xFF) for a NaN or Inf block.",
+            evidence="OCP MX v1.0; microxcaling; torchao default"),
+    Profile("nvidia", "rceil",
+            "NVIDIA hardware / cuBLAS / TransformerEngine: RCEIL scale (cvt.rp.satfinite.ue8m0x2), "
+            "satfinite (Inf block -> 0xFE, acceptable).",
+            evidence="PTX cvt.rp.satfinite.ue8m0x2.f32; cuBLAS block-scaled GEMM docs"),
+    Profile("torchao", "floor",
+            "torchao to_mx with ScaleCalculationMode.FLOOR (its default).",
+            evidence="torchao 0.18 torchao/prototype/mx_formats/mx_tensor.py"),
+    Profile("torchao-rceil", "rceil", "torchao to_mx with ScaleCalculationMode.RCEIL.",
+            evidence="torchao 0.18"),
+    Profile("ceil", "ceil", "torchao ScaleCalculationMode.CEIL.", evidence="torchao 0.18"),
+    Profile("even", "even", "torchao ScaleCalculationMode.EVEN; vLLM's CUTLASS MXFP4 path.",
+            evidence="torchao 0.18; vLLM"),
+    Profile("any-rule", "floor",
+            "FLOOR is valid; the same block under RCEIL, CEIL or EVEN is acceptable "
+            "(ScaleRuleVariant). For kernels whose rule is unknown.",
+            acceptable_rules=("rceil", "ceil", "even")),
+]}
+
+
+def get_profile(profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise ProfileError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}") from None

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
             # Only a module that does not exist yet is skipped; a broken import inside it is not.
-            if err.name != name:
+            if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
                 raise
             continue
         module.register(sub)

@@ -1,0 +1,250 @@
+"""Golden vectors: files, schema, manifest, regeneration, hand-pinned bytes (spec/GV.md)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torq_ref import golden
+from torq_ref.golden import io as gio
+from torq_ref.golden.hexio import from_hex, to_hex
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "golden"
+
+
+@pytest.fixture(scope="module")
+def committed():
+    return golden.read_tree(GOLDEN)
+
+
+@pytest.fixture(scope="module")
+def fresh_files():
+    return gio.serialize(golden.generate("default"))
+
+
+def _group(doc, **params):
+    return next(g for g in doc["testGroups"] if all(g.get(k) == v for k, v in params.items()))
+
+
+def _by_comment(tests, comment):
+    return next(t for t in tests if t["comment"] == comment and t["result"] == "valid")
+
+
+@pytest.mark.clause("GV-1.1", "GV-1.2")
+def test_manifest_lists_every_file_with_matching_hash():
+    manifest = golden.verify_manifest(GOLDEN)
+    listed = {e["path"] for e in manifest["files"]} | {"MANIFEST.json"}
+    # golden/ subfolders other than schema/ and bulk/ belong to other areas (e.g. golden/model/)
+    mine = [p for p in GOLDEN.rglob("*") if p.is_file() and
+            (p.parent == GOLDEN or p.relative_to(GOLDEN).parts[0] in ("schema", "bulk"))]
+    assert listed == {str(p.relative_to(GOLDEN)) for p in mine}
+    assert sum(p.stat().st_size for p in mine) < 5_000_000
+    assert manifest["seed"] == 20260303 and manifest["level"] == "default"
+    assert manifest["generatorVersion"] and all(e["cases"] >= 0 for e in manifest["files"])
+
+
+@pytest.mark.clause("GV-5.1", "GV-3.2", "GV-4.1")
+def test_committed_golden_equals_fresh_regeneration(fresh_files):
+    for rel, data in fresh_files.items():
+        assert (GOLDEN / rel).read_bytes() == data, f"{rel} differs from a fresh regeneration"
+
+
+@pytest.mark.clause("GV-5.1")
+def test_cli_regenerates_byte_identically(tmp_path):
+    from torq_ref.golden import cli
+
+    import argparse
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers())
+    args = p.parse_args(["golden", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    for e in golden.verify_manifest(GOLDEN)["files"] + [{"path": "MANIFEST.json"}]:
+        assert (tmp_path / e["path"]).read_bytes() == (GOLDEN / e["path"]).read_bytes()
+    check = p.parse_args(["golden", "--out", str(tmp_path), "--check"])
+    assert check.func(check) == 0
+    (tmp_path / "fp4_pack.json").write_text("{}")
+    assert check.func(check) == 1
+
+
+@pytest.mark.clause("GV-2.1", "GV-2.3")
+def test_every_json_file_validates_against_schema(committed):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((GOLDEN / "schema" / "mx_vectors.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for name, doc in committed.docs.items():
+        golden.validate_doc(doc)
+        assert set(doc["notes"]) == {f for g in doc["testGroups"] for t in g["tests"] for f in t["flags"]}
+
+
+@pytest.mark.clause("GV-6.1", "GV-2.1")
+def test_validator_rejects_broken_documents(committed):
+    pytest.importorskip("jsonschema")
+    doc = json.loads(json.dumps(committed.docs["fp4_pack.json"]))
+    doc["numberOfTests"] += 1
+    with pytest.raises(golden.GoldenFormatError, match="numberOfTests"):
+        golden.validate_doc(doc)
+    doc = json.loads(json.dumps(committed.docs["fp4_pack.json"]))
+    doc["testGroups"][0]["tests"][0]["result"] = "maybe"
+    with pytest.raises(golden.GoldenFormatError, match="schema"):
+        golden.validate_doc(doc)
+    doc = json.loads(json.dumps(committed.docs["fp4_pack.json"]))
+    doc["notes"].pop("PackOrder")
+    with pytest.raises(golden.GoldenFormatError, match="notes"):
+        golden.validate_doc(doc)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_reader_detects_tampering(tmp_path):
+    import shutil
+    shutil.copytree(GOLDEN, tmp_path / "g", ignore=shutil.ignore_patterns("model"))
+    p = tmp_path / "g" / "mx_dequantize.json"
+    p.write_bytes(p.read_bytes().replace(b'"00"', b'"01"', 1))
+    with pytest.raises(golden.GoldenFormatError, match="mx_dequantize.json"):
+        golden.read_tree(tmp_path / "g")
+
+
+@pytest.mark.clause("GV-2.2")
+def test_results_and_variants(committed):
+    for doc in committed.docs.values():
+        for g in doc["testGroups"]:
+            ids = {t["tcId"]: t for t in g["tests"]}
+            for t in g["tests"]:
+                if t["result"] != "valid":
+                    base = ids[t["variantOf"]]
+                    assert base["result"] == "valid"
+                    for key in ("x", "codes", "scale"):
+                        if key in t and t["result"] == "invalid" and key == "x":
+                            assert t[key] == base[key]
+    q = committed.docs["mx_quantize.json"]
+    flags = {f for g in q["testGroups"] for t in g["tests"] if t["result"] == "acceptable" for f in t["flags"]}
+    assert {"NanElementCode", "InfScaleSatfinite"} <= flags
+    inv = {f for d in committed.docs.values() for g in d["testGroups"] for t in g["tests"]
+           if t["result"] == "invalid" for f in t["flags"]}
+    assert inv == {"KnownDefectTiesAway", "KnownDefectHighNibbleFirst", "KnownDefectScaleZeroAsZero"}
+
+
+@pytest.mark.clause("GV-2.4")
+def test_hex_encoding_round_trip():
+    x = np.array([1.0, -6.0, np.inf, -0.0], np.float32)
+    assert to_hex(x) == "3f800000 c0c00000 7f800000 80000000"
+    assert to_hex(np.array([0xF2, 0x59], np.uint8)) == "f2 59"
+    assert to_hex(np.array([1.0])) == "3ff0000000000000"
+    np.testing.assert_array_equal(from_hex(to_hex(x), "float32"), x)
+    with pytest.raises(ValueError):
+        from_hex("3f80", "float32")
+
+
+@pytest.mark.clause("GV-2.5")
+def test_rule_groups_share_inputs(committed):
+    q = committed.docs["mx_quantize.json"]
+    xs = [[t["x"] for t in g["tests"] if t["result"] == "valid"] for g in q["testGroups"]
+          if g["format"] == "e2m1"]
+    assert len(xs) == 4 and all(x == xs[0] for x in xs)
+
+
+@pytest.mark.clause("GV-3.1")
+def test_case_sources_cover_the_tricky_list(committed):
+    q = committed.docs["mx_quantize.json"]
+    flags = {f for g in q["testGroups"] for t in g["tests"] for f in t["flags"]}
+    for f in ("Tie", "TieNeighbour", "Saturation", "SignedZero", "ZeroBlock", "ScaleBoundary",
+              "PowerOfTwo", "ScaleCodeZero", "Subnormal", "ExtremeMagnitude", "MixedMagnitude",
+              "NaNBlock", "InfBlock", "Bf16Trap", "RcdSubnormalQuotient", "Grid", "Random"):
+        assert f in flags, f
+
+
+@pytest.mark.clause("GV-5.2")
+def test_bulk_files_load_with_the_safetensors_package(committed):
+    st = pytest.importorskip("safetensors.numpy")
+    for name, (arrays, meta) in committed.bulk.items():
+        theirs = st.load_file(str(GOLDEN / "bulk" / f"{name}.safetensors"))
+        assert set(theirs) == set(arrays)
+        for k in arrays:
+            np.testing.assert_array_equal(theirs[k], arrays[k])
+        assert meta["kind"] in {"encode", "quantize", "nvfp4", "swizzle", "dot_scaled"}
+    data = gio.write_safetensors({"a": np.arange(3, dtype=np.uint8)}, {"k": "v"})
+    arrays, meta = gio.read_safetensors(data)
+    assert meta == {"k": "v"} and arrays["a"].tolist() == [0, 1, 2]
+
+
+# ------------------------------------------------------------------- hand-pinned bytes (GV-4.2)
+# Written out from mx-format.md section 8 by hand; NOT computed by torq_ref.mx.
+
+@pytest.mark.clause("GV-4.2")
+def test_pinned_e2m1_element_codes(committed):
+    enc = _group(committed.docs["mx_encode.json"], format="e2m1")["tests"]
+    got = {from_hex(t["x"], "float32")[0].item(): t["code"] for t in enc if t["result"] == "valid"
+           and "NonFinite" not in t["flags"]}
+    pinned = {0.25: "00", 0.75: "02", 1.25: "02", 1.75: "04", 2.5: "04", 3.5: "06", 5.0: "06",
+              -0.25: "08", -5.0: "0e", 6.0: "07", 6.25: "07", 12.0: "07", float(np.float32(1e30)): "07",
+              float(np.float32(-1e-30)): "08", 0.5: "01", -6.0: "0f"}
+    for x, code in pinned.items():
+        assert got[x] == code, x
+    ulp5 = float(np.nextafter(np.float32(5), np.float32(9)))
+    assert got[ulp5] == "07" and got[float(np.nextafter(np.float32(5), np.float32(0)))] == "06"
+
+
+@pytest.mark.clause("GV-4.2")
+def test_pinned_block_scales(committed):
+    q = committed.docs["mx_quantize.json"]
+    floor = _group(q, format="e2m1", scaleRule="floor")["tests"]
+    rceil = _group(q, format="e2m1", scaleRule="rceil")["tests"]
+    assert _by_comment(floor, "block max 7.99999952")["scale"] == "7f"       # 8 - ulp
+    assert _by_comment(floor, "block max 8")["scale"] == "80"
+    assert _by_comment(floor, "block max 6.00000048")["scale"] == "7f"      # 6 + ulp
+    assert _by_comment(rceil, "block max 6.00000048")["scale"] == "80"
+    assert _by_comment(floor, "block max 3.40282347e+38")["scale"] == "fc"   # FLT_MAX
+    assert _by_comment(rceil, "block max 3.40282347e+38")["scale"] == "fd"
+    neg0 = _by_comment(floor, "all -0.0")
+    assert neg0["scale"] == "00" and set(neg0["codes"].split()) == {"08"}
+    nan = _by_comment(floor, "NaN in a block")
+    assert nan["scale"] == "ff"
+    inf_x = _by_comment(floor, "+Inf in a block")["x"]
+    inf = [t for t in floor if t["x"] == inf_x]
+    assert {t["scale"] for t in inf} == {"ff", "fe"}
+    # smallest-normal block max 2^-126: FLOOR clamps to code 0 (2^-126 -> 127 - 126 - 2 < 0)
+    assert _by_comment(floor, "block max 1.17549435e-38")["scale"] == "00"
+
+
+@pytest.mark.clause("GV-4.2")
+def test_pinned_layouts(committed):
+    pack = committed.docs["fp4_pack.json"]["testGroups"][0]["tests"][0]
+    assert pack["codes"] == "02 0f 09 05" and pack["packed"] == "f2 59"
+    sw = {(t["rows"], t["cols"]): t for t in committed.docs["scale_swizzle.json"]["testGroups"][0]["tests"]}
+    t = sw[(130, 6)]
+    buf = from_hex(t["swizzled"], "uint8")
+    s = from_hex(t["scales"], "uint8").reshape(130, 6)
+    assert buf.size == 256 * 8
+    # offset(r, c) = ((r//128)*ceil(cols/4) + c//4)*512 + (r%32)*16 + ((r%128)//32)*4 + c%4
+    assert buf[82] == s[5, 2] and buf[593] == s[5, 5]
+    assert buf[1024] == s[128, 0]
+
+
+@pytest.mark.clause("GV-4.2")
+def test_pinned_dequantize(committed):
+    tests = {t["scale"]: t for t in committed.docs["mx_dequantize.json"]["testGroups"][0]["tests"]
+             if t["result"] == "valid"}
+    y0 = from_hex(tests["00"]["y"], "float64")
+    assert y0[1] == 0.5 * 2.0 ** -127 and y0[7] == 6 * 2.0 ** -127     # 0x00 is 2^-127, not 0
+    assert np.isnan(from_hex(tests["ff"]["y"], "float64")).all()
+    assert from_hex(tests["fe"]["y"], "float64")[7] == 6 * 2.0 ** 127    # beyond float32
+
+
+@pytest.mark.clause("GV-5.1")
+def test_regeneration_command_in_manifest():
+    manifest = json.loads((GOLDEN / "MANIFEST.json").read_text())
+    assert manifest["command"].startswith("python -m torq_ref golden --out DIR --level default")
+
+
+@pytest.mark.bulk
+@pytest.mark.clause("GV-3.2")
+def test_thorough_level_is_deterministic_and_larger():
+    a = gio.serialize(golden.generate("thorough"))
+    b = gio.serialize(golden.generate("thorough"))
+    assert a == b
+    d = json.loads(a["MANIFEST.json"])
+    assert d["totalCases"] > json.loads((GOLDEN / "MANIFEST.json").read_text())["totalCases"]

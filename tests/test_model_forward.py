@@ -144,7 +144,6 @@ def test_missing_and_misshaped_tensors(tmp_path):
 def test_tied_embeddings_use_the_embedding_matrix():
     m = tiny_model("llama3_tied", 2)
     assert m.lm_head is m.embed
-    x = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
     assert "lm_head.weight" not in random_tensors(TINY_CONFIGS["llama3_tied"], 2)
 
 

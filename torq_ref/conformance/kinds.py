@@ -86,7 +86,7 @@ def _first_clause(flags, order, default):
 
 _SCALE_ORDER = ("PowerOfTwo", "NaNBlock", "InfBlock", "ZeroBlock", "ExtremeMagnitude",
                 "RcdSubnormalQuotient", "Bf16Trap")
-_CODE_ORDER = ("ScaleCodeZero", "Tie", "TieNeighbour", "Saturation", "SignedZero",
+_CODE_ORDER = ("Tie", "TieNeighbour", "ScaleCodeZero", "Saturation", "SignedZero",
                "MixedMagnitude", "Subnormal", "NonFinite", "ExactValue", "PackOrder",
                "SwizzleLayout", "ScaleNaN", "Overflow", "NVFP4")
 

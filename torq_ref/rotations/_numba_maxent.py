@@ -1,0 +1,246 @@
+"""Optional numba kernels of the max-entropy optimizer (spec/ME.md, section ME-4).
+
+Each kernel here has a pure-NumPy twin in :mod:`torq_ref.rotations.maxent` (the functions named
+``_np_<kernel>``) that follows the same arithmetic in the same order, so both give the same bits
+(ME-4.3, tested). Determinism does not depend on the thread count: rows are cut into fixed chunks
+of ``chunk`` rows, each chunk is summed sequentially and the chunk partials are then summed
+sequentially in chunk order (ME-4.2).
+
+Element quantization (exact MXFP4 E2M1, FLOOR scale, round-to-nearest-even, saturating at 6):
+for a row with scale exponent ``e`` an element ``y`` maps to the magnitude index
+``m = [t>0.25] + [t>=0.75] + [t>1.25] + [t>=1.75] + [t>2.5] + [t>=3.5] + [t>5]`` of
+``t = |y| * 2^-e`` (the strict / non-strict comparisons put every tie on the even code), value
+``MAG[m] * 2^e`` with the sign of ``y``. The histogram bin is ``0`` for ``m == 0`` (+0 and -0
+merged) and ``m + 8 * (y < 0)`` otherwise, so bin 8 is never used (15 live bins).
+
+This module imports numba at import time; :mod:`maxent` imports it lazily and falls back to the
+NumPy path when numba is absent.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_MAG = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+
+
+@nb.njit(cache=True, inline="always")
+def _scale_exp(amax):
+    """FLOOR shared exponent floor(log2 amax) - 2, clamped to [-127, 127]; amax == 0 -> -127."""
+    if amax == 0.0:
+        return -127
+    _, ex = math.frexp(amax)          # amax = f * 2^ex, f in [0.5, 1): floor(log2 amax) = ex - 1
+    e = ex - 3
+    if e < -127:
+        return -127
+    if e > 127:
+        return 127
+    return e
+
+
+@nb.njit(cache=True, inline="always")
+def _quant(y, e, pow2, mag):
+    """(squared error, histogram bin) of element y quantized with shared exponent e."""
+    ay = abs(y)
+    t = ay * pow2[127 - e]
+    m = ((t > 0.25) + (t >= 0.75) + (t > 1.25) + (t >= 1.75)
+         + (t > 2.5) + (t >= 3.5) + (t > 5.0))
+    d = mag[m] * pow2[127 + e] - ay
+    if m == 0:
+        b = 0
+    elif y < 0.0:
+        b = m + 8
+    else:
+        b = m
+    return d * d, b
+
+
+@nb.njit(cache=True, parallel=True)
+def full_eval(Y, pow2, chunk):
+    """Quantize every row of Y (M, B): exponents E (M,), bins C (M, B), squared errors Err (M, B),
+    histogram (16,) and the total squared error (row sums sequential, then chunked)."""
+    M, B = Y.shape
+    mag = _MAG
+    E = np.empty(M, np.int64)
+    C = np.empty((M, B), np.uint8)
+    Err = np.empty((M, B), np.float64)
+    nch = (M + chunk - 1) // chunk
+    part = np.zeros(nch)
+    hpart = np.zeros((nch, 16), np.int64)
+    for ch in nb.prange(nch):
+        r1 = min(M, (ch + 1) * chunk)
+        acc = 0.0
+        for r in range(ch * chunk, r1):
+            amax = 0.0
+            for k in range(B):
+                v = abs(Y[r, k])
+                if v > amax:
+                    amax = v
+            e = _scale_exp(amax)
+            E[r] = e
+            row = 0.0
+            for k in range(B):
+                q, b = _quant(Y[r, k], e, pow2, mag)
+                Err[r, k] = q
+                C[r, k] = b
+                hpart[ch, b] += 1
+                row += q
+            acc += row
+        part[ch] = acc
+    total = 0.0
+    hist = np.zeros(16, np.int64)
+    for ch in range(nch):
+        total += part[ch]
+        hist += hpart[ch]
+    return E, C, Err, hist, total
+
+
+@nb.njit(cache=True, parallel=True)
+def plane_prep(Y, Err, i, j, chunk):
+    """Per row: max |y| over the columns other than i, j and the sequential sum of their errors."""
+    M, B = Y.shape
+    om = np.empty(M)
+    oe = np.empty(M)
+    nch = (M + chunk - 1) // chunk
+    for ch in nb.prange(nch):
+        for r in range(ch * chunk, min(M, (ch + 1) * chunk)):
+            amax = 0.0
+            s = 0.0
+            for k in range(B):
+                if k == i or k == j:
+                    continue
+                v = abs(Y[r, k])
+                if v > amax:
+                    amax = v
+                s += Err[r, k]
+            om[r] = amax
+            oe[r] = s
+    return om, oe
+
+
+@nb.njit(cache=True, inline="always")
+def _quant_scaled(y, inv, sc, mag):
+    """_quant with the scale factors inv = 2^-e and sc = 2^e already looked up (same bits)."""
+    ay = abs(y)
+    t = ay * inv
+    m = ((t > 0.25) + (t >= 0.75) + (t > 1.25) + (t >= 1.75)
+         + (t > 2.5) + (t >= 3.5) + (t > 5.0))
+    d = mag[m] * sc - ay
+    b = (m + 8 * (y < 0.0)) * (m != 0)
+    return d * d, b
+
+
+@nb.njit(cache=True, parallel=True)
+def plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
+    """Evaluate K rotations of plane (i, j) by angles with cosines cs and sines sn (K,).
+
+    Returns the histogram change (K, 16) relative to the histogram without columns i and j, and
+    the total squared error (K,). Rows whose shared exponent moves are requantized in full.
+    A row keeps its exponent e0 exactly when 2^(e0+2) <= amax < 2^(e0+3) (for the clamped
+    e0 = -127: amax < 2^-124), which avoids frexp on the common path.
+    """
+    M, B = Y.shape
+    K = cs.shape[0]
+    mag = _MAG
+    nch = (M + chunk - 1) // chunk
+    part = np.zeros((nch, K))
+    hpart = np.zeros((nch, K, 16), np.int64)
+    for ch in nb.prange(nch):
+        for r in range(ch * chunk, min(M, (ch + 1) * chunk)):
+            yi = Y[r, i]
+            yj = Y[r, j]
+            o = om[r]
+            oer = oe[r]
+            e0 = E[r]
+            inv0 = pow2[127 - e0]
+            sc0 = pow2[127 + e0]
+            lo = 0.0 if e0 == -127 else pow2[129 + e0]
+            hi = pow2[130 + e0]
+            for k in range(K):
+                a = cs[k] * yi - sn[k] * yj
+                b = sn[k] * yi + cs[k] * yj
+                amax = o
+                if abs(a) > amax:
+                    amax = abs(a)
+                if abs(b) > amax:
+                    amax = abs(b)
+                if amax >= lo and amax < hi:
+                    qa, ba = _quant_scaled(a, inv0, sc0, mag)
+                    qb, bb2 = _quant_scaled(b, inv0, sc0, mag)
+                    part[ch, k] += oer + qa + qb
+                else:
+                    e = _scale_exp(amax)
+                    other = 0.0
+                    for col in range(B):
+                        if col == i or col == j:
+                            continue
+                        q, bb = _quant(Y[r, col], e, pow2, mag)
+                        other += q
+                        hpart[ch, k, bb] += 1
+                        hpart[ch, k, C[r, col]] -= 1
+                    qa, ba = _quant(a, e, pow2, mag)
+                    qb, bb2 = _quant(b, e, pow2, mag)
+                    part[ch, k] += other + qa + qb
+                hpart[ch, k, ba] += 1
+                hpart[ch, k, bb2] += 1
+    err = np.zeros(K)
+    hist = np.zeros((K, 16), np.int64)
+    for ch in range(nch):
+        for k in range(K):
+            err[k] += part[ch, k]
+            for t in range(16):
+                hist[k, t] += hpart[ch, k, t]
+    return hist, err
+
+
+@nb.njit(cache=True, parallel=True)
+def apply_rotation(Y, E, C, Err, i, j, c, s, pow2, chunk):
+    """Rotate columns i, j of Y in place by (c, s) and refresh E, C, Err of the touched entries."""
+    M, B = Y.shape
+    mag = _MAG
+    nch = (M + chunk - 1) // chunk
+    for ch in nb.prange(nch):
+        for r in range(ch * chunk, min(M, (ch + 1) * chunk)):
+            yi = Y[r, i]
+            yj = Y[r, j]
+            a = c * yi - s * yj
+            b = s * yi + c * yj
+            Y[r, i] = a
+            Y[r, j] = b
+            amax = 0.0
+            for k in range(B):
+                v = abs(Y[r, k])
+                if v > amax:
+                    amax = v
+            e = _scale_exp(amax)
+            if e == E[r]:
+                q, bb = _quant(a, e, pow2, mag)
+                Err[r, i] = q
+                C[r, i] = bb
+                q, bb = _quant(b, e, pow2, mag)
+                Err[r, j] = q
+                C[r, j] = bb
+            else:
+                E[r] = e
+                for k in range(B):
+                    q, bb = _quant(Y[r, k], e, pow2, mag)
+                    Err[r, k] = q
+                    C[r, k] = bb
+
+
+@nb.njit(cache=True, parallel=True)
+def rotate_blocks(X, R, chunk):
+    """Y = X @ R for X (M, B), with every dot product summed sequentially over k (fixed order)."""
+    M, B = X.shape
+    Y = np.empty((M, B))
+    nch = (M + chunk - 1) // chunk
+    for ch in nb.prange(nch):
+        for r in range(ch * chunk, min(M, (ch + 1) * chunk)):
+            for col in range(B):
+                acc = X[r, 0] * R[0, col]
+                for k in range(1, B):
+                    acc += X[r, k] * R[k, col]
+                Y[r, col] = acc
+    return Y

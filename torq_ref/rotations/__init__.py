@@ -1,3 +1,5 @@
 """Rotations for MXFP4: Schur-Horn inter-block (spec/SH.md), max-entropy intra-block (spec/ME.md)."""
 from .givens import GivensSequence, GivensFileError
 from .schur_horn import MajorizationError, SymmetricMatrixError, schur_horn, schur_horn_blocks, check_majorization, block_traces
+from .entropy import code_entropy, code_histogram, entropy_from_counts, MAX_ENTROPY_BITS
+from .maxent import maxent_rotation, MaxentReport, SweepRecord, MaxentInputError, DEFAULT_BETA

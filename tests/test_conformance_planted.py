@@ -294,3 +294,17 @@ def test_pytest_entry_point(tmp_path):
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "1 failed" in r.stdout and "breaks MX-8.1" in r.stdout
+
+
+@pytest.mark.bulk
+@pytest.mark.clause("CF-1.1", "CF-3.5")
+def test_thorough_level_against_independent_kernels():
+    """The bulk level: `pytest -m bulk tests/test_conformance_planted.py tests/test_golden_vectors.py`."""
+    for profile, rule in (("ocp", "floor"), ("nvidia", "rceil")):
+        rep = check("quantize", make_quantize(rule), profile=profile, level="thorough")
+        assert rep.passed, str(rep)
+    for kind, fn in (("dequantize", make_dequantize()), ("pack", pack_low_first),
+                     ("swizzle", swizzle), ("dot_scaled", dot),
+                     ("encode", lambda x: _e2m1_codes(x.astype(np.float64)))):
+        rep = check(kind, fn, level="thorough")
+        assert rep.passed, str(rep)

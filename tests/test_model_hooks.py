@@ -197,3 +197,18 @@ def test_collect_moments_max_rows_and_callback():
     m.forward(windows[:1], capture=ActivationCapture(layers=[0], moments=False,
                                                      callback=lambda i, s, x: seen.append((i, s, x.shape))))
     assert seen == [(0, "qkv", (10, 64)), (0, "o", (10, 64)), (0, "gate_up", (10, 64)), (0, "down", (10, 96))]
+
+
+@pytest.mark.clause("FW-3.4")
+def test_real_givens_sequence_plugs_in():
+    givens = pytest.importorskip("torq_ref.rotations.givens")
+    n = 64
+    rng = np.random.default_rng(4)
+    i = rng.integers(0, n // 2, 30)
+    j = i + n // 2
+    a = rng.uniform(0, 2 * np.pi, 30)
+    seq = givens.GivensSequence(n, i, j, np.cos(a), np.sin(a))
+    x = rng.standard_normal((3, n))
+    t = Transform(seq, _orth(32, 1)).materialize(n)
+    want = (seq.apply(x).reshape(3, 2, 32) @ _orth(32, 1)).reshape(3, n)
+    assert np.allclose(t.apply(x), want, atol=1e-12)

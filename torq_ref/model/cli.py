@@ -86,8 +86,8 @@ def _run_bench(args) -> int:
     # BLAS reads its thread count at import: re-run this command with the variables set.
     if any(os.environ.get(v) != str(args.threads) for v in _THREAD_VARS):
         env = dict(os.environ, **{v: str(args.threads) for v in _THREAD_VARS})
-        return subprocess.call([sys.executable, "-m", "torq_ref", *sys.argv[1:]] if sys.argv[0].endswith(
-            "__main__.py") else [sys.executable, "-m", "torq_ref", "bench-forward", *_bench_argv(args)], env=env)
+        cmd = [sys.executable, "-m", "torq_ref.model.cli", "bench-forward", *_bench_argv(args)]
+        return subprocess.call(cmd, env=env)
     import numpy as np
 
     from .gguf_import import ensure_model
@@ -98,18 +98,16 @@ def _run_bench(args) -> int:
     model = load(model_dir)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(1, args.seq))
 
-    def best(fn):
-        fn()                                           # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
+    from .hooks import SITES, Transform
 
-    rows = [("numpy fp32", best(lambda: model.forward(ids)))]
     plan = QuantPlan.uniform("e2m1", "floor")
-    rows.append(("numpy fp32 + MXFP4 act (all 7 linears)", best(lambda: model.forward(ids, quant=plan))))
+    rng = np.random.default_rng(0)
+    rot = {s: Transform(np.linalg.qr(rng.standard_normal((model.site_width(s),) * 2))[0]) for s in SITES}
+    online = QuantPlan.uniform("e2m1", "floor", mode="online", transforms={
+        (i, s): rot[s] for i in range(model.config.num_layers) for s in SITES})
+    runs = {"numpy fp32": lambda: model.forward(ids),
+            "numpy fp32 + MXFP4 act (all 7 linears)": lambda: model.forward(ids, quant=plan),
+            "numpy + dense rotation (online) + MXFP4 act": lambda: model.forward(ids, quant=online)}
     if not args.no_transformers:
         import torch
         from transformers import AutoModelForCausalLM
@@ -121,7 +119,16 @@ def _run_bench(args) -> int:
         def run_hf():
             with torch.no_grad():
                 hf(tid, use_cache=False)
-        rows.append((f"transformers {__import__('transformers').__version__} / torch {torch.__version__}", best(run_hf)))
+        runs[f"transformers {__import__('transformers').__version__} / torch {torch.__version__}"] = run_hf
+    # interleaved repeats, best time each: fair under background load
+    best = {name: float("inf") for name in runs}
+    for rep in range(args.repeats + 1):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            if rep:                                    # repeat 0 is the warm-up
+                best[name] = min(best[name], time.perf_counter() - t)
+    rows = list(best.items())
     print(f"model {model_dir}  seq {args.seq}  threads {args.threads}  best of {args.repeats}")
     base = rows[-1][1] if not args.no_transformers else rows[0][1]
     for name, t in rows:
@@ -137,3 +144,17 @@ def _bench_argv(args):
     if args.no_transformers:
         out.append("--no-transformers")
     return out
+
+
+def main(argv=None) -> int:
+    """``python -m torq_ref.model.cli <subcommand>``: these subcommands without the package CLI."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m torq_ref.model.cli")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,9 +25,11 @@ def _bar(iterable, desc: str, progress: bool, total=None):
 def window_nll(logits: np.ndarray, ids: np.ndarray) -> float:
     """Mean NLL of ids[1:] under logits[:-1]; logits (S, V), ids (S,) (FW-6.3)."""
     z = logits[:-1].astype(np.float64)                          # (S-1, V)
-    m = z.max(axis=-1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=-1))           # (S-1,)
-    target = z[np.arange(z.shape[0]), ids[1:]]
+    target = z[np.arange(z.shape[0]), ids[1:]]                   # (S-1,)
+    m = z.max(axis=-1, keepdims=True)                            # (S-1, 1)
+    z -= m
+    np.exp(z, out=z)
+    lse = m[:, 0] + np.log(z.sum(axis=-1))                       # (S-1,)
     return float(np.mean(lse - target))
 
 

@@ -160,7 +160,7 @@ def run_encode(fn, vs, profile, fmt, use_bulk):
 
 # ------------------------------------------------------------------------------------- quantize
 def _judge_block(src, flags, x, exp_s, exp_c, got_s, got_c, variants, other_rules, profile,
-                 rule, call, nvfp4=False):
+                 rule, call, nvfp4=False, fmt=None):
     """One block: pass / acceptable / fail with reproduction."""
     s_ok = bool((got_s == exp_s).all())
     c_ok = exp_c is None or bool((got_c == exp_c).all())
@@ -189,10 +189,27 @@ def _judge_block(src, flags, x, exp_s, exp_c, got_s, got_c, variants, other_rule
     else:
         fld = "codes"
         clause = _first_clause(flags, _CODE_ORDER, "MX-9.2" if nvfp4 else "MX-5.3")
+        diag = None if nvfp4 else _code0_diagnosis(x, exp_s, got_c, fmt)
+        if diag:
+            clause = "MX-4.1"
+            matched = matched + [diag]
         detail = "codes differ: " + _diff_detail(exp_c, got_c)
     repro = repro_snippet(call, {"x": x}, {"scales": exp_s, "codes": exp_c},
                           {"scales": got_s, "codes": got_c}, clause)
     return CaseResult(src, flags, "fail", clause, fld, detail, repro, matched)
+
+
+def _code0_diagnosis(x, exp_s, got_c, fmt):
+    """Name the two known scale-code-0 defects when a code-0 block's codes show one (CF-3.3)."""
+    if fmt is None or int(exp_s.ravel()[0]) != 0:
+        return None
+    from torq_ref import mx
+    x64 = x.astype(np.float64)
+    if (got_c == mx.encode(np.ldexp(x64, 126), fmt)).all():
+        return "DivisorClampedAt2^-126"
+    if (mx.decode(got_c, fmt) == 0).all() and (mx.decode(mx.encode(np.ldexp(x64, 127), fmt), fmt) != 0).any():
+        return "FlushedScaleCodeZero"
+    return None
 
 
 def _call_quantize(fn, x, nb, g=None):
@@ -234,16 +251,16 @@ def run_quantize(fn, vs, profile, fmt, use_bulk):
             out.append(_judge_block(f"mx_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                     from_hex(t["scale"], "uint8").reshape(1, 1), exp_c,
                                     gs[i:i + 1], gc[i:i + 1], variants.get(t["tcId"], []), other,
-                                    profile, rule, "scales, codes = fn(x)"))
+                                    profile, rule, "scales, codes = fn(x)", fmt=fmt))
     if use_bulk and bulk_name in vs.bulk:
         arrays, _ = vs.bulk[bulk_name]
         others = [vs.bulk[f"quantize_{fmt}_{r}"][0] for r in profile.acceptable_rules
                   if f"quantize_{fmt}_{r}" in vs.bulk]
-        out += _bulk_blocks(fn, f"bulk/{bulk_name}", arrays, 32, profile, rule, others=others)
+        out += _bulk_blocks(fn, f"bulk/{bulk_name}", arrays, 32, profile, rule, others=others, fmt=fmt)
     return out
 
 
-def _bulk_blocks(fn, src, arrays, bs, profile, rule, nvfp4=False, others=()):
+def _bulk_blocks(fn, src, arrays, bs, profile, rule, nvfp4=False, others=(), fmt=None):
     x, es, ec = arrays["x"], arrays["scales"], arrays["codes"]
     g = arrays.get("globalScale")
     try:
@@ -268,13 +285,13 @@ def _bulk_blocks(fn, src, arrays, bs, profile, rule, nvfp4=False, others=()):
     bad = np.argwhere(~blk_ok)
     for j, (r, b) in enumerate(bad):
         if j >= MAX_KEPT:
-            out.append(CaseResult(src, flags, "fail", RULE_CLAUSE.get(rule, "MX-9.2"), "block",
+            out.append(CaseResult(src, flags, "fail", "MX-9.2" if nvfp4 else RULE_CLAUSE[rule], "block",
                                   "further failing blocks", count=len(bad) - MAX_KEPT))
             break
         sl = slice(b * bs, (b + 1) * bs)
         out.append(_judge_block(f"{src}[row {r}, block {b}]", flags, x[r:r + 1, sl],
                                 es[r:r + 1, b:b + 1], ec[r:r + 1, sl], gs[r:r + 1, b:b + 1],
-                                gc[r:r + 1, sl], [], {}, profile, rule, call, nvfp4))
+                                gc[r:r + 1, sl], [], {}, profile, rule, call, nvfp4, fmt))
     return out
 
 

@@ -88,18 +88,22 @@ class Transform:
         return DenseTransform(n=n, matrix=m, block=r, block_size=self.block_size, dtype=np.dtype(dtype))
 
 
-@dataclass(frozen=True)
 class DenseTransform:
-    """A :class:`Transform` made concrete for one width ``n`` (arrays cast to the compute dtype)."""
+    """A :class:`Transform` made concrete for one width ``n``: float64 arrays, with casts to the
+    compute dtype cached so the per-call cost is the matmuls alone."""
 
-    n: int
-    matrix: np.ndarray | None
-    block: np.ndarray | None
-    block_size: int
-    dtype: np.dtype
+    def __init__(self, n: int, matrix: np.ndarray | None, block: np.ndarray | None, block_size: int,
+                 dtype=np.float64):
+        self.n, self.matrix, self.block, self.block_size = n, matrix, block, block_size
+        self._cast: dict = {}
 
-    def _cast(self, a):
-        return None if a is None else a.astype(self.dtype)
+    def _arrays(self, dt):
+        if dt not in self._cast:
+            cast = lambda a: None if a is None else np.ascontiguousarray(a, dtype=dt)  # noqa: E731
+            m, r = cast(self.matrix), cast(self.block)
+            self._cast[dt] = (m, None if m is None else np.ascontiguousarray(m.T), r,
+                              None if r is None else np.ascontiguousarray(np.swapaxes(r, -1, -2)))
+        return self._cast[dt]
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """T(x): x (..., n) -> (..., n)."""
@@ -110,24 +114,21 @@ class DenseTransform:
         return self._run(x, inverse=True)
 
     def _run(self, x: np.ndarray, inverse: bool) -> np.ndarray:
-        dt = x.dtype
-        m = None if self.matrix is None else self.matrix.astype(dt, copy=False)
-        r = None if self.block is None else self.block.astype(dt, copy=False)
+        m, mt, r, rt = self._arrays(x.dtype)
         shape = x.shape
         x2 = x.reshape(-1, self.n)                                    # (T, n)
         b = self.block_size
         if not inverse and m is not None:
             x2 = x2 @ m
         if r is not None:
-            xb = x2.reshape(-1, self.n // b, b)                       # (T, n/b, b)
-            if r.ndim == 2:
-                xb = xb @ (r.T if inverse else r)
+            rr = rt if inverse else r
+            if r.ndim == 2:                                           # one rotation for all blocks
+                x2 = (x2.reshape(-1, b) @ rr).reshape(-1, self.n)     # (T*n/b, b) @ (b, b)
             else:                                                     # per-block rotations
-                rr = np.swapaxes(r, -1, -2) if inverse else r
-                xb = np.einsum("tkb,kbc->tkc", xb, rr, optimize=True)
-            x2 = xb.reshape(-1, self.n)
+                xb = x2.reshape(-1, self.n // b, b).transpose(1, 0, 2)   # (n/b, T, b)
+                x2 = (xb @ rr).transpose(1, 0, 2).reshape(-1, self.n)    # batched (T, b) @ (b, b)
         if inverse and m is not None:
-            x2 = x2 @ m.T
+            x2 = x2 @ mt
         return x2.reshape(shape)
 
 

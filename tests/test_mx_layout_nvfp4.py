@@ -66,6 +66,11 @@ def test_nvfp4_written_out():
     assert t.scales[0] == 0x7E                   # 448
     assert list(t.codes[:4]) == [0x7, 0x5, 0xB, 0x1]
     assert mx.default_global_scale(np.zeros(16, np.float32)) == 1.0
+    tiny = np.zeros(16, np.float32)
+    tiny[:2] = [7 * 2.0**-149, -2.0**-149]
+    assert mx.default_global_scale(tiny) == np.float32(2.0**-149)
+    tt = mx.quantize_nvfp4(tiny)
+    assert list(mx.dequantize(tt)[:2]) == [6 * 2.0**-149, -2.0**-149]
     z = mx.quantize_nvfp4(np.full(16, -0.0, np.float32))
     assert np.all(z.codes == 0x8) and z.scales[0] == 0
 

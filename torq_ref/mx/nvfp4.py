@@ -38,12 +38,15 @@ class NVFP4Tensor:
 
 
 def default_global_scale(x) -> np.float32:
-    """fp32(amax / (448 * 6)), or 1.0 for an all-zero tensor (MX-9.1)."""
+    """fp32(amax / (448 * 6)); 1.0 for an all-zero tensor; 2^-149 (the smallest float32) when
+    the quotient underflows to zero, so tiny tensors keep their values (MX-9.1)."""
     a = np.asarray(x, dtype=np.float32)
     amax = np.float32(np.max(np.abs(a))) if a.size else np.float32(0)
     if amax == 0:
         return np.float32(1.0)
-    return np.float32(amax / np.float32(_E4M3_MAX * _E2M1_MAX))
+    with np.errstate(under="ignore"):
+        g = np.float32(amax / np.float32(_E4M3_MAX * _E2M1_MAX))
+    return g if g > 0 else np.float32(2.0**-149)
 
 
 def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:

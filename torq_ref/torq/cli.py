@@ -1,0 +1,77 @@
+"""``python -m torq_ref run``: the main job (spec/TQ.md section 4)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="TORQ end to end on SmolLM2-135M: the perplexity table, JSON and figures")
+    p.add_argument("--methods", default=None,
+                   help="comma list of fp32,rtn,random-orthogonal,hadamard32,torq-macro,torq-micro,torq (default: all)")
+    p.add_argument("--settings", default=None, help="comma list of W16A4,W4A4 (default: both)")
+    p.add_argument("--eval-windows", type=int, default=8, help="512-token evaluation windows (default 8)")
+    p.add_argument("--calib-windows", type=int, default=4, help="512-token calibration windows (default 4)")
+    p.add_argument("--out", default="out/run", help="output directory (default out/run)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-dir", default=None, help="HF-layout model dir (default: import SmolLM2-135M)")
+    p.add_argument("--scale-rule", default="floor", help="E8M0 scale rule: floor | rceil | ceil | even")
+    p.add_argument("--macro-strategy", default=None, help="inter-block strategy (torq_ref.rotations.inter_block)")
+    p.add_argument("--beta", type=float, default=None, help="micro objective: entropy - beta * NMSE")
+    p.add_argument("--holdout", type=float, default=0.25, help="fraction of calibration rows held out")
+    p.add_argument("--max-sweeps", type=int, default=None, help="micro optimizer sweeps")
+    p.add_argument("--micro-rows", type=int, default=None, help="calibration rows per site for the micro step")
+    p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
+    p.add_argument("--quick", action="store_true",
+                   help="a fast smoke setting: 2 eval + 1 calibration windows, fewer micro rows/sweeps")
+    p.add_argument("--no-figures", action="store_true")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from torq_ref.mx import SCALE_RULES
+
+    from .methods import METHODS, SETTINGS, SettingsError, TorqConfig, parse_list
+    from .pipeline import RunSpec, run
+    from .report import table, write_figures, write_json
+
+    try:
+        methods = parse_list(args.methods, METHODS, "method")
+        settings = parse_list(args.settings, SETTINGS, "setting")
+        if args.scale_rule not in SCALE_RULES:
+            raise SettingsError(f"unknown scale rule {args.scale_rule!r}; choose from {', '.join(SCALE_RULES)}")
+        if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
+            raise SettingsError(f"--model-dir {args.model_dir}: no config.json there (missing model)")
+        ev, ca = args.eval_windows, args.calib_windows
+        cfg_kw = {}
+        if args.quick:
+            ev, ca = min(ev, 2), min(ca, 1)
+            cfg_kw.update(micro_rows=512, max_sweeps=2)
+        if args.macro_strategy:
+            from torq_ref.rotations.inter_block import STRATEGIES
+
+            if args.macro_strategy not in STRATEGIES:
+                raise SettingsError(f"unknown macro strategy {args.macro_strategy!r}; choose from {', '.join(STRATEGIES)}")
+            cfg_kw["macro_strategy"] = args.macro_strategy
+        for key in ("beta", "max_sweeps", "micro_rows"):
+            if getattr(args, key) is not None:
+                cfg_kw[key] = getattr(args, key)
+        if not 0 <= args.holdout < 1:
+            raise SettingsError("--holdout must be in [0, 1)")
+        cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
+                         per_block=args.per_block, **cfg_kw)
+        spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,
+                       model_dir=args.model_dir)
+        results = run(spec, cfg)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    path = write_json(results, out)
+    print(table(results))
+    print(f"\nresults: {path}")
+    if not args.no_figures:
+        for p in write_figures(results, out):
+            print(f"figure: {p}")
+    print(f"total time: {results['timings']['total_s'] / 60:.1f} min")
+    return 0

@@ -1,0 +1,122 @@
+"""The methods of the TORQ evaluation table and how each builds its per-site transforms (spec/TQ.md).
+
+Every method maps a site's calibration data to an orthogonal :class:`torq_ref.model.Transform`
+(or None for no transform). A site is one linear-layer input of one decoder layer
+("qkv", "o", "gate_up", "down"); its calibration data are the second moment C (n, n) and a sample
+of input rows X (N, n) of the full-precision model on the calibration windows.
+
+==================  ==============================================================  =========
+method              transform of the site input x (row vector) before MX quantization  clause
+==================  ==============================================================  =========
+fp32                no quantization at all                                            TQ-2.1
+rtn                 none (plain MXFP4 round to nearest)                               TQ-2.1
+random-orthogonal   x @ Q, Q Haar-random (seeded per site; QuaRot style)              TQ-2.2
+hadamard32          x_b @ H32 in every 32-block (BRQ / MR-GPTQ style)                 TQ-2.2
+torq-macro          x @ M, M = macro_rotation(C) (inter-block, Schur-Horn based)       TQ-2.3
+torq-micro          x_b @ R, R = maxent_rotation(X) (intra-block, max entropy)        TQ-2.4
+torq                x @ M then x_b @ R, R fitted on X @ M                             TQ-2.5
+==================  ==============================================================  =========
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq")
+SETTINGS = ("W16A4", "W4A4")
+
+
+class SettingsError(ValueError):
+    """Bad settings for the TORQ pipeline, reported before any long work."""
+
+
+@dataclass(frozen=True)
+class TorqConfig:
+    """Knobs of the pipeline (defaults are the ones spec/TQ.md justifies)."""
+
+    macro_strategy: str = "schur_horn_block_hadamard"
+    beta: float | None = None            # None: torq_ref.rotations.maxent.DEFAULT_BETA
+    holdout: float = 0.25
+    max_sweeps: int | None = None        # None: maxent default
+    micro_rows: int = 2048               # calibration rows per site given to the micro optimizer
+    per_block: bool = False
+    block_size: int = 32
+    scale_rule: str = "floor"
+    fmt: str = "e2m1"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def parse_list(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """'a,b' -> ('a', 'b'), checking every name against ``allowed`` (TQ-4.2)."""
+    if text is None:
+        return allowed
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        raise SettingsError(f"unknown {what} {bad or text!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+def _site_seed(seed: int, layer: int, site: str) -> int:
+    return int(np.random.SeedSequence([seed, layer, ["qkv", "o", "gate_up", "down"].index(site)])
+               .generate_state(1)[0])
+
+
+def macro_transform(C: np.ndarray, cfg: TorqConfig):
+    from torq_ref.rotations.inter_block import macro_rotation
+
+    return macro_rotation(C, strategy=cfg.macro_strategy, block_size=cfg.block_size, seed=cfg.seed)
+
+
+def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int):
+    from torq_ref.rotations.maxent import maxent_rotation
+
+    kwargs = {}
+    if cfg.beta is not None:
+        kwargs["beta"] = cfg.beta
+    if cfg.max_sweeps is not None:
+        kwargs["max_sweeps"] = cfg.max_sweeps
+    rows = X[: cfg.micro_rows]
+    R, report = maxent_rotation(rows, block_size=cfg.block_size, holdout=cfg.holdout, seed=seed,
+                                per_block=cfg.per_block, init="hadamard", **kwargs)
+    return R, report
+
+
+def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndarray | None,
+                   cfg: TorqConfig):
+    """(Transform or None, info dict) of ``method`` for one site (TQ-2.x)."""
+    from torq_ref.model import Transform
+    from torq_ref.rotations import baselines
+
+    n = C.shape[0]
+    b = cfg.block_size
+    info: dict = {}
+    if method in ("fp32", "rtn"):
+        return None, info
+    if method == "random-orthogonal":
+        return Transform(matrix=baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, layer, site)),
+                         block_size=b), info
+    if method == "hadamard32":
+        return Transform(block=baselines.sylvester_hadamard(b), block_size=b), info
+    if method == "torq-macro":
+        return Transform(matrix=macro_transform(C, cfg), block_size=b), info
+    if method == "torq-micro":
+        R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site))
+        info["micro"] = _report_summary(rep)
+        return Transform(block=R, block_size=b), info
+    if method == "torq":
+        M = macro_transform(C, cfg)
+        R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site))
+        info["micro"] = _report_summary(rep)
+        return Transform(matrix=M, block=R, block_size=b), info
+    raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _report_summary(rep) -> dict:
+    out = {}
+    for key in ("stop_reason", "sweeps", "n_sweeps"):
+        if hasattr(rep, key):
+            out[key] = getattr(rep, key)
+    return out

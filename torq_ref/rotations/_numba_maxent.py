@@ -57,8 +57,7 @@ def _quant(y, e, pow2, mag):
     return d * d, b
 
 
-@nb.njit(cache=True, parallel=True)
-def full_eval(Y, pow2, chunk):
+def _full_eval(Y, pow2, chunk):
     """Quantize every row of Y (M, B): exponents E (M,), bins C (M, B), squared errors Err (M, B),
     histogram (16,) and the total squared error (row sums sequential, then chunked)."""
     M, B = Y.shape
@@ -97,8 +96,7 @@ def full_eval(Y, pow2, chunk):
     return E, C, Err, hist, total
 
 
-@nb.njit(cache=True, parallel=True)
-def plane_prep(Y, Err, i, j, chunk):
+def _plane_prep(Y, Err, i, j, chunk):
     """Per row: max |y| over the columns other than i, j and the sequential sum of their errors."""
     M, B = Y.shape
     om = np.empty(M)
@@ -132,8 +130,7 @@ def _quant_scaled(y, inv, sc, mag):
     return d * d, b
 
 
-@nb.njit(cache=True, parallel=True)
-def plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
+def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
     """Evaluate K rotations of plane (i, j) by angles with cosines cs and sines sn (K,).
 
     Returns the histogram change (K, 16) relative to the histogram without columns i and j, and
@@ -195,8 +192,7 @@ def plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
     return hist, err
 
 
-@nb.njit(cache=True, parallel=True)
-def apply_rotation(Y, E, C, Err, i, j, c, s, pow2, chunk):
+def _apply_rotation(Y, E, C, Err, i, j, c, s, pow2, chunk):
     """Rotate columns i, j of Y in place by (c, s) and refresh E, C, Err of the touched entries."""
     M, B = Y.shape
     mag = _MAG
@@ -230,8 +226,7 @@ def apply_rotation(Y, E, C, Err, i, j, c, s, pow2, chunk):
                     C[r, k] = bb
 
 
-@nb.njit(cache=True, parallel=True)
-def rotate_blocks(X, R, chunk):
+def _rotate_blocks(X, R, chunk):
     """Y = X @ R for X (M, B), with every dot product summed sequentially over k (fixed order)."""
     M, B = X.shape
     Y = np.empty((M, B))
@@ -244,3 +239,27 @@ def rotate_blocks(X, R, chunk):
                     acc += X[r, k] * R[k, col]
                 Y[r, col] = acc
     return Y
+
+
+# Each kernel is compiled twice from the same source: a parallel version (prange over chunks) and
+# a serial one (prange runs as range) for data of at most two chunks, where starting threads
+# costs more than it saves. Both perform the same operations in the same order (ME-4.3).
+def _dispatch(fn):
+    par = nb.njit(cache=True, parallel=True)(fn)
+    ser = nb.njit(cache=True)(fn)
+
+    def run(*args):
+        rows, chunk = args[0].shape[0], args[-1]
+        return (ser if rows <= 2 * chunk else par)(*args)
+
+    run.__name__ = fn.__name__.lstrip("_")
+    run.__doc__ = fn.__doc__
+    run.parallel, run.serial = par, ser
+    return run
+
+
+full_eval = _dispatch(_full_eval)
+plane_prep = _dispatch(_plane_prep)
+plane_trials = _dispatch(_plane_trials)
+apply_rotation = _dispatch(_apply_rotation)
+rotate_blocks = _dispatch(_rotate_blocks)

@@ -115,8 +115,12 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
 
 
 def _report_summary(rep) -> dict:
-    out = {}
-    for key in ("stop_reason", "sweeps", "n_sweeps"):
-        if hasattr(rep, key):
-            out[key] = getattr(rep, key)
-    return out
+    """The JSON-friendly part of a MaxentReport: why it stopped and the metrics it moved."""
+    return {"stop_reason": rep.stop_reason, "best_sweep": int(rep.best_sweep),
+            "sweeps": len(rep.sweeps), "initial": _plain(rep.initial), "final": _plain(rep.final),
+            "seconds": float(rep.seconds)}
+
+
+def _plain(d: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
+            for k, v in d.items() if isinstance(v, (int, float, str, np.floating, np.integer))}

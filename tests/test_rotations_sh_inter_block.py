@@ -10,7 +10,7 @@ from torq_ref.rotations import cli as rot_cli
 from torq_ref.rotations.baselines import block_hadamard, hadamard
 from torq_ref.rotations.inter_block import (
     STRATEGIES, choose_strategy, compare_strategies, macro_rotation, run_comparison,
-    synthetic_split)
+    select_macro_rotation, synthetic_split)
 from torq_ref.rotations.metrics import second_moment
 
 
@@ -33,7 +33,8 @@ def test_macro_rotation_orthogonal_and_folds(data, strategy):
     w = np.random.default_rng(0).standard_normal((10, 64))
     np.testing.assert_allclose(m.apply(held) @ m.apply(w).T, held @ w.T, atol=1e-9)
     np.testing.assert_allclose(m.apply(held.T, axis=0), (held @ mat).T, atol=1e-10)
-    if strategy in ("schur_horn", "hadamard_schur_horn", "eigen_hadamard"):
+    if strategy in ("schur_horn", "hadamard_schur_horn", "eigen_hadamard",
+                    "block_hadamard_schur_horn"):
         d = np.diag(mat.T @ c @ mat)
         np.testing.assert_allclose(d, np.trace(c) / 64, rtol=0, atol=1e-9 * np.max(np.abs(c)))
 
@@ -71,6 +72,10 @@ def test_compare_and_choose(data):
     assert choose_strategy(tie) == "a"
     with pytest.raises(ValueError):
         choose_strategy([])
+    name, m, rows2 = select_macro_rotation(calib, held, ("identity", "schur_horn", "block_hadamard"),
+                                           block_size=16)
+    assert name == best and m.name == best
+    assert [r["nmse_heldout"] for r in rows2] == [r["nmse_heldout"] for r in rows]
 
 
 def _parse(argv):

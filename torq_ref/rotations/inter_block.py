@@ -9,6 +9,7 @@ input axis so that (X M)(W M)^T = X W^T). Strategies (names are stable):
 ``schur_horn``             M = Q, Schur-Horn with the constant target: diag(M^T C M) = tr(C)/n
 ``hadamard_schur_horn``    M = H Q', Q' = Schur-Horn of H^T C H (global Hadamard first)
 ``schur_horn_block_hadamard``  M = Q B, Schur-Horn then the block Hadamard of size block_size
+``block_hadamard_schur_horn``  M = B Q', Q' = Schur-Horn of B^T C B (block Hadamard first)
 ``eigen_hadamard``         M = V H, V eigenvectors of C (exact diagonal equalisation)
 ``block_hadamard``         M = B = kron(I, H_b) (BRQ / MR-GPTQ style)
 ``hadamard``               M = H, the normalised global Hadamard of order n (see baselines)
@@ -28,10 +29,11 @@ from .givens import GivensSequence
 from .metrics import block_energy_imbalance, mxfp4_nmse, scale_exponent_spread, second_moment
 
 __all__ = ["STRATEGIES", "ComposedOrthogonal", "macro_rotation", "compare_strategies",
-           "choose_strategy"]
+           "choose_strategy", "select_macro_rotation"]
 
 STRATEGIES = ("identity", "schur_horn", "hadamard_schur_horn", "schur_horn_block_hadamard",
-              "eigen_hadamard", "block_hadamard", "hadamard", "random_orthogonal")
+              "block_hadamard_schur_horn", "eigen_hadamard", "block_hadamard", "hadamard",
+              "random_orthogonal")
 
 
 class ComposedOrthogonal:
@@ -115,6 +117,11 @@ def macro_rotation(C, strategy: str = "hadamard_schur_horn", *, block_size: int 
         q = schur_horn(c, rtol=rtol, backend=backend)
         b = baselines.DenseOrthogonal(baselines.block_hadamard(n, block_size), "block_hadamard")
         return ComposedOrthogonal(n, (q, b), strategy)
+    if strategy == "block_hadamard_schur_horn":
+        b = baselines.DenseOrthogonal(baselines.block_hadamard(n, block_size), "block_hadamard")
+        cb = b.m.T @ c @ b.m                                            # B^T C B
+        return ComposedOrthogonal(n, (b, schur_horn(0.5 * (cb + cb.T), rtol=rtol, backend=backend)),
+                                  strategy)
     if strategy == "eigen_hadamard":
         _, v = np.linalg.eigh(c)                                          # (n,), (n, n)
         h = _hadamard_or_block(n, block_size)
@@ -164,6 +171,17 @@ def choose_strategy(rows: list[dict]) -> str:
         raise ValueError("no strategies measured")
     best = min(range(len(rows)), key=lambda k: (rows[k]["nmse_heldout"], k))
     return rows[best]["strategy"]
+
+
+def select_macro_rotation(calib, heldout, strategies=STRATEGIES, *, block_size: int = 32,
+                          seed: int = 0) -> tuple[str, ComposedOrthogonal, list[dict]]:
+    """Per-site choice for a pipeline (SH-5.3): measure ``strategies`` with ``compare_strategies``
+    (built from ``calib`` rows, judged on ``heldout`` rows) and return (name, transform built
+    from the calibration moment, the measured rows)."""
+    rows = compare_strategies(calib, heldout, strategies, block_size=block_size, seed=seed)
+    name = choose_strategy(rows)
+    calib = np.asarray(calib, dtype=np.float64).reshape(-1, np.shape(calib)[-1])
+    return name, macro_rotation(second_moment(calib), name, block_size=block_size, seed=seed), rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,5 +312,9 @@ def render_markdown(results: dict, strategies, note: str, block_size: int) -> st
         g = float(np.exp(np.mean(logs[s]))) if logs[s] else float("nan")
         lines.append(f"| {s} | {g:.3f} | {wins[s]} | {np.mean(extra[s]['imb']):.3f} | "
                      f"{np.mean(extra[s]['spread']):.2f} | {np.mean(extra[s]['build']):.3f} |")
+    if all(logs[s] for s in strategies):
+        per_site = np.minimum.reduce([np.array(logs[s]) for s in strategies])
+        lines.append(f"| per-site choice (best strategy of each site, chosen on held-out) | "
+                     f"{float(np.exp(np.mean(per_site))):.3f} | - | - | - | - |")
     lines += ["", f"Chosen by held-out error (geometric mean over sites): **{ranked[0]}**.", ""]
     return "\n".join(lines)

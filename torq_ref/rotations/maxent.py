@@ -715,6 +715,8 @@ def register_cli(sub) -> None:
     p.add_argument("--numpy-tokens", type=int, default=512,
                    help="size at which the NumPy path is timed against numba (0: skip)")
     p.add_argument("--threads", type=int, default=0, help="numba threads (0: numba default)")
+    p.add_argument("--default-run", type=int, nargs=2, default=None, metavar=("T", "N"),
+                   help="also time one call with all defaults (holdout 0.25, early stopping)")
     p.set_defaults(func=_run_bench)
 
 
@@ -785,6 +787,15 @@ def _run_bench(args) -> int:
             acc = "/".join(str(s.accepted_planes) for s in rep.sweeps[1:])
             print(f"| {T} | {n} | {T * n // 32} | {w:.2f} | {c:.2f} | {w / args.sweeps:.2f} | {acc} |",
                   flush=True)
+    if args.default_run:
+        T, n = args.default_run
+        X = heavy_tailed_activations(T, n, seed=1)
+        w0, c0 = time.perf_counter(), time.process_time()
+        _, rep = maxent_rotation(X, backend=kern)
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        print(f"\nDefault call on {T} x {n} (holdout 0.25, beta {DEFAULT_BETA:g}, early stopping): "
+              f"wall {w:.2f} s, CPU {c:.2f} s, {len(rep.sweeps) - 1} sweeps, stop {rep.stop_reason}, "
+              f"best sweep {rep.best_sweep}")
     if args.numpy_tokens and kern == "numba":
         X = heavy_tailed_activations(args.numpy_tokens, 576, seed=1)
         out = {}

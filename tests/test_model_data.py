@@ -35,6 +35,9 @@ def test_tokenize_text_adds_no_special_tokens(tmp_path):
     tk.save(str(tmp_path / "tokenizer.json"))
     assert tokenize_text(tmp_path, "b b").tolist() == [1, 1]
     assert tokenize_text(tmp_path / "tokenizer.json", "b a").dtype == np.int64
+    from torq_ref.model import text_windows
+    ev, cal = text_windows(tk, 2, 1, window=3, text="a b a b b a a a a b")
+    assert ev.tolist() == [[0, 1, 0], [1, 1, 0]] and cal.tolist() == [[0, 0, 0]]
 
 
 @pytest.mark.clause("FW-6.2")

@@ -7,7 +7,7 @@ Public API (stable names):
 - calibration: :class:`ActivationCapture`, :func:`collect_moments`
 - real model: :func:`import_gguf`, :func:`find_gguf`, :func:`default_model_dir`, :func:`ensure_model`
 - data and metric: :func:`eval_text`, :func:`tokenize_text`, :func:`split_windows`,
-  :func:`eval_windows`, :func:`calibration_windows`, :func:`perplexity`
+  :func:`eval_windows`, :func:`calibration_windows`, :func:`text_windows`, :func:`perplexity`
 """
 from .capture import ActivationCapture
 from .config import ModelConfig, RopeConfig, parse_config, read_config
@@ -22,14 +22,14 @@ __all__ = [
     "UnsupportedModelError", "WeightsFormatError", "SITES", "QuantPlan", "SiteQuant", "Transform",
     "TransformError", "Model", "load", "import_gguf", "find_gguf", "default_model_dir",
     "ensure_model", "cache_dir", "eval_text", "tokenize_text", "split_windows", "eval_windows",
-    "calibration_windows", "perplexity", "window_nll", "collect_moments",
+    "calibration_windows", "text_windows", "perplexity", "window_nll", "collect_moments",
 ]
 
 _LAZY = {
     "import_gguf": "gguf_import", "find_gguf": "gguf_import", "default_model_dir": "gguf_import",
     "ensure_model": "gguf_import", "cache_dir": "gguf_import",
     "eval_text": "data", "tokenize_text": "data", "split_windows": "data", "eval_windows": "data",
-    "calibration_windows": "data",
+    "calibration_windows": "data", "text_windows": "data",
     "perplexity": "metrics", "window_nll": "metrics", "collect_moments": "metrics",
 }
 

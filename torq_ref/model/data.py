@@ -67,3 +67,11 @@ def calibration_windows(ids: np.ndarray, n: int = N_CALIB, start: int = N_EVAL,
                         window: int = WINDOW) -> np.ndarray:
     """Windows start..start+n-1 (default 8..11), (n, window)."""
     return split_windows(ids, start + n, 0, window)[0][start:]
+
+
+def text_windows(tokenizer, n_eval: int = N_EVAL, n_calib: int = N_CALIB, window: int = WINDOW,
+                 text: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``split_windows(tokenize_text(tokenizer, text), n_eval, n_calib, window)`` in one call:
+    the evaluation and calibration windows of the protocol (FW-6.2); ``tokenizer`` as in
+    :func:`tokenize_text` (a Model, a tokenizers.Tokenizer, tokenizer.json or a model dir)."""
+    return split_windows(tokenize_text(tokenizer, text), n_eval, n_calib, window)

@@ -19,6 +19,7 @@ NumPy path when numba is absent.
 from __future__ import annotations
 
 import math
+import types
 
 import numba as nb
 import numpy as np
@@ -244,9 +245,18 @@ def _rotate_blocks(X, R, chunk):
 # Each kernel is compiled twice from the same source: a parallel version (prange over chunks) and
 # a serial one (prange runs as range) for data of at most two chunks, where starting threads
 # costs more than it saves. Both perform the same operations in the same order (ME-4.3).
+def _renamed(fn, suffix):
+    """A copy of fn under another qualified name: numba's on-disk cache is keyed by the name, not
+    by the compile flags, so the serial and parallel builds must not share one."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__,
+                           fn.__closure__)
+    g.__qualname__ = fn.__qualname__ + suffix
+    return g
+
+
 def _dispatch(fn):
-    par = nb.njit(cache=True, parallel=True)(fn)
-    ser = nb.njit(cache=True)(fn)
+    par = nb.njit(cache=True, parallel=True)(_renamed(fn, "_parallel"))
+    ser = nb.njit(cache=True)(_renamed(fn, "_serial"))
 
     def run(*args):
         rows, chunk = args[0].shape[0], args[-1]

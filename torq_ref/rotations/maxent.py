@@ -771,8 +771,11 @@ def _run_bench(args) -> int:
         import numba
         numba.set_num_threads(args.threads)
     kern = "numba" if numba_available() else "numpy"
-    X0 = heavy_tailed_activations(64, 64, seed=1)
-    maxent_rotation(X0, holdout=0.0, max_sweeps=1, backend=kern)        # compile outside timing
+    # compile outside timing: the serial kernels (small data) and the parallel ones (> 2 chunks)
+    maxent_rotation(heavy_tailed_activations(64, 64, seed=1), holdout=0.0, max_sweeps=1,
+                    backend=kern)
+    maxent_rotation(heavy_tailed_activations(2 * CHUNK + 64, 16, seed=1), block_size=8,
+                    holdout=0.0, max_sweeps=1, search_rows=None, backend=kern)
     print(f"machine: {platform.processor() or platform.machine()}, os.cpu_count() = "
           f"{__import__('os').cpu_count()}; backend {kern}; {args.sweeps} sweeps, holdout off, "
           f"search_rows {DEFAULT_SEARCH_ROWS}\n")

@@ -72,6 +72,11 @@ def test_compare_and_choose(data):
     assert choose_strategy(tie) == "a"
     with pytest.raises(ValueError):
         choose_strategy([])
+    rows_v = compare_strategies(calib, held[128:], ("identity", "block_hadamard"), block_size=16,
+                                validation=held[:128])
+    assert all("nmse_validation" in r for r in rows_v)
+    pick = choose_strategy(rows_v, key="nmse_validation")
+    assert pick == min(rows_v, key=lambda r: r["nmse_validation"])["strategy"]
     name, m, rows2 = select_macro_rotation(calib, held, ("identity", "schur_horn", "block_hadamard"),
                                            block_size=16)
     assert name == best and m.name == best
@@ -93,6 +98,7 @@ def test_compare_cli_synthetic(tmp_path, capsys):
     assert args.func(args) == 0
     text = out.read_text()
     assert "SYNTHETIC" in text and "| 0 | o | 576 |" in text and "Chosen by held-out" in text
+    assert "per-site choice made on the validation rows" in text
     for s in STRATEGIES:
         assert s in text
     text2 = run_comparison(source="synthetic", layers=[1], sites=["o"], calib_windows=1,

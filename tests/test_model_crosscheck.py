@@ -78,3 +78,17 @@ def test_golden_logits_agree_with_transformers(tmp_path):
         assert np.array_equal(ids, golden_ids(case["model"], case["seed"]))
         want = np.asarray([float(v) for v in case["logits"]]).reshape(case["shape"])
         assert np.abs(_hf_logits(hf, ids) - want).max() < TOL, case["model"]
+
+
+@pytest.mark.clause("FW-3.1")
+def test_torch_reference_quantizer_matches_mx_codec():
+    torch = pytest.importorskip("torch")
+    from torq_ref import mx
+    from torq_ref.model.reference import torch_mxfp4_floor
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((64, 96)) * np.exp2(rng.integers(-8, 8, (64, 1)))).astype(np.float32)
+    x[3] = 0.0
+    x[5, :32] = np.array([0.25, 0.75, 1.75, 2.5, 3.5, 5.0, 7.0, 4.0] * 4, dtype=np.float32)  # ties and saturation
+    want = mx.quantize_dequantize(x, "e2m1", block_size=32, axis=-1, scale_rule="floor")
+    assert np.array_equal(torch_mxfp4_floor(torch.from_numpy(x)).numpy(), want)

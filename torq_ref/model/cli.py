@@ -23,6 +23,9 @@ def register(sub):
     p.add_argument("--act-fmt", default="none", help="MX element format for all linear inputs (e.g. e2m1) or none")
     p.add_argument("--weight-fmt", default="none", help="MX element format for weights (RTN) or none")
     p.add_argument("--scale-rule", default="floor")
+    p.add_argument("--reference", action="store_true",
+                   help="also run transformers on the same GGUF and windows (crosscheck extra; "
+                        "activation quantization: e2m1 floor only, via an independent torch quantizer)")
     p.set_defaults(func=_run_ppl)
 
     p = sub.add_parser("bench-forward", help="tokens/s of the NumPy forward vs transformers, same threads")
@@ -76,6 +79,21 @@ def _run_ppl(args) -> int:
     print(f"model {model.path}  windows {len(windows)}x{args.window}  dtype {args.dtype}  "
           f"act {args.act_fmt}  weights {args.weight_fmt}  scale {args.scale_rule}")
     print(f"PPL {ppl:.4f}   (per-window NLL {np.round(nll, 4).tolist()})   {dt:.1f} s")
+    if args.reference:
+        from .gguf_import import find_gguf
+        from .reference import add_act_quant_hooks, hf_from_gguf, hf_perplexity
+
+        if args.weight_fmt != "none" or args.act_fmt not in ("none", "e2m1") or (
+                args.act_fmt == "e2m1" and args.scale_rule != "floor"):
+            print("--reference supports FP32 and W16A4 e2m1/floor only", file=sys.stderr)
+            return 2
+        hf, _ = hf_from_gguf(find_gguf(args.gguf, args.cache))
+        if args.act_fmt == "e2m1":
+            add_act_quant_hooks(hf)
+        t0 = time.perf_counter()
+        ref, rnll = hf_perplexity(hf, windows, return_nll=True)
+        print(f"transformers PPL {ref:.4f}   (per-window NLL {np.round(rnll, 4).tolist()})   "
+              f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -40,3 +40,32 @@ def hf_perplexity(hf, windows: np.ndarray, *, progress: bool = True, return_nll:
         nll[j] = window_nll(hf_logits(hf, windows[j:j + 1])[0], windows[j])
     ppl = float(np.exp(nll.mean()))
     return (ppl, nll) if return_nll else ppl
+
+
+def torch_mxfp4_floor(x):
+    """An independent MXFP4 fake quantizer in torch (FLOOR scale, RNE, saturation), blocks of 32
+    along the last axis: scale 2^(floor(log2 amax) - 2) from ``torch.frexp``, e2m1 grid steps 0.5 /
+    1 / 2 on [0, 2) / [2, 4) / [4, 6]. Used only to cross-check torq_ref.mx inside transformers."""
+    import torch
+
+    shape = x.shape
+    b = x.reshape(-1, 32)
+    amax = b.abs().amax(-1, keepdim=True)
+    _, e = torch.frexp(amax)                       # amax = m 2^e, m in [0.5, 1): floor(log2) = e - 1
+    scale = torch.exp2((e - 3).clamp(-127, 127).to(x.dtype))
+    a = (b / scale).abs()
+    q = torch.where(a < 2, torch.round(a * 2) / 2,
+                    torch.where(a < 4, torch.round(a), (torch.round(a / 2) * 2).clamp(max=6)))
+    out = torch.where(amax > 0, torch.sign(b) * q * scale, torch.zeros_like(b))
+    return out.reshape(shape)
+
+
+def add_act_quant_hooks(hf) -> list:
+    """Fake-quantize the inputs of the 7 linears of every decoder layer of a transformers model
+    with :func:`torch_mxfp4_floor`; returns the hook handles (call ``.remove()`` to undo)."""
+    handles = []
+    for layer in hf.model.layers:
+        for mod in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                    layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+            handles.append(mod.register_forward_pre_hook(lambda m, args: (torch_mxfp4_floor(args[0]),)))
+    return handles

@@ -268,3 +268,21 @@ def test_heavy_tailed_generator():
     assert np.sum(rms > 10 * np.median(rms)) >= 2          # the 128 // 64 outlier channels
     z = M.heavy_tailed_activations(50, 64, n_outliers=0, seed=1)
     assert np.all(np.isfinite(z))
+
+
+@pytest.mark.clause("ME-3.4")
+def test_rounding_guard_restores_the_previous_rotation(monkeypatch):
+    """Force the recomputed calibration J to drop after a sweep: the guard must undo the sweep."""
+    calls = {"n": 0}
+    original = M._Data.evaluate
+
+    def lowered(self, R):
+        Y, st, h, n = original(self, R)
+        calls["n"] += 1
+        return (Y, st, h, n) if calls["n"] == 1 else (Y, st, h - 1.0, n)
+
+    monkeypatch.setattr(M._Data, "evaluate", lowered)
+    X = M.heavy_tailed_activations(40, 8, seed=0)
+    R, rep = M.maxent_rotation(X, block_size=8, holdout=0.0, max_sweeps=3, search_rows=None)
+    assert rep.stop_reason == "rounding"
+    assert np.array_equal(R, sylvester_hadamard(8)) and len(rep.sweeps) == 1

@@ -181,13 +181,14 @@ def test_numba_kernels_equal_numpy_bit_for_bit():
 def test_result_independent_of_thread_count():
     import numba
 
-    X = M.heavy_tailed_activations(160, 64, seed=4)
+    X = M.heavy_tailed_activations(400, 128, seed=4)   # 6400 block rows: parallel kernels
+    kw = dict(block_size=8, max_sweeps=1, backend="numba", search_rows=5000)
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        r1, rep1 = M.maxent_rotation(X, max_sweeps=1, backend="numba", search_rows=1000)
+        r1, rep1 = M.maxent_rotation(X, **kw)
         numba.set_num_threads(saved)
-        r2, rep2 = M.maxent_rotation(X, max_sweeps=1, backend="numba", search_rows=1000)
+        r2, rep2 = M.maxent_rotation(X, **kw)
     finally:
         numba.set_num_threads(saved)
     assert np.array_equal(r1, r2)

@@ -71,7 +71,8 @@ class Transform:
     block: np.ndarray | None = None
     block_size: int = 32
 
-    def materialize(self, n: int, dtype=np.float64) -> "DenseTransform":
+    def materialize(self, n: int) -> "DenseTransform":
+        """Check the parts and return the concrete map for a site of width ``n`` (FW-3.4)."""
         m = None if self.matrix is None else _as_dense(self.matrix, n)
         r = None
         if self.block is not None:
@@ -85,15 +86,14 @@ class Transform:
             _check_orthogonal(m, "transform matrix")
         if r is not None:
             _check_orthogonal(r if r.ndim == 3 else r[None], "block rotation")
-        return DenseTransform(n=n, matrix=m, block=r, block_size=self.block_size, dtype=np.dtype(dtype))
+        return DenseTransform(n, m, r, self.block_size)
 
 
 class DenseTransform:
     """A :class:`Transform` made concrete for one width ``n``: float64 arrays, with casts to the
     compute dtype cached so the per-call cost is the matmuls alone."""
 
-    def __init__(self, n: int, matrix: np.ndarray | None, block: np.ndarray | None, block_size: int,
-                 dtype=np.float64):
+    def __init__(self, n: int, matrix: np.ndarray | None, block: np.ndarray | None, block_size: int):
         self.n, self.matrix, self.block, self.block_size = n, matrix, block, block_size
         self._cast: dict = {}
 

@@ -35,7 +35,7 @@ class SettingsError(ValueError):
 class TorqConfig:
     """Knobs of the pipeline (defaults are the ones spec/TQ.md justifies)."""
 
-    macro_strategy: str = "schur_horn_block_hadamard"
+    macro_strategy: str = "block_hadamard_schur_horn"
     beta: float | None = None            # None: torq_ref.rotations.maxent.DEFAULT_BETA
     holdout: float = 0.25
     max_sweeps: int | None = None        # None: maxent default
@@ -70,7 +70,12 @@ def macro_transform(C: np.ndarray, cfg: TorqConfig):
     return macro_rotation(C, strategy=cfg.macro_strategy, block_size=cfg.block_size, seed=cfg.seed)
 
 
-def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int):
+#: macro strategies that already end in (or contain) the 32-block Hadamard; the micro step after
+#: them starts from the identity, since a second Hadamard would undo the first (H H = I).
+_MACRO_WITH_BLOCK_HADAMARD = ("block_hadamard", "block_hadamard_schur_horn", "schur_horn_block_hadamard")
+
+
+def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadamard"):
     from torq_ref.rotations.maxent import maxent_rotation
 
     kwargs = {}
@@ -80,7 +85,7 @@ def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int):
         kwargs["max_sweeps"] = cfg.max_sweeps
     rows = X[: cfg.micro_rows]
     R, report = maxent_rotation(rows, block_size=cfg.block_size, holdout=cfg.holdout, seed=seed,
-                                per_block=cfg.per_block, init="hadamard", **kwargs)
+                                per_block=cfg.per_block, init=init, **kwargs)
     return R, report
 
 
@@ -108,7 +113,8 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         return Transform(block=R, block_size=b), info
     if method == "torq":
         M = macro_transform(C, cfg)
-        R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site))
+        init = "identity" if cfg.macro_strategy in _MACRO_WITH_BLOCK_HADAMARD else "hadamard"
+        R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site), init)
         info["micro"] = _report_summary(rep)
         return Transform(matrix=M, block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

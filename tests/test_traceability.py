@@ -23,7 +23,7 @@ def spec_clauses() -> dict[str, str]:
     return found
 
 
-def tested_clauses() -> dict[str, list[str]]:
+def referenced_clauses() -> dict[str, list[str]]:
     refs: dict[str, list[str]] = {}
     for path in sorted((ROOT / "tests").rglob("*.py")):
         if path.name == Path(__file__).name:
@@ -39,13 +39,13 @@ def test_spec_has_clauses():
 
 
 def test_every_clause_has_a_test():
-    untested = sorted(set(spec_clauses()) - set(tested_clauses()))
+    untested = sorted(set(spec_clauses()) - set(referenced_clauses()))
     assert not untested, f"spec clauses with no test naming them: {untested}"
 
 
 def test_every_named_clause_exists():
     clauses = spec_clauses()
-    unknown = {c: files for c, files in tested_clauses().items() if c not in clauses}
+    unknown = {c: files for c, files in referenced_clauses().items() if c not in clauses}
     assert not unknown, f"tests name clauses that spec/ does not define: {unknown}"
 
 

@@ -46,7 +46,7 @@ def _run(args) -> int:
         cfg_kw = {}
         if args.quick:
             ev, ca = min(ev, 2), min(ca, 1)
-            cfg_kw.update(micro_rows=512, max_sweeps=2)
+            cfg_kw.update(micro_rows=256, max_sweeps=1)
         if args.macro_strategy:
             from torq_ref.rotations.inter_block import STRATEGIES
 

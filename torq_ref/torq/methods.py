@@ -38,8 +38,8 @@ class TorqConfig:
     macro_strategy: str = "block_hadamard_schur_horn"
     beta: float | None = None            # None: torq_ref.rotations.maxent.DEFAULT_BETA
     holdout: float = 0.25
-    max_sweeps: int | None = None        # None: maxent default
-    micro_rows: int = 2048               # calibration rows per site given to the micro optimizer
+    max_sweeps: int | None = 2           # micro optimizer sweeps (held-out early stopping inside)
+    micro_rows: int = 1024               # calibration rows per site given to the micro optimizer
     per_block: bool = False
     block_size: int = 32
     scale_rule: str = "floor"

@@ -101,7 +101,8 @@ def build_method(method: str, cap, n_layers: int, cfg: TorqConfig, progress: boo
         t, info = site_transform(method, layer, site, C, X, cfg)
         if t is not None:
             transforms[(layer, site)] = t
-        m = site_metrics(C, X, t, cfg)
+        held = X[cfg.micro_rows:] if len(X) > cfg.micro_rows else X   # rows the micro step never saw
+        m = site_metrics(C, held, t, cfg)
         m.update(info)
         metrics[(layer, site)] = m
     return transforms, metrics
@@ -168,7 +169,8 @@ def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSp
 
     n_layers = model.config.num_layers
     t0 = time.perf_counter()
-    cap = calibrate(model, calib_w, cfg.micro_rows, spec.progress)
+    # keep twice the micro rows so that the metrics are measured on rows the optimizer never saw
+    cap = calibrate(model, calib_w, 2 * cfg.micro_rows, spec.progress)
     timings = {"calibration_s": time.perf_counter() - t0}
 
     results, per_site = [], {}

@@ -71,19 +71,33 @@ def test_baseline_transforms():
 
 
 @pytest.mark.clause("TQ-2.3", "TQ-2.4", "TQ-2.5")
-def test_torq_transforms_compose_macro_then_micro():
+def test_torq_transforms_compose_macro_and_micro():
+    from dataclasses import replace
+
+    from torq_ref.rotations.schur_horn import schur_horn
     from torq_ref.torq.methods import macro_transform
 
     C, X = _moment_and_rows()
     mac, _ = site_transform("torq-macro", 0, "o", C, X, CFG)
     Dm = _dense(mac, 64)
     assert np.allclose(Dm, macro_transform(C, CFG).apply(np.eye(64)), atol=1e-13)
-    mic, info = site_transform("torq-micro", 0, "o", C, X, CFG)
+    cache = {}
+    mic, info = site_transform("torq-micro", 0, "o", C, X, CFG, cache)
     assert mic.matrix is None and mic.block.shape == (32, 32) and "micro" in info
-    full, _ = site_transform("torq", 0, "o", C, X, CFG)
+    BR = np.kron(np.eye(2), mic.block)
+    # default order micro-macro: the same R (shared through the cache), then Schur-Horn of (BR)^T C BR
+    full, _ = site_transform("torq", 0, "o", C, X, CFG, cache)
     Df = _dense(full, 64)
     assert np.allclose(Df.T @ Df, np.eye(64), atol=1e-12)
-    assert np.allclose(Df, Dm @ np.kron(np.eye(2), full.block), atol=1e-12)
+    assert np.allclose(Df, schur_horn(BR.T @ C @ BR).apply(BR), atol=1e-12)
+    d = np.diag(Df.T @ C @ Df)
+    assert np.allclose(d, np.trace(C) / 64, rtol=1e-9)                 # energies equalized last
+    again, _ = site_transform("torq", 0, "o", C, X, CFG)                 # no cache: same result
+    assert np.array_equal(_dense(again, 64), Df)
+    # order macro-micro: x @ M, then the block rotation fitted on X @ M (starting from identity)
+    mm, _ = site_transform("torq", 0, "o", C, X, replace(CFG, order="macro-micro"))
+    assert mm.block.shape == (32, 32)
+    assert np.allclose(_dense(mm, 64), Dm @ np.kron(np.eye(2), mm.block), atol=1e-12)
     with pytest.raises(SettingsError, match="unknown method"):
         site_transform("quarot", 0, "o", C, X, CFG)
 

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--max-sweeps", type=int, default=None, help="micro optimizer sweeps")
     p.add_argument("--micro-rows", type=int, default=None, help="calibration rows per site for the micro step")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
+    p.add_argument("--order", default="micro-macro", choices=("micro-macro", "macro-micro"),
+                   help="composition of the full method (default micro-macro, see spec/TQ.md TQ-2.5)")
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke setting: 2 eval + 1 calibration windows, fewer micro rows/sweeps")
     p.add_argument("--no-figures", action="store_true")
@@ -59,7 +61,7 @@ def _run(args) -> int:
         if not 0 <= args.holdout < 1:
             raise SettingsError("--holdout must be in [0, 1)")
         cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
-                         per_block=args.per_block, **cfg_kw)
+                         per_block=args.per_block, order=args.order, **cfg_kw)
         spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,
                        model_dir=args.model_dir)
         results = run(spec, cfg)

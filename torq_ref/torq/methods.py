@@ -41,6 +41,7 @@ class TorqConfig:
     max_sweeps: int | None = 2           # micro optimizer sweeps (held-out early stopping inside)
     micro_rows: int = 1024               # calibration rows per site given to the micro optimizer
     per_block: bool = False
+    order: str = "micro-macro"           # "micro-macro" or "macro-micro" (TQ-2.5)
     block_size: int = 32
     scale_rule: str = "floor"
     fmt: str = "e2m1"
@@ -90,8 +91,11 @@ def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadam
 
 
 def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndarray | None,
-                   cfg: TorqConfig):
-    """(Transform or None, info dict) of ``method`` for one site (TQ-2.x)."""
+                   cfg: TorqConfig, cache: dict | None = None):
+    """(Transform or None, info dict) of ``method`` for one site (TQ-2.x).
+
+    ``cache`` (optional) keeps the micro rotation fitted on the raw rows of a site, which
+    ``torq-micro`` and ``torq`` (order micro-macro) share: the same fit is never run twice."""
     from torq_ref.model import Transform
     from torq_ref.rotations import baselines
 
@@ -108,9 +112,17 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     if method == "torq-macro":
         return Transform(matrix=macro_transform(C, cfg), block_size=b), info
     if method == "torq-micro":
-        R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site))
-        info["micro"] = _report_summary(rep)
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache)
         return Transform(block=R, block_size=b), info
+    if method == "torq" and cfg.order == "micro-macro":
+        # micro first (Hadamard start, max-entropy sweeps on the raw rows), then the inter-block
+        # Schur-Horn equalization of the micro-rotated second moment: x -> ((x_b @ R) ...) @ Q
+        from torq_ref.rotations.schur_horn import schur_horn
+
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache)
+        BR = np.kron(np.eye(n // b), R)                       # (n, n) block-diagonal
+        Q = schur_horn(BR.T @ C @ BR)
+        return Transform(matrix=Q.apply(BR), block_size=b), info
     if method == "torq":
         M = macro_transform(C, cfg)
         init = "identity" if cfg.macro_strategy in _MACRO_WITH_BLOCK_HADAMARD else "hadamard"
@@ -118,6 +130,18 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         info["micro"] = _report_summary(rep)
         return Transform(matrix=M, block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dict | None):
+    """The micro rotation of a site's raw rows (Hadamard start), memoized in ``cache``."""
+    key = ("raw-micro", layer, site)
+    if cache is not None and key in cache:
+        return cache[key]
+    R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard")
+    out = (R, _report_summary(rep))
+    if cache is not None:
+        cache[key] = out
+    return out
 
 
 def _report_summary(rep) -> dict:

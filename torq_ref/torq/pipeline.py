@@ -91,14 +91,15 @@ def _codes(X: np.ndarray, cfg: TorqConfig) -> np.ndarray:
     return t.codes.ravel()
 
 
-def build_method(method: str, cap, n_layers: int, cfg: TorqConfig, progress: bool):
+def build_method(method: str, cap, n_layers: int, cfg: TorqConfig, progress: bool,
+                 cache: dict | None = None):
     """Per-site transforms and metrics of one method (TQ-2, TQ-3.3)."""
     transforms, metrics = {}, {}
     keys = [(layer, site) for layer in range(n_layers) for site in SITES]
     for layer, site in _bar(keys, method, progress):
         C = cap.moment(layer, site)
         X = cap.inputs(layer, site)
-        t, info = site_transform(method, layer, site, C, X, cfg)
+        t, info = site_transform(method, layer, site, C, X, cfg, cache)
         if t is not None:
             transforms[(layer, site)] = t
         held = X[cfg.micro_rows:] if len(X) > cfg.micro_rows else X   # rows the micro step never saw
@@ -173,10 +174,10 @@ def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSp
     cap = calibrate(model, calib_w, 2 * cfg.micro_rows, spec.progress)
     timings = {"calibration_s": time.perf_counter() - t0}
 
-    results, per_site = [], {}
+    results, per_site, cache = [], {}, {}
     for method in spec.methods:
         t0 = time.perf_counter()
-        transforms, metrics = build_method(method, cap, n_layers, cfg, spec.progress)
+        transforms, metrics = build_method(method, cap, n_layers, cfg, spec.progress, cache)
         timings[f"build_{method}_s"] = time.perf_counter() - t0
         per_site[method] = {f"{layer}:{site}": m for (layer, site), m in metrics.items()}
         summary = {

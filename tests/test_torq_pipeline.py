@@ -85,19 +85,23 @@ def test_torq_transforms_compose_macro_and_micro():
     mic, info = site_transform("torq-micro", 0, "o", C, X, CFG, cache)
     assert mic.matrix is None and mic.block.shape == (32, 32) and "micro" in info
     BR = np.kron(np.eye(2), mic.block)
-    # default order micro-macro: the same R (shared through the cache), then Schur-Horn of (BR)^T C BR
+    # default: macro = 32-block Hadamard, then R' from the identity; B (I (x) R') = I (x) R_micro
     full, _ = site_transform("torq", 0, "o", C, X, CFG, cache)
-    Df = _dense(full, 64)
+    assert full.matrix is None and np.array_equal(full.block, mic.block)
+    # order micro-macro: the same R, then Schur-Horn of (BR)^T C BR (block energies equalized last)
+    mm, _ = site_transform("torq", 0, "o", C, X, replace(CFG, order="micro-macro"), cache)
+    Df = _dense(mm, 64)
     assert np.allclose(Df.T @ Df, np.eye(64), atol=1e-12)
     assert np.allclose(Df, schur_horn(BR.T @ C @ BR).apply(BR), atol=1e-12)
-    d = np.diag(Df.T @ C @ Df)
-    assert np.allclose(d, np.trace(C) / 64, rtol=1e-9)                 # energies equalized last
-    again, _ = site_transform("torq", 0, "o", C, X, CFG)                 # no cache: same result
+    assert np.allclose(np.diag(Df.T @ C @ Df), np.trace(C) / 64, rtol=1e-9)
+    again, _ = site_transform("torq", 0, "o", C, X, replace(CFG, order="micro-macro"))   # no cache
     assert np.array_equal(_dense(again, 64), Df)
-    # order macro-micro: x @ M, then the block rotation fitted on X @ M (starting from identity)
-    mm, _ = site_transform("torq", 0, "o", C, X, replace(CFG, order="macro-micro"))
-    assert mm.block.shape == (32, 32)
-    assert np.allclose(_dense(mm, 64), Dm @ np.kron(np.eye(2), mm.block), atol=1e-12)
+    # macro-micro with a Schur-Horn macro: x @ M, then a block rotation fitted on X @ M (from I)
+    cfg_sh = replace(CFG, full_macro_strategy="block_hadamard_schur_horn")
+    ms, _ = site_transform("torq", 0, "o", C, X, cfg_sh)
+    Dm2 = macro_transform(C, replace(cfg_sh, macro_strategy="block_hadamard_schur_horn")).apply(np.eye(64))
+    assert ms.block.shape == (32, 32)
+    assert np.allclose(_dense(ms, 64), Dm2 @ np.kron(np.eye(2), ms.block), atol=1e-12)
     with pytest.raises(SettingsError, match="unknown method"):
         site_transform("quarot", 0, "o", C, X, CFG)
 

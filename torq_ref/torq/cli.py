@@ -22,8 +22,10 @@ def register(sub) -> None:
     p.add_argument("--max-sweeps", type=int, default=None, help="micro optimizer sweeps")
     p.add_argument("--micro-rows", type=int, default=None, help="calibration rows per site for the micro step")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
-    p.add_argument("--order", default="micro-macro", choices=("micro-macro", "macro-micro"),
-                   help="composition of the full method (default micro-macro, see spec/TQ.md TQ-2.5)")
+    p.add_argument("--order", default="macro-micro", choices=("macro-micro", "micro-macro"),
+                   help="composition of the full method (default macro-micro, see spec/TQ.md TQ-2.5)")
+    p.add_argument("--full-macro-strategy", default=None,
+                   help="macro strategy inside the full method (default block_hadamard, see TQ-2.5)")
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke setting: 2 eval + 1 calibration windows, fewer micro rows/sweeps")
     p.add_argument("--no-figures", action="store_true")
@@ -55,6 +57,12 @@ def _run(args) -> int:
             if args.macro_strategy not in STRATEGIES:
                 raise SettingsError(f"unknown macro strategy {args.macro_strategy!r}; choose from {', '.join(STRATEGIES)}")
             cfg_kw["macro_strategy"] = args.macro_strategy
+        if args.full_macro_strategy:
+            from torq_ref.rotations.inter_block import STRATEGIES
+
+            if args.full_macro_strategy not in STRATEGIES:
+                raise SettingsError(f"unknown macro strategy {args.full_macro_strategy!r}; choose from {', '.join(STRATEGIES)}")
+            cfg_kw["full_macro_strategy"] = args.full_macro_strategy
         for key in ("beta", "max_sweeps", "micro_rows"):
             if getattr(args, key) is not None:
                 cfg_kw[key] = getattr(args, key)

@@ -41,7 +41,8 @@ class TorqConfig:
     max_sweeps: int | None = 2           # micro optimizer sweeps (held-out early stopping inside)
     micro_rows: int = 1024               # calibration rows per site given to the micro optimizer
     per_block: bool = False
-    order: str = "micro-macro"           # "micro-macro" or "macro-micro" (TQ-2.5)
+    order: str = "macro-micro"           # "macro-micro" or "micro-macro" (TQ-2.5)
+    full_macro_strategy: str = "block_hadamard"   # the macro level of the full method (TQ-2.5)
     block_size: int = 32
     scale_rule: str = "floor"
     fmt: str = "e2m1"
@@ -123,9 +124,16 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         BR = np.kron(np.eye(n // b), R)                       # (n, n) block-diagonal
         Q = schur_horn(BR.T @ C @ BR)
         return Transform(matrix=Q.apply(BR), block_size=b), info
+    if method == "torq" and cfg.full_macro_strategy == "block_hadamard":
+        # block Hadamard B, then R' fitted on X B from the identity: B (I (x) R') = I (x) (H R'),
+        # and H R' is exactly the micro fit of the raw rows from the Hadamard start (shared)
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache)
+        return Transform(block=R, block_size=b), info
     if method == "torq":
-        M = macro_transform(C, cfg)
-        init = "identity" if cfg.macro_strategy in _MACRO_WITH_BLOCK_HADAMARD else "hadamard"
+        from dataclasses import replace
+
+        M = macro_transform(C, replace(cfg, macro_strategy=cfg.full_macro_strategy))
+        init = "identity" if cfg.full_macro_strategy in _MACRO_WITH_BLOCK_HADAMARD else "hadamard"
         R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site), init)
         info["micro"] = _report_summary(rep)
         return Transform(matrix=M, block=R, block_size=b), info

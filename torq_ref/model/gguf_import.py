@@ -307,9 +307,9 @@ def ensure_model(model_dir: str | Path | None = None, *, gguf: str | Path | None
                  cache: str | Path | None = None, progress: bool = True) -> Path:
     """A ready model directory: ``model_dir`` if it has config.json, else import the default GGUF
     into ``default_model_dir(cache)`` (once) and say where it lives on stderr."""
-    if model_dir is not None and (Path(model_dir) / "config.json").is_file():
-        return Path(model_dir)
     target = Path(model_dir) if model_dir is not None else default_model_dir(cache)
+    if (target / "config.json").is_file():
+        return target                      # imported before (or a ready HF-layout directory)
     src = find_gguf(gguf, cache)
     out = import_gguf(src, target, progress=progress)
     _log(f"model: {out} (imported from {src})")

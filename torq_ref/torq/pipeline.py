@@ -145,10 +145,7 @@ def run(spec: RunSpec, cfg: TorqConfig) -> dict:
     from torq_ref import model as M
 
     t_start = time.perf_counter()
-    model_dir = spec.model_dir
-    if model_dir is None and (M.default_model_dir() / "config.json").is_file():
-        model_dir = M.default_model_dir()          # imported before: reuse the cache
-    model_dir = M.ensure_model(model_dir, progress=spec.progress)
+    model_dir = M.ensure_model(spec.model_dir, progress=spec.progress)
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     ids = M.tokenize_text(tok)
     check_windows(len(ids), spec)

@@ -202,3 +202,23 @@ def test_deterministic(tiny, windows, results):
     first = {(r["method"], r["setting"]): r["ppl"] for r in results["results"]}
     for r in again["results"]:
         assert r["ppl"] == first[(r["method"], r["setting"])]
+
+
+@pytest.mark.clause("TQ-2.5")
+def test_micro_after_block_hadamard_macro_starts_from_identity(monkeypatch):
+    from dataclasses import replace
+
+    import torq_ref.torq.methods as methods
+
+    seen = []
+    real = methods.micro_rotation
+
+    def spy(X, cfg, seed, init="hadamard"):
+        seen.append(init)
+        return real(X, cfg, seed, init)
+
+    monkeypatch.setattr(methods, "micro_rotation", spy)
+    C, X = _moment_and_rows()
+    site_transform("torq", 0, "o", C, X, replace(CFG, full_macro_strategy="block_hadamard_schur_horn"))
+    site_transform("torq", 0, "o", C, X, replace(CFG, full_macro_strategy="schur_horn"))
+    assert seen == ["identity", "hadamard"]      # H H = I: no second Hadamard after one in the macro

@@ -43,6 +43,38 @@ def test_numba_equals_numpy(rule, saturate_scale):
     assert np.array_equal(enc_a, enc_b)
 
 
+def _nasty64(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_t(3, size=(128, 256)) * np.exp(rng.normal(size=(128, 256)) * 30)
+    x[0, :32] = 1e300                                   # beyond float32: scale saturates / 0xFF
+    x[1, :32] = 1e-300                                  # below every E8M0 scale
+    x[2, :32] = 0.0
+    x[2, 0] = 6.0 * (1 + 2.0**-52)                      # RCEIL: float64 quotient > 1, float32 == 1
+    x[3, :3] = [np.nan, 1, 2]
+    x[4, :8] = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0]
+    x[5, :32] = np.nextafter(1.25, 2.0)                 # one ulp above a tie
+    x[6] = _nasty(seed)[7]
+    return x
+
+
+@pytest.mark.clause("MX-6.1")
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("saturate_scale", [False, True])
+def test_numba_equals_numpy_float64(rule, saturate_scale):
+    pytest.importorskip("numba", reason="numba (the `fast` extra) not installed")
+    x = _nasty64(11)
+    a = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numpy")
+    b = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
+    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales)
+    fq = mx.quantize_dequantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
+    assert fq.dtype == np.float64
+    ref = mx.dequantize(a)
+    assert np.array_equal(fq.view(np.uint64), ref.view(np.uint64)) or np.array_equal(fq, ref, equal_nan=True)
+    if rule == "rceil":                                 # the float64 quotient decides (MX-3.2)
+        assert b.scales[2, 0] == 128
+        assert mx.quantize(x[2:3, :32].astype(np.float32), scale_rule=rule, backend="numba").scales[0, 0] == 127
+
+
 @pytest.mark.clause("MX-6.1")
 def test_thread_count_does_not_change_bits():
     numba = pytest.importorskip("numba", reason="numba not installed")

@@ -1,8 +1,8 @@
-"""Optional numba fast path for E2M1 (MXFP4) on float32 input (spec/MX.md MX-6.1).
+"""Optional numba fast path for E2M1 (MXFP4) on float32 and float64 input (spec/MX.md MX-6.1).
 
 Same algorithm as the NumPy reference in ``block.py`` / ``scale.py`` / ``element.py``, fused into
 one pass per block: exact exponent arithmetic (``math.frexp`` / ``math.ldexp``), the RCEIL quotient
-rounded in float32, and E2M1 round-to-nearest-even written as the seven decision thresholds
+rounded in float32 (in float64 for float64 input, ``wide``), and E2M1 round-to-nearest-even written as the seven decision thresholds
 0.25 < 0.75 <= 1.25 < 1.75 <= 2.5 < 3.5 <= 5 (``<`` where the tie goes down to the even code,
 ``<=`` where it goes up). tests/test_mx_backends.py proves the bits equal the reference.
 Every block is independent, so the result does not depend on the number of threads.
@@ -30,15 +30,18 @@ def available() -> bool:
 if numba is not None:
 
     @njit(cache=True, inline="always")
-    def _scale_code(amax, has_nan, rule, saturate_scale):
+    def _scale_code(amax, has_nan, rule, saturate_scale, wide):
         if has_nan:
             return 255
         if math.isinf(amax):
             return 254 if saturate_scale else 255
         if amax == 0.0:
             return 0
-        if rule == 1:  # rceil: d = fp32(amax / 6), code = 127 + ceil(log2 d)
-            d = np.float32(amax) / np.float32(6.0)
+        if rule == 1:  # rceil: d = amax / 6 in the working precision, code = 127 + ceil(log2 d)
+            if wide:
+                d = amax / 6.0
+            else:
+                d = np.float64(np.float32(amax) / np.float32(6.0))
             if d == 0.0:
                 return 0
             if math.isinf(d):
@@ -79,7 +82,7 @@ if numba is not None:
         return c
 
     @njit(cache=True, inline="always")
-    def _block_scale(x, b, bs, rule, saturate_scale):
+    def _block_scale(x, b, bs, rule, saturate_scale, wide):
         amax = 0.0
         has_nan = False
         for k in range(bs):
@@ -90,13 +93,13 @@ if numba is not None:
                 av = abs(v)
                 if av > amax:
                     amax = av
-        return _scale_code(amax, has_nan, rule, saturate_scale)
+        return _scale_code(amax, has_nan, rule, saturate_scale, wide)
 
     @njit(cache=True, parallel=True)
-    def _quantize_kernel(x, rule, saturate_scale, scales, codes):
+    def _quantize_kernel(x, rule, saturate_scale, wide, scales, codes):
         nb, bs = x.shape
         for b in prange(nb):
-            code = _block_scale(x, b, bs, rule, saturate_scale)
+            code = _block_scale(x, b, bs, rule, saturate_scale, wide)
             scales[b] = code
             if code == 255:
                 for k in range(bs):
@@ -111,10 +114,10 @@ if numba is not None:
                 codes[b, k] = c
 
     @njit(cache=True, parallel=True)
-    def _fake_quant_kernel(x, rule, saturate_scale, table, out):
+    def _fake_quant_kernel(x, rule, saturate_scale, wide, table, out):
         nb, bs = x.shape
         for b in prange(nb):
-            code = _block_scale(x, b, bs, rule, saturate_scale)
+            code = _block_scale(x, b, bs, rule, saturate_scale, wide)
             if code == 255:
                 for k in range(bs):
                     out[b, k] = np.nan
@@ -124,7 +127,7 @@ if numba is not None:
             for k in range(bs):
                 v = np.float64(x[b, k]) * mult
                 q = table[_e2m1_magnitude_code(abs(v))] * back
-                out[b, k] = np.float32(math.copysign(q, v))
+                out[b, k] = math.copysign(q, v)      # exact in out's dtype (float32 or float64)
 
     @njit(cache=True, parallel=True)
     def _encode_kernel(x, out):
@@ -140,20 +143,20 @@ if numba is not None:
 
 
 def quantize_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool):
-    """(..., nb, bs) float32 blocks -> (scales (..., nb), codes (..., nb, bs)), both uint8."""
+    """(..., nb, bs) float32 / float64 blocks -> (scales (..., nb), codes (..., nb, bs)), both uint8."""
     lead = blocks.shape[:-1]
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])       # (NB, bs)
     scales = np.empty(flat.shape[0], dtype=np.uint8)
     codes = np.empty(flat.shape, dtype=np.uint8)
-    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), scales, codes)
+    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, scales, codes)
     return scales.reshape(lead), codes.reshape(blocks.shape)
 
 
 def fake_quant_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool) -> np.ndarray:
-    """(..., nb, bs) float32 -> float32 dequantized values of the same shape."""
+    """(..., nb, bs) float32 / float64 -> dequantized values of the same shape and dtype."""
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])
-    out = np.empty(flat.shape, dtype=np.float32)
-    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), _E2M1, out)
+    out = np.empty(flat.shape, dtype=flat.dtype)
+    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _E2M1, out)
     return out.reshape(blocks.shape)
 
 

@@ -72,7 +72,7 @@ def quantize(x, fmt: str = "e2m1", *, block_size: int = 32, axis: int = -1, scal
              saturate_scale: bool = False, pad: bool = False, backend: str = "auto") -> MXTensor:
     """Quantize ``x`` to MX format ``fmt`` with one E8M0 scale per block along ``axis`` (MX-5).
 
-    ``backend``: "numpy" (the reference), "numba" (fast path, e2m1 float32 only, same bits), or
+    ``backend``: "numpy" (the reference), "numba" (fast path, e2m1 float32 / float64 only, same bits), or
     "auto" (numba when installed and applicable).
     """
     f = get_format(fmt)
@@ -86,7 +86,7 @@ def quantize(x, fmt: str = "e2m1", *, block_size: int = 32, axis: int = -1, scal
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     blocks, n = _blocked(a, ax, bs, pad)          # (..., nb, bs)
     use_numba = backend == "numba" or (backend == "auto" and _numba_kernels.available())
-    if use_numba and f.name == "e2m1" and a.dtype == np.float32:
+    if use_numba and f.name == "e2m1" and a.dtype in (np.float32, np.float64):
         scales, codes = _numba_kernels.quantize_e2m1(blocks, rule, saturate_scale)
     elif backend == "numba" and not _numba_kernels.available():
         raise RuntimeError("backend='numba' requested but numba is not installed (pip install torq-ref[fast])")
@@ -147,7 +147,7 @@ def quantize_dequantize(x, fmt: str = "e2m1", *, block_size: int = 32, axis: int
     is exact in float32); float16 input returns float64.
     """
     a = as_float_array(x)
-    if (backend in ("auto", "numba") and a.dtype == np.float32 and get_format(fmt).name == "e2m1"
+    if (backend in ("auto", "numba") and a.dtype in (np.float32, np.float64) and get_format(fmt).name == "e2m1"
             and _numba_kernels.available() and a.ndim >= 1):
         ax = normalize_axis(axis, a.ndim)
         if ax == a.ndim - 1 and a.shape[-1] % _check_block_size(block_size) == 0:

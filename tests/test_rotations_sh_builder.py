@@ -304,3 +304,37 @@ def test_block_target_errors():
         schur_horn_blocks(np.eye(6), block_size=4)
     with pytest.raises(ValueError, match="shape"):
         schur_horn_blocks(np.eye(8), [1.0], block_size=4)
+
+
+@pytest.mark.clause("SH-2.4a")
+def test_some_orders_need_more_than_n_minus_1_rotations():
+    """C = diag(0, 2, 3, 5), target (4, 4, 1, 1): majorized by diag(C), reached by the builder with
+    4 rotations, and no sequence of 3 plane rotations comes closer than squared residual 1 (SH-2.4a).
+    (Planted check: with the reachable order (1, 4, 4, 1) the same search finds ~1e-11.)"""
+    import itertools
+
+    from scipy.optimize import minimize
+
+    c = np.diag([0.0, 2.0, 3.0, 5.0])
+    t = np.array([4.0, 4.0, 1.0, 1.0])
+    check_majorization(t, np.diag(c))                      # no MajorizationError
+    q = schur_horn(c, t, method="diagonal")
+    check_result(c, q, t)
+    assert len(q) == 4                                     # tight: 4 = n is the minimum here
+    assert np.allclose(np.diag(q.matrix()), 0.0, atol=1e-12)   # Ky Fan: every Q_kk = 0
+
+    planes = list(itertools.combinations(range(4), 2))
+
+    def residual(theta, seq):                               # |diag(Q^T C Q) - t|^2
+        m = np.eye(4)
+        for (i, j), a in zip(seq, theta):
+            g = np.eye(4)
+            g[i, i] = g[j, j] = np.cos(a)
+            g[i, j], g[j, i] = np.sin(a), -np.sin(a)
+            m = m @ g
+        return float(np.sum((np.einsum("ij,ik,kj->j", m, c, m) - t) ** 2))
+
+    starts = np.random.default_rng(0).uniform(-np.pi, np.pi, (3, 3))
+    best = min(minimize(residual, s0, args=(seq,), method="BFGS").fun
+               for seq in itertools.product(planes, repeat=3) for s0 in starts)
+    assert best > 0.99                                     # the minimum is exactly 1

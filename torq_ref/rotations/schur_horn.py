@@ -11,7 +11,8 @@ are exactly the vectors majorized by lambda. ``schur_horn(C, target)`` builds su
   target, and rotate the plane of their indices so that the one with the smaller gap hits its
   target exactly (the other takes the rest of the 2x2 trace). Each step pins one rank for good,
   so at most n-1 rotations, each an O(n) update of two rows/columns of the working matrix; no
-  eigendecomposition. The 2x2 angle uses the small root of
+  eigendecomposition. A target in another order than diag(C) is then put in place by signed
+  swaps (<= 2(n-1) in all); SH-2.4a proves that n-1 is impossible for some such orders. The 2x2 angle uses the small root of
   (b - z) t^2 - 2 m t + (a - z) = 0,  t = (a - z) / (m + sign(m) sqrt(m^2 - (a - z)(b - z)))
   (Davies & Higham 2000), c = 1/hypot(1, t), s = c t; m = 0 and z = b is a swap.
 * eigen path (target majorized by lambda only): C = V diag(lambda) V^T; the diagonal path runs on
@@ -351,7 +352,7 @@ def block_traces(C, block_size: int = 32) -> np.ndarray:
 
 def schur_horn_blocks(C, block_energies=None, *, block_size: int = 32, rtol: float | None = None,
                       backend: str = "auto") -> GivensSequence:
-    """Orthogonal Q with block traces of Q^T C Q equal to ``block_energies`` (SH-2.7).
+    """Orthogonal Q with block traces of Q^T C Q equal to ``block_energies`` (SH-2.11).
 
     Reachable iff block_energies is majorized by the sums of consecutive block_size-chunks of the
     non-increasingly sorted eigenvalues (torq-method.md 2.1). The builder spreads each block's

@@ -21,13 +21,15 @@ def register(sub) -> None:
     p.add_argument("--holdout", type=float, default=0.25, help="fraction of calibration rows held out")
     p.add_argument("--max-sweeps", type=int, default=None, help="micro optimizer sweeps")
     p.add_argument("--micro-rows", type=int, default=None, help="calibration rows per site for the micro step")
+    p.add_argument("--scale-alpha", type=float, default=None,
+                   help="exponent of the micro level's channel scale step, 0 = off (default 0.5, TQ-2.7)")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
     p.add_argument("--order", default="macro-micro", choices=("macro-micro", "micro-macro"),
                    help="composition of the full method (default macro-micro, see spec/TQ.md TQ-2.5)")
     p.add_argument("--full-macro-strategy", default=None,
                    help="macro strategy inside the full method (default block_hadamard, see TQ-2.5)")
     p.add_argument("--quick", action="store_true",
-                   help="a fast smoke setting: 2 eval + 1 calibration windows, fewer micro rows/sweeps")
+                   help="a fast smoke setting: 1 eval + 1 calibration window, 64 micro rows, 1 sweep, one random orthogonal per site kind")
     p.add_argument("--no-figures", action="store_true")
     p.set_defaults(func=_run)
 
@@ -48,9 +50,9 @@ def _run(args) -> int:
             raise SettingsError(f"--model-dir {args.model_dir}: no config.json there (missing model)")
         ev, ca = args.eval_windows, args.calib_windows
         cfg_kw = {}
-        if args.quick:
-            ev, ca = min(ev, 2), min(ca, 1)
-            cfg_kw.update(micro_rows=256, max_sweeps=1)
+        if args.quick:      # TQ-4.1: a smoke run of the whole table in under 3 minutes
+            ev, ca = min(ev, 1), min(ca, 1)
+            cfg_kw.update(micro_rows=64, max_sweeps=1, random_per_layer=False)
         if args.macro_strategy:
             from torq_ref.rotations.inter_block import STRATEGIES
 
@@ -63,7 +65,9 @@ def _run(args) -> int:
             if args.full_macro_strategy not in STRATEGIES:
                 raise SettingsError(f"unknown macro strategy {args.full_macro_strategy!r}; choose from {', '.join(STRATEGIES)}")
             cfg_kw["full_macro_strategy"] = args.full_macro_strategy
-        for key in ("beta", "max_sweeps", "micro_rows"):
+        if args.scale_alpha is not None and not (0 <= args.scale_alpha <= 2):
+            raise SettingsError("--scale-alpha must be in [0, 2]")
+        for key in ("beta", "max_sweeps", "micro_rows", "scale_alpha"):
             if getattr(args, key) is not None:
                 cfg_kw[key] = getattr(args, key)
         if not 0 <= args.holdout < 1:

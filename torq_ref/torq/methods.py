@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq")
+#: methods whose micro level starts with the scale step (TQ-2.7)
+SCALED_METHODS = ("torq-micro", "torq")
 SETTINGS = ("W16A4", "W4A4")
 
 
@@ -43,6 +45,8 @@ class TorqConfig:
     per_block: bool = False
     order: str = "macro-micro"           # "macro-micro" or "micro-macro" (TQ-2.5)
     full_macro_strategy: str = "block_hadamard"   # the macro level of the full method (TQ-2.5)
+    scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
+    random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     block_size: int = 32
     scale_rule: str = "floor"
     fmt: str = "e2m1"
@@ -59,6 +63,10 @@ def parse_list(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[s
     if bad or not items:
         raise SettingsError(f"unknown {what} {bad or text!r}; choose from {', '.join(allowed)}")
     return items
+
+
+#: the "layer" seeding the one Haar matrix per site kind that --quick shares across layers
+_ALL_LAYERS = 2**20
 
 
 def _site_seed(seed: int, layer: int, site: str) -> int:
@@ -106,8 +114,13 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     if method in ("fp32", "rtn"):
         return None, info
     if method == "random-orthogonal":
-        return Transform(matrix=baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, layer, site)),
-                         block_size=b), info
+        key = ("random-orthogonal", layer if cfg.random_per_layer else _ALL_LAYERS, site)
+        if cache is None or key not in cache:
+            q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, key[1], site))
+            if cache is None:
+                return Transform(matrix=q, block_size=b), info
+            cache[key] = q
+        return Transform(matrix=cache[key], block_size=b), info
     if method == "hadamard32":
         return Transform(block=baselines.sylvester_hadamard(b), block_size=b), info
     if method == "torq-macro":

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .methods import METHODS, SETTINGS, SettingsError, TorqConfig, site_transform
+from .methods import METHODS, SCALED_METHODS, SETTINGS, SettingsError, TorqConfig, site_transform
 
 SITES = ("qkv", "o", "gate_up", "down")
 
@@ -69,14 +69,18 @@ def site_metrics(C: np.ndarray, X: np.ndarray, transform, cfg: TorqConfig) -> di
 
     n = C.shape[0]
     if transform is None:
-        Ct, Xt = C, X
+        diag, Xt = np.diag(C), X
     else:
         dense = transform.materialize(n)
-        D = dense.apply(np.eye(n))                 # (n, n): x -> x @ D
-        Ct = D.T @ C @ D
         Xt = dense.apply(X.astype(np.float64))
+        if dense.matrix is None:
+            # rotations inside the 32-blocks keep every block trace: the energies are C's
+            diag = np.diag(C)
+        else:
+            D = dense.apply(np.eye(n))                 # (n, n): x -> x @ D
+            diag = np.einsum("ik,ik->k", D, C @ D)     # diag(D^T C D), one matmul
     return {
-        "imbalance": float(block_energy_imbalance(Ct, cfg.block_size)),
+        "imbalance": float(block_energy_imbalance(diag, cfg.block_size)),
         "entropy": float(code_entropy(Xt.astype(np.float32), block_size=cfg.block_size,
                                       scale_rule=cfg.scale_rule)),
         "codes": np.bincount(_codes(Xt, cfg), minlength=16).tolist(),
@@ -172,9 +176,18 @@ def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSp
     timings = {"calibration_s": time.perf_counter() - t0}
 
     results, per_site, cache = [], {}, {}
+    scaled = None
     for method in spec.methods:
         t0 = time.perf_counter()
-        transforms, metrics = build_method(method, cap, n_layers, cfg, spec.progress, cache)
+        data, eval_model = cap, model
+        if method in SCALED_METHODS and cfg.scale_alpha > 0:      # the micro level's scale step
+            if scaled is None:
+                from .scale_step import ScaledCalibration, scaled_model, site_scales
+
+                scales = site_scales(cap.moment, n_layers, cfg.scale_alpha)
+                scaled = (ScaledCalibration(cap, scales), scaled_model(model, scales))
+            data, eval_model = scaled
+        transforms, metrics = build_method(method, data, n_layers, cfg, spec.progress, cache)
         timings[f"build_{method}_s"] = time.perf_counter() - t0
         per_site[method] = {f"{layer}:{site}": m for (layer, site), m in metrics.items()}
         summary = {
@@ -185,7 +198,7 @@ def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSp
         for setting in settings:
             t0 = time.perf_counter()
             plan = plan_for(method, setting, transforms, cfg)
-            ppl, nll = M.perplexity(model, eval_w, quant=plan, progress=spec.progress, return_nll=True)
+            ppl, nll = M.perplexity(eval_model, eval_w, quant=plan, progress=spec.progress, return_nll=True)
             dt = time.perf_counter() - t0
             timings[f"eval_{method}_{setting}_s"] = dt
             row = {"method": method, "setting": setting, "ppl": float(ppl),

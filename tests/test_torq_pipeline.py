@@ -68,6 +68,16 @@ def test_baseline_transforms():
     D1, D2 = _dense(r1, 64), _dense(r2, 64)
     assert np.allclose(D1.T @ D1, np.eye(64), atol=1e-12)
     assert not np.allclose(D1, D2)          # seeded per site
+    # --quick shares one Haar matrix per site kind across layers (TQ-2.2), and caches it
+    from dataclasses import replace
+
+    quick, cache = replace(CFG, random_per_layer=False), {}
+    q1, _ = site_transform("random-orthogonal", 0, "qkv", C, X, quick, cache)
+    q2, _ = site_transform("random-orthogonal", 1, "qkv", C, X, quick, cache)
+    q3, _ = site_transform("random-orthogonal", 1, "o", C, X, quick, cache)
+    assert q1.matrix is q2.matrix and not np.allclose(q1.matrix, q3.matrix)
+    c1, _ = site_transform("random-orthogonal", 1, "qkv", C, X, CFG, {})
+    assert np.array_equal(_dense(c1, 64), D2)   # the cache does not change the per-layer draw
 
 
 @pytest.mark.clause("TQ-2.3", "TQ-2.4", "TQ-2.5")
@@ -187,10 +197,25 @@ def test_bad_settings_fail_fast(tmp_path, capsys):
     assert main(["run", "--scale-rule", "nearest"]) == 2
     assert main(["run", "--model-dir", str(tmp_path)]) == 2
     assert "missing model" in capsys.readouterr().err
+    assert main(["run", "--scale-alpha", "-1"]) == 2
+    assert "--scale-alpha" in capsys.readouterr().err
     with pytest.raises(SettingsError, match="text has 5000"):
         check_windows(5000, RunSpec(eval_windows=8, calib_windows=4))
     with pytest.raises(SettingsError, match="at least 1"):
         check_windows(10**6, RunSpec(eval_windows=0))
+
+
+@pytest.mark.clause("TQ-4.1")
+def test_quick_settings():
+    from torq_ref.cli import build_parser
+    from torq_ref.torq.cli import settings_from_args
+
+    spec, cfg = settings_from_args(build_parser().parse_args(["run", "--quick"]))
+    assert (spec.eval_windows, spec.calib_windows) == (1, 1)
+    assert (cfg.micro_rows, cfg.max_sweeps, cfg.random_per_layer) == (64, 1, False)
+    spec, cfg = settings_from_args(build_parser().parse_args(["run"]))
+    assert (spec.eval_windows, spec.calib_windows, cfg.micro_rows, cfg.random_per_layer) == (8, 4, 1024, True)
+    assert cfg.scale_alpha == 0.5 and spec.methods == METHODS
 
 
 @pytest.mark.clause("TQ-4.5")

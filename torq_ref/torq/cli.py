@@ -34,48 +34,53 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
+def settings_from_args(args):
+    """(RunSpec, TorqConfig) of parsed ``run`` arguments; SettingsError on a bad one (TQ-4.1, 4.2)."""
     from torq_ref.mx import SCALE_RULES
 
     from .methods import METHODS, SETTINGS, SettingsError, TorqConfig, parse_list
-    from .pipeline import RunSpec, run
+    from .pipeline import RunSpec
+
+    methods = parse_list(args.methods, METHODS, "method")
+    settings = parse_list(args.settings, SETTINGS, "setting")
+    if args.scale_rule not in SCALE_RULES:
+        raise SettingsError(f"unknown scale rule {args.scale_rule!r}; choose from {', '.join(SCALE_RULES)}")
+    if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
+        raise SettingsError(f"--model-dir {args.model_dir}: no config.json there (missing model)")
+    ev, ca = args.eval_windows, args.calib_windows
+    cfg_kw = {}
+    if args.quick:      # TQ-4.1: a smoke run of the whole table in under 3 minutes
+        ev, ca = min(ev, 1), min(ca, 1)
+        cfg_kw.update(micro_rows=64, max_sweeps=1, random_per_layer=False)
+    from torq_ref.rotations.inter_block import STRATEGIES
+
+    for opt, key in (("--macro-strategy", "macro_strategy"), ("--full-macro-strategy", "full_macro_strategy")):
+        value = getattr(args, key)
+        if value:
+            if value not in STRATEGIES:
+                raise SettingsError(f"unknown macro strategy {value!r} for {opt}; choose from {', '.join(STRATEGIES)}")
+            cfg_kw[key] = value
+    if args.scale_alpha is not None and not (0 <= args.scale_alpha <= 2):
+        raise SettingsError("--scale-alpha must be in [0, 2]")
+    for key in ("beta", "max_sweeps", "micro_rows", "scale_alpha"):
+        if getattr(args, key) is not None:
+            cfg_kw[key] = getattr(args, key)
+    if not 0 <= args.holdout < 1:
+        raise SettingsError("--holdout must be in [0, 1)")
+    cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
+                     per_block=args.per_block, order=args.order, **cfg_kw)
+    spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,
+                   model_dir=args.model_dir)
+    return spec, cfg
+
+
+def _run(args) -> int:
+    from .methods import SettingsError
+    from .pipeline import run
     from .report import table, write_figures, write_json
 
     try:
-        methods = parse_list(args.methods, METHODS, "method")
-        settings = parse_list(args.settings, SETTINGS, "setting")
-        if args.scale_rule not in SCALE_RULES:
-            raise SettingsError(f"unknown scale rule {args.scale_rule!r}; choose from {', '.join(SCALE_RULES)}")
-        if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
-            raise SettingsError(f"--model-dir {args.model_dir}: no config.json there (missing model)")
-        ev, ca = args.eval_windows, args.calib_windows
-        cfg_kw = {}
-        if args.quick:      # TQ-4.1: a smoke run of the whole table in under 3 minutes
-            ev, ca = min(ev, 1), min(ca, 1)
-            cfg_kw.update(micro_rows=64, max_sweeps=1, random_per_layer=False)
-        if args.macro_strategy:
-            from torq_ref.rotations.inter_block import STRATEGIES
-
-            if args.macro_strategy not in STRATEGIES:
-                raise SettingsError(f"unknown macro strategy {args.macro_strategy!r}; choose from {', '.join(STRATEGIES)}")
-            cfg_kw["macro_strategy"] = args.macro_strategy
-        if args.full_macro_strategy:
-            from torq_ref.rotations.inter_block import STRATEGIES
-
-            if args.full_macro_strategy not in STRATEGIES:
-                raise SettingsError(f"unknown macro strategy {args.full_macro_strategy!r}; choose from {', '.join(STRATEGIES)}")
-            cfg_kw["full_macro_strategy"] = args.full_macro_strategy
-        if args.scale_alpha is not None and not (0 <= args.scale_alpha <= 2):
-            raise SettingsError("--scale-alpha must be in [0, 2]")
-        for key in ("beta", "max_sweeps", "micro_rows", "scale_alpha"):
-            if getattr(args, key) is not None:
-                cfg_kw[key] = getattr(args, key)
-        if not 0 <= args.holdout < 1:
-            raise SettingsError("--holdout must be in [0, 1)")
-        cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
-                         per_block=args.per_block, order=args.order, **cfg_kw)
-        spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,
-                       model_dir=args.model_dir)
+        spec, cfg = settings_from_args(args)
         results = run(spec, cfg)
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -114,9 +114,12 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     if method in ("fp32", "rtn"):
         return None, info
     if method == "random-orthogonal":
-        key = ("random-orthogonal", layer if cfg.random_per_layer else _ALL_LAYERS, site)
+        if cfg.random_per_layer:
+            q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, layer, site))
+            return Transform(matrix=q, block_size=b), info
+        key = ("random-orthogonal", site)            # --quick: one per site kind, kept in the cache
         if cache is None or key not in cache:
-            q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, key[1], site))
+            q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, _ALL_LAYERS, site))
             if cache is None:
                 return Transform(matrix=q, block_size=b), info
             cache[key] = q

@@ -24,20 +24,28 @@ def _nasty(seed: int) -> np.ndarray:
     return x
 
 
+def _assert_backends_agree(x: np.ndarray, rule: str, saturate_scale: bool):
+    """numba == NumPy for quantize (codes, scales) and quantize_dequantize (bits, in x's dtype);
+    returns the numba MXTensor."""
+    a = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numpy")
+    b = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
+    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales)
+    fq = mx.quantize_dequantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
+    assert fq.dtype == x.dtype
+    with np.errstate(over="ignore"):
+        ref = mx.dequantize(a).astype(x.dtype)
+    bits = np.uint32 if x.dtype == np.float32 else np.uint64
+    assert np.array_equal(fq.view(bits), ref.view(bits)) or np.array_equal(fq, ref, equal_nan=True)
+    return b
+
+
 @pytest.mark.clause("MX-6.1")
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("saturate_scale", [False, True])
 def test_numba_equals_numpy(rule, saturate_scale):
     pytest.importorskip("numba", reason="numba (the `fast` extra) not installed")
     x = _nasty(7)
-    a = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numpy")
-    b = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
-    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales)
-    fq = mx.quantize_dequantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
-    ref = mx.dequantize(a)
-    with np.errstate(over="ignore"):
-        ref32 = ref.astype(np.float32)
-    assert np.array_equal(fq.view(np.uint32), ref32.view(np.uint32)) or np.array_equal(fq, ref32, equal_nan=True)
+    _assert_backends_agree(x, rule, saturate_scale)
     enc_a = mx.encode(x, "e2m1", backend="numpy")
     enc_b = mx.encode(x, "e2m1", backend="numba")
     assert np.array_equal(enc_a, enc_b)
@@ -63,13 +71,7 @@ def _nasty64(seed: int) -> np.ndarray:
 def test_numba_equals_numpy_float64(rule, saturate_scale):
     pytest.importorskip("numba", reason="numba (the `fast` extra) not installed")
     x = _nasty64(11)
-    a = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numpy")
-    b = mx.quantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
-    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales)
-    fq = mx.quantize_dequantize(x, scale_rule=rule, saturate_scale=saturate_scale, backend="numba")
-    assert fq.dtype == np.float64
-    ref = mx.dequantize(a)
-    assert np.array_equal(fq.view(np.uint64), ref.view(np.uint64)) or np.array_equal(fq, ref, equal_nan=True)
+    b = _assert_backends_agree(x, rule, saturate_scale)
     if rule == "rceil":                                 # the float64 quotient decides (MX-3.2)
         assert b.scales[2, 0] == 128
         assert mx.quantize(x[2:3, :32].astype(np.float32), scale_rule=rule, backend="numba").scales[0, 0] == 127

@@ -7,6 +7,7 @@ over tokens.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,17 @@ class Model:
         if self.path is None or not (self.path / "tokenizer.json").is_file():
             raise ModelError("this model has no tokenizer.json")
         return Tokenizer.from_file(str(self.path / "tokenizer.json"))
+
+    def with_layers(self, layers: list[LayerWeights]) -> "Model":
+        """A copy of this model with other decoder-layer weights (same config, embeddings, norm,
+        head; shared arrays) and its own, empty prepared-plan cache. Used for re-parameterized
+        models such as the TORQ scale step."""
+        if len(layers) != len(self.layers):
+            raise ModelError(f"{len(layers)} layers given, the model has {len(self.layers)}")
+        out = copy.copy(self)
+        out.layers = list(layers)
+        out._plan, out._prepared = None, {}
+        return out
 
     # ------------------------------------------------------------------ quantization plan
     def prepare(self, plan: QuantPlan | None) -> None:

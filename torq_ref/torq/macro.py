@@ -43,7 +43,7 @@ def candidate_matrix(name: str, C: np.ndarray, G_diag: np.ndarray, block_size: i
     from torq_ref.rotations.schur_horn import schur_horn
 
     n = C.shape[0]
-    B = np.kron(np.eye(n // block_size), baselines.sylvester_hadamard(block_size))
+    B = baselines.block_hadamard(n, block_size)
     if name == "block_hadamard":
         return B
     if name == "schur_horn":
@@ -67,11 +67,11 @@ def output_error(X: np.ndarray, M: np.ndarray, W: np.ndarray, *, fmt="e2m1", sca
     return float(np.mean(per_token))
 
 
-def select_macro(C: np.ndarray, W: np.ndarray, X_fit: np.ndarray, X_check: np.ndarray,
+def select_macro(C: np.ndarray, W: np.ndarray, X_check: np.ndarray,
                  candidates=MACRO_CANDIDATES, *, block_size: int = 32, scale_rule: str = "floor"):
     """Per-site choice (TQ-5.3): build each candidate from the calibration moment ``C`` and the
-    weight ``W`` (out, n), measure its output error on ``X_check`` (rows the builder did not see
-    when ``C`` comes from ``X_fit``), return (name, M, {name: error})."""
+    weight ``W`` (out, n), measure its output error on ``X_check`` (rows ``C`` was not computed
+    from), return (name, M, {name: error})."""
     G_diag = np.einsum("ij,ij->j", W, W, dtype=np.float64)
     errors, mats = {}, {}
     Xc = np.asarray(X_check, dtype=np.float64)

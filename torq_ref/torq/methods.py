@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from torq_ref.model.hooks import SITES
+
 METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq")
 #: methods whose micro level starts with the scale step (TQ-2.7)
 SCALED_METHODS = ("torq-micro", "torq")
@@ -70,7 +72,7 @@ _ALL_LAYERS = 2**20
 
 
 def _site_seed(seed: int, layer: int, site: str) -> int:
-    return int(np.random.SeedSequence([seed, layer, ["qkv", "o", "gate_up", "down"].index(site)])
+    return int(np.random.SeedSequence([seed, layer, SITES.index(site)])
                .generate_state(1)[0])
 
 
@@ -116,14 +118,10 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     if method == "random-orthogonal":
         if cfg.random_per_layer:
             q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, layer, site))
-            return Transform(matrix=q, block_size=b), info
-        key = ("random-orthogonal", site)            # --quick: one per site kind, kept in the cache
-        if cache is None or key not in cache:
-            q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, _ALL_LAYERS, site))
-            if cache is None:
-                return Transform(matrix=q, block_size=b), info
-            cache[key] = q
-        return Transform(matrix=cache[key], block_size=b), info
+        else:                                         # --quick: one per site kind, shared
+            q = _memo(cache, ("random-orthogonal", site),
+                      lambda: baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, _ALL_LAYERS, site)))
+        return Transform(matrix=q, block_size=b), info
     if method == "hadamard32":
         return Transform(block=baselines.sylvester_hadamard(b), block_size=b), info
     if method == "torq-macro":
@@ -156,16 +154,22 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
+def _memo(cache: dict | None, key, make):
+    """``make()``, kept in ``cache`` under ``key`` when a cache is given."""
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
 def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dict | None):
     """The micro rotation of a site's raw rows (Hadamard start), memoized in ``cache``."""
-    key = ("raw-micro", layer, site)
-    if cache is not None and key in cache:
-        return cache[key]
-    R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard")
-    out = (R, _report_summary(rep))
-    if cache is not None:
-        cache[key] = out
-    return out
+    def fit():
+        R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard")
+        return R, _report_summary(rep)
+
+    return _memo(cache, ("raw-micro", layer, site), fit)
 
 
 def _report_summary(rep) -> dict:

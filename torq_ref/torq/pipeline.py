@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .methods import METHODS, SCALED_METHODS, SETTINGS, SettingsError, TorqConfig, site_transform
+from torq_ref.model.hooks import SITES
 
-SITES = ("qkv", "o", "gate_up", "down")
+from .methods import METHODS, SCALED_METHODS, SETTINGS, SettingsError, TorqConfig, site_transform
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-SITES = ("qkv", "o", "gate_up", "down")
+from torq_ref.model.hooks import SITES
 
 
 def table(results: dict) -> str:

@@ -19,7 +19,6 @@ measurement.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
@@ -51,24 +50,22 @@ def site_scales(moments, n_layers: int, alpha: float) -> dict[tuple[int, str], n
 def scaled_model(model, scales: dict[tuple[int, str], np.ndarray]):
     """A copy of ``model`` with the scales folded in: norm weight / s, consuming W columns * s.
 
-    The copy shares the unchanged arrays with ``model`` and has its own prepared-plan cache."""
-    out = copy.copy(model)
-    out.layers = list(model.layers)
-    out._plan, out._prepared = None, {}
+    The copy shares the unchanged arrays with ``model`` (``Model.with_layers``)."""
+    layers = list(model.layers)
     for (layer, site), s in scales.items():
         if site not in NORM_OF_SITE:
             raise ValueError(f"site {site!r} is not fed by an RMSNorm; scalable sites: {tuple(NORM_OF_SITE)}")
-        lw = out.layers[layer]
+        lw = layers[layer]
         norm = getattr(lw, NORM_OF_SITE[site])
         w = lw.site_weight(site)
         if s.shape != norm.shape:
             raise ValueError(f"scales of {(layer, site)} have shape {s.shape}, the site has {norm.shape}")
         s64 = np.asarray(s, dtype=np.float64)
-        out.layers[layer] = dataclasses.replace(lw, **{
+        layers[layer] = dataclasses.replace(lw, **{
             NORM_OF_SITE[site]: (norm / s64).astype(norm.dtype),
             site: (w * s64[None, :]).astype(w.dtype),
         })
-    return out
+    return model.with_layers(layers)
 
 
 class ScaledCalibration:

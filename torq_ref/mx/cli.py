@@ -65,6 +65,11 @@ def _bench(args) -> int:
     rows.append((f"torq_ref quantize MXFP4 ({backend})", t_q, None))
     t_ref = _best(lambda: mx.quantize(x[: max(1, args.rows // 16)], backend="numpy"), 1) * 16
     rows.append(("torq_ref quantize MXFP4 (numpy reference, extrapolated x16)", t_ref, None))
+    x64 = x.astype(np.float64)      # the folded W4A4 weights of the TORQ pipeline are float64
+    t_fq64 = _best(lambda: mx.quantize_dequantize(x64, backend=backend), args.repeat)
+    t_fq64_ref = _best(lambda: mx.quantize_dequantize(x64[: max(1, args.rows // 16)], backend="numpy"), 1) * 16
+    rows.append((f"torq_ref fake-quant float64 ({backend})", t_fq64, None))
+    rows.append(("torq_ref fake-quant float64 (numpy reference, x16)", t_fq64_ref, t_fq64_ref / t_fq64))
     try:
         import torch
         from torchao.prototype.mx_formats.mx_tensor import ScaleCalculationMode, to_mx

@@ -156,8 +156,10 @@ def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSp
         _log(f"{row['method']:<18} {row['setting']:<6} ppl {row['ppl']:8.3f}  "
              f"kld {np.mean(row['window_kld']):.4f}  top1 {np.mean(row['window_top1']):.3f}  "
              f"imbalance {row['imbalance']:7.2f}  entropy {row['entropy']:.3f} bits")
+    from torq_ref.evaluate.summary import summarize
+
     return {
-        "results": rows,
+        "results": summarize(rows, baseline="hadamard32", seed=cfg.seed),
         "per_site": per_site,
         "settings": {**asdict(spec), **asdict(cfg)},
         "seed": cfg.seed,

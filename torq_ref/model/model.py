@@ -36,6 +36,18 @@ class LayerWeights:
         return {"qkv": self.qkv, "o": self.o, "gate_up": self.gate_up, "down": self.down}[site]
 
 
+@dataclass(frozen=True)
+class RopeTables:
+    """RoPE cos / sin tables (S, d) for one sequence length, one pair per kind of layer
+    (``"default"``; Gemma3 adds ``"local"`` for its sliding-window layers)."""
+
+    seq_len: int
+    tables: dict
+
+    def for_layer(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.tables[kind]
+
+
 class Model:
     """A Llama / Qwen3 decoder in NumPy. Build with :func:`load` or :meth:`from_tensors`."""
 
@@ -115,10 +127,11 @@ class Model:
                         prepared[(i, site)] = prepare_site(lw.site_weight(site), q, plan.mode)
         self._plan, self._prepared = plan, prepared
 
-    # ------------------------------------------------------------------ forward
-    def forward(self, ids, quant: QuantPlan | None = None,
-                capture: ActivationCapture | None = None) -> np.ndarray:
-        """Logits (B, S, V) of token ids (B, S) (or (S,), treated as B = 1), causal (FW-2.5)."""
+    # ------------------------------------------------------------------ forward, by parts
+    # forward() is embed_tokens -> block(0..L-1) -> head; an outside engine may call the parts
+    # itself to stream the pass one decoder layer at a time (FW-2.8).
+    def check_ids(self, ids) -> np.ndarray:
+        """Token ids as an integer (B, S) array ((S,) is read as B = 1), range-checked (FW-2.5)."""
         ids = np.asarray(ids)
         if ids.ndim == 1:
             ids = ids[None]
@@ -126,35 +139,78 @@ class Model:
             raise ModelError(f"ids must be an integer array (batch, seq); got {ids.dtype} {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise ModelError(f"token ids must lie in [0, {self.config.vocab_size})")
-        self.prepare(quant)
-        x = self.embed[ids]                                                           # (B, S, D)
-        cos, sin = L.rope_cos_sin(np.arange(ids.shape[1]), self.inv_freq, self.dtype)  # (S, d)
-        for i in range(self.config.num_layers):
-            x = self._block(i, x, cos, sin, capture)
+        return ids
+
+    def embed_tokens(self, ids) -> np.ndarray:
+        """The residual stream entering layer 0: embedding rows of ids, (B, S, D), compute dtype."""
+        ids = self.check_ids(ids)
+        return self.embed[ids]                                                        # (B, S, D)
+
+    def rope_tables(self, seq_len: int) -> "RopeTables":
+        """cos / sin tables (S, d) for positions 0..seq_len-1, what block() needs for RoPE."""
+        cos, sin = L.rope_cos_sin(np.arange(int(seq_len)), self.inv_freq, self.dtype)  # (S, d)
+        return RopeTables(int(seq_len), {"default": (cos, sin)})
+
+    def layer_prepared(self, i: int) -> dict[str, PreparedSite]:
+        """{site: PreparedSite} of layer i under the plan set by prepare() (empty without one)."""
+        return {site: p for site in SITES if (p := self._prepared.get((i, site))) is not None}
+
+    def block(self, i: int, x: np.ndarray, rope: "RopeTables", capture: ActivationCapture | None = None,
+              prepared: dict[str, PreparedSite] | None = None) -> np.ndarray:
+        """Decoder layer i: residual stream (B, S, D) -> (B, S, D) (FW-2.6, FW-2.8).
+
+        ``prepared``: {site: PreparedSite} for this layer (hooks.prepare_site); a site absent from
+        it stays exact. None uses the model's own cache set by prepare(plan)."""
+        if not 0 <= i < self.config.num_layers:
+            raise ModelError(f"layer {i} out of range: the model has {self.config.num_layers}")
+        if x.ndim != 3 or x.shape[1] != rope.seq_len:
+            raise ModelError(f"block input {x.shape} does not match rope tables of length {rope.seq_len}")
+        if prepared is None:
+            prepared = self.layer_prepared(i)
+        cos, sin = rope.for_layer(self.layer_rope_kind(i))
+        return self._block(i, x, cos, sin, capture, prepared)
+
+    def head(self, x: np.ndarray) -> np.ndarray:
+        """Final norm and output projection: (B, S, D) -> logits (B, S, V)."""
         x = L.rms_norm(x, self.final_norm, self.config.rms_norm_eps)
         b, s, d = x.shape
         return (x.reshape(b * s, d) @ self.lm_head.T).reshape(b, s, -1)              # (B, S, V)
 
+    def layer_rope_kind(self, i: int) -> str:
+        """Key of the RoPE table layer i uses in :class:`RopeTables`."""
+        return "default"
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, ids, quant: QuantPlan | None = None,
+                capture: ActivationCapture | None = None) -> np.ndarray:
+        """Logits (B, S, V) of token ids (B, S) (or (S,), treated as B = 1), causal (FW-2.5)."""
+        x = self.embed_tokens(ids)                                                   # (B, S, D)
+        self.prepare(quant)
+        rope = self.rope_tables(x.shape[1])
+        for i in range(self.config.num_layers):
+            x = self.block(i, x, rope, capture)
+        return self.head(x)                                                          # (B, S, V)
+
     __call__ = forward
 
-    def _linear(self, i: int, site: str, x: np.ndarray, capture) -> np.ndarray:
+    def _linear(self, i: int, site: str, x: np.ndarray, capture, prepared) -> np.ndarray:
         """x (B, S, n) -> (B, S, out) through a site: capture, transform + quantizer, matmul."""
         b, s, n = x.shape
         x2 = x.reshape(b * s, n)                                                      # (T, n)
         if capture is not None:
             capture.record(i, site, x2)
-        prep = self._prepared.get((i, site))
+        prep = prepared.get(site)
         if prep is None:
             w = self.layers[i].site_weight(site)
         else:
             x2, w = prep.input(x2), prep.weight
         return (x2 @ w.T).reshape(b, s, -1)
 
-    def _block(self, i: int, x: np.ndarray, cos, sin, capture) -> np.ndarray:
+    def _block(self, i: int, x: np.ndarray, cos, sin, capture, prepared) -> np.ndarray:
         """One decoder layer (FW-2.6): pre-norm attention and SwiGLU MLP with residuals."""
         c, lw = self.config, self.layers[i]
         h = L.rms_norm(x, lw.attn_norm, c.rms_norm_eps)                              # (B, S, D)
-        qkv = self._linear(i, "qkv", h, capture)                                     # (B, S, Hd+2Kd)
+        qkv = self._linear(i, "qkv", h, capture, prepared)                           # (B, S, Hd+2Kd)
         q, k, v = np.split(qkv, [c.q_dim, c.q_dim + c.kv_dim], axis=-1)
         q = L.split_heads(q, c.num_heads, c.head_dim)                                # (B, H, S, d)
         k = L.split_heads(k, c.num_kv_heads, c.head_dim)                             # (B, K, S, d)
@@ -164,10 +220,10 @@ class Model:
             k = L.rms_norm(k, lw.k_norm, c.rms_norm_eps)
         q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
         a = L.merge_heads(L.causal_attention(q, k, np.ascontiguousarray(v)))         # (B, S, Hd)
-        x = x + self._linear(i, "o", a, capture)                                     # (B, S, D)
+        x = x + self._linear(i, "o", a, capture, prepared)                           # (B, S, D)
         h = L.rms_norm(x, lw.mlp_norm, c.rms_norm_eps)
-        gate, up = np.split(self._linear(i, "gate_up", h, capture), 2, axis=-1)      # (B, S, F) each
-        return x + self._linear(i, "down", L.swiglu(gate, up), capture)             # (B, S, D)
+        gate, up = np.split(self._linear(i, "gate_up", h, capture, prepared), 2, axis=-1)  # (B, S, F) each
+        return x + self._linear(i, "down", L.swiglu(gate, up), capture, prepared)   # (B, S, D)
 
     @classmethod
     def from_tensors(cls, config: ModelConfig, tensors: dict[str, np.ndarray], dtype=np.float32) -> "Model":

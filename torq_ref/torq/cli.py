@@ -87,7 +87,11 @@ def _run(args) -> int:
         return 2
     out = Path(args.out)
     path = write_json(results, out)
+    from torq_ref.evaluate.summary import metrics_table
+
     print(table(results))
+    print()
+    print(metrics_table(results["results"]))
     print(f"\nresults: {path}")
     if not args.no_figures:
         for p in write_figures(results, out):

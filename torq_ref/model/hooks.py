@@ -14,7 +14,7 @@ site        linear layers fed          input width
 A site may carry a :class:`SiteQuant`: an orthogonal :class:`Transform` ``T`` acting on the last
 axis of row vectors, then an MX fake quantizer ``Q`` (torq_ref.mx, any element format / scale
 rule) on the activations, and optionally RTN MX quantization ``Qw`` of the weights along their
-input dimension in the transformed basis (or GPTQ, ``weight_quant="gptq"``, spec/TQ.md TQ-6,
+input dimension in the transformed basis (or GPTQ, ``weight_quant="gptq"``, spec/TQ.md TQ-7,
 which needs the site's input second moment). With ``y = x W^T`` and ``T`` orthogonal:
 
 * folded:  ``y = Q(T(x)) . Qw(T(W))^T``              (T applied to the rows of W, once)
@@ -33,7 +33,7 @@ from .errors import ModelError
 
 SITES = ("qkv", "o", "gate_up", "down")
 MODES = ("folded", "online")
-#: how the weights of a site are quantized when ``weight_fmt`` is set (TQ-6.4)
+#: how the weights of a site are quantized when ``weight_fmt`` is set (TQ-7.4)
 WEIGHT_QUANTS = ("rtn", "gptq")
 
 
@@ -149,7 +149,7 @@ class SiteQuant:
     weight_fmt: str | None = None
     weight_scale_rule: str = "floor"
     block_size: int = 32
-    weight_quant: str = "rtn"            # "rtn" or "gptq" (TQ-6.4)
+    weight_quant: str = "rtn"            # "rtn" or "gptq" (TQ-7.4)
     gptq_damp: float = 0.01
     gptq_act_order: bool = True
 
@@ -238,7 +238,7 @@ def prepare_site(weight: np.ndarray, quant: SiteQuant, mode: str,
     """Precompute the weight of a site for a plan (folding, weight RTN or GPTQ) (FW-3.3, FW-3.4).
 
     ``moment``: the site's second moment C (n, n) of the untransformed inputs, needed only by
-    ``weight_quant="gptq"``, which uses the Hessian of the transformed inputs, D^T C D (TQ-6.4)."""
+    ``weight_quant="gptq"``, which uses the Hessian of the transformed inputs, D^T C D (TQ-7.4)."""
     n = weight.shape[1]
     t = None if quant.transform is None else quant.transform.materialize(n)
     w = weight.astype(np.float64)

@@ -1,4 +1,4 @@
-"""GPTQ for MX weight formats, in NumPy (spec/TQ.md TQ-6; Frantar et al., "GPTQ: Accurate
+"""GPTQ for MX weight formats, in NumPy (spec/TQ.md TQ-7; Frantar et al., "GPTQ: Accurate
 Post-Training Quantization for Generative Pre-trained Transformers", ICLR 2023, arXiv 2210.17323).
 
 A linear layer y = x W^T, W (out, n), with calibration inputs of second moment H = E[x x^T] (n, n)
@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-#: the knobs and their defaults (TQ-6.1)
+#: the knobs and their defaults (TQ-7.1)
 GPTQ_DEFAULTS = {"damp": 0.01, "act_order": True, "batch": 128}
 
 
@@ -35,7 +35,7 @@ class GPTQError(ValueError):
 
 
 def transformed_hessian(C: np.ndarray, transform=None) -> np.ndarray:
-    """The Hessian of the inputs T(x) = x D from the second moment C of x: D^T C D (TQ-6.2).
+    """The Hessian of the inputs T(x) = x D from the second moment C of x: D^T C D (TQ-7.2).
 
     ``transform``: None or a DenseTransform / object with ``apply(x)`` computing x @ D."""
     C = np.asarray(C, dtype=np.float64)
@@ -83,7 +83,7 @@ def _check(W, H, block_size):
 def gptq_quantize(W, H, *, fmt: str = "e2m1", scale_rule: str = "floor", block_size: int = 32,
                   damp: float = GPTQ_DEFAULTS["damp"], act_order: bool = GPTQ_DEFAULTS["act_order"],
                   batch: int = GPTQ_DEFAULTS["batch"]) -> np.ndarray:
-    """Fake-quantized weight (out, n) float64 of W (out, n) under Hessian H (n, n) (TQ-6.1).
+    """Fake-quantized weight (out, n) float64 of W (out, n) under Hessian H (n, n) (TQ-7.1).
 
     Every row of every 32-group of the result is an MX block: element values of ``fmt`` times one
     power-of-two scale chosen by ``scale_rule``."""

@@ -186,3 +186,26 @@ def test_weight_quant_option():
     assert cfg.weight_quant == "rtn"
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--weight-quant", "awq"])
+
+
+@pytest.mark.clause("TQ-2.9")
+def test_row_pruning_is_exact():
+    from torq_ref.torq.duquant import block_rotations
+
+    rng = np.random.default_rng(9)
+    X = rng.standard_t(3, size=(600, 96)) * np.exp(rng.normal(0, 1, 96))
+    X[rng.integers(0, 600, 5)] *= 20                                   # a few massive tokens
+    np.testing.assert_array_equal(block_rotations(X, 32, 12, 3), block_rotations(X, 32, 12, 3, prune=False))
+
+
+@pytest.mark.clause("TQ-2.9")
+def test_row_pruning_keeps_a_spiky_row_below_the_largest_norm():
+    from torq_ref.torq.duquant import block_rotations
+
+    rng = np.random.default_rng(10)
+    X = 0.05 * rng.standard_normal((64, 32))
+    X[0] = 6 / np.sqrt(32) * np.sign(rng.standard_normal(32))       # largest norm (6), flat
+    X[1, 3] = 2.5                                                     # norm 2.5 > 6 / sqrt(32): the max
+    R = block_rotations(X, 32, 16, 1)
+    np.testing.assert_array_equal(R, block_rotations(X, 32, 16, 1, prune=False))
+    assert np.abs(X @ R).max() < 2.0                                  # the spike was spread

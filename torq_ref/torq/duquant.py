@@ -24,39 +24,68 @@ import numpy as np
 DEFAULT_STEPS = 16
 
 
-def _spreader(b: int, d: int, rng: np.random.Generator) -> np.ndarray:
-    """G (b, b) orthogonal with row d = 1 / sqrt(b): x -> x G spreads coordinate d evenly."""
-    from torq_ref.rotations.baselines import random_orthogonal, sylvester_hadamard
+def _haar(rng: np.random.Generator, K: int, m: int) -> np.ndarray:
+    """(K, m, m) Haar-random orthogonal matrices (QR of Gaussians, signs fixed by diag R)."""
+    q, r = np.linalg.qr(rng.standard_normal((K, m, m)))
+    return q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
 
-    mid = np.eye(b)
-    mid[1:, 1:] = random_orthogonal(b - 1, seed=int(rng.integers(2**31)))
-    G = mid @ sylvester_hadamard(b)
-    G[[0, d]] = G[[d, 0]]                                  # P_d: row d is now the uniform row
+
+def _spreaders(d: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """(K, b, b) orthogonal G_k with row d_k = 1 / sqrt(b): x -> x G_k spreads coordinate d_k
+    evenly over the block. G = P_d diag(1, Q) H."""
+    from torq_ref.rotations.baselines import sylvester_hadamard
+
+    K = d.size
+    mid = np.zeros((K, b, b))
+    mid[:, 0, 0] = 1.0
+    mid[:, 1:, 1:] = _haar(rng, K, b - 1)
+    G = mid @ sylvester_hadamard(b)                          # row 0 of every G_k is uniform
+    k = np.arange(K)
+    row0 = G[k, 0].copy()
+    G[k, 0] = G[k, d]
+    G[k, d] = row0                                           # P_d: row d is now the uniform row
     return G
 
 
-def outlier_rotation(Xb: np.ndarray, steps: int = DEFAULT_STEPS, seed: int = 0) -> np.ndarray:
-    """Greedy outlier-spreading rotation R (b, b) of one block's rows Xb (N, b) (TQ-2.9)."""
-    Xb = np.asarray(Xb, dtype=np.float64)
-    b = Xb.shape[1]
+def block_rotations(X: np.ndarray, block_size: int, steps: int = DEFAULT_STEPS, seed: int = 0, *,
+                    prune: bool = True) -> np.ndarray:
+    """(n / b, b, b): the greedy outlier rotation of every 32-block of X (N, n) (TQ-2.9), all
+    blocks at once: per step, each block's largest channel is spread by its G_d; each block
+    keeps the prefix with the smallest max |x R| (the identity included).
+
+    ``prune`` (exact): a rotation keeps every row's norm, so max |x R| over the rows is at least
+    L = max_i ||x_i|| / sqrt(b), and a row with ||x_i|| < L can never hold the maximum (nor the
+    channel that attains it). Only the rows with ||x_i|| >= L are carried through the steps."""
+    X = np.asarray(X, dtype=np.float64)
+    N, n = X.shape
+    b = block_size
+    if n % b:
+        raise ValueError(f"width {n} is not a multiple of block size {b}")
+    K = n // b
     rng = np.random.default_rng(seed)
-    R = np.eye(b)
-    best, best_max = R, np.abs(Xb).max()
+    Y = np.ascontiguousarray(X.reshape(N, K, b).transpose(1, 0, 2))    # (K, N, b)
+    if prune:
+        norms = np.sqrt(np.einsum("knb,knb->kn", Y, Y))                  # (K, N) row norms per block
+        keep = int((norms >= norms.max(axis=1, keepdims=True) / np.sqrt(b)).sum(axis=1).max())
+        idx = np.argsort(-norms, axis=1, kind="stable")[:, :keep]        # (K, r) largest rows first
+        Y = np.take_along_axis(Y, idx[:, :, None], axis=1)               # (K, r, b)
+    R = np.broadcast_to(np.eye(b), (K, b, b)).copy()
+    best, best_max = R.copy(), np.abs(Y).max(axis=(1, 2))              # (K, b, b), (K,)
     for _ in range(steps):
-        col_max = np.abs(Xb @ R).max(axis=0)               # (b,)
-        R = R @ _spreader(b, int(np.argmax(col_max)), rng)
-        m = np.abs(Xb @ R).max()
-        if m < best_max:
-            best, best_max = R, m
+        d = np.argmax(np.abs(Y).max(axis=1), axis=1)                   # (K,) largest channel
+        G = _spreaders(d, b, rng)
+        Y = Y @ G
+        R = R @ G
+        m = np.abs(Y).max(axis=(1, 2))
+        better = m < best_max
+        best[better], best_max[better] = R[better], m[better]
     return best
 
 
-def block_rotations(X: np.ndarray, block_size: int, steps: int, seed: int) -> np.ndarray:
-    """(n / b, b, b): one outlier rotation per block of X (N, n)."""
-    n = X.shape[1]
-    seeds = np.random.SeedSequence(seed).generate_state(n // block_size)
-    return np.stack([outlier_rotation(X[:, k * block_size:(k + 1) * block_size], steps, int(s))
-                     for k, s in enumerate(seeds)])
+def outlier_rotation(Xb: np.ndarray, steps: int = DEFAULT_STEPS, seed: int = 0) -> np.ndarray:
+    """The greedy outlier-spreading rotation R (b, b) of one block's rows Xb (N, b) (TQ-2.9)."""
+    Xb = np.asarray(Xb, dtype=np.float64)
+    return block_rotations(Xb, Xb.shape[1], steps, seed)[0]
 
 
 def zigzag_permutation(channel_max: np.ndarray, block_size: int) -> np.ndarray:
@@ -87,12 +116,12 @@ def duquant_transform(X: np.ndarray, block_size: int = 32, steps: int = DEFAULT_
     from torq_ref.model import Transform
 
     X = np.asarray(X, dtype=np.float64)
+    N, n = X.shape
     s1, s2 = np.random.SeedSequence(seed).generate_state(2)
     R1 = block_rotations(X, block_size, steps, int(s1))              # (K, b, b)
-    B1 = _block_diag(R1)                                             # (n, n)
-    Y = X @ B1
+    K = n // block_size
+    Y = (X.reshape(N, K, block_size).transpose(1, 0, 2) @ R1).transpose(1, 0, 2).reshape(N, n)   # X B1
     perm = zigzag_permutation(np.abs(Y).max(axis=0), block_size)
-    P = np.zeros((X.shape[1],) * 2)
-    P[perm, np.arange(X.shape[1])] = 1.0                             # x @ P = x[:, perm]
     R2 = block_rotations(Y[:, perm], block_size, steps, int(s2))     # (K, b, b)
-    return Transform(matrix=B1 @ P, block=R2, block_size=block_size)
+    M = _block_diag(R1)[:, perm]                                     # B1 P: x @ P = x[:, perm]
+    return Transform(matrix=M, block=R2, block_size=block_size)

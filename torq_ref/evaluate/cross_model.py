@@ -54,7 +54,7 @@ def _kld_cell(r: dict | None) -> str:
     if r is None or "kld" not in r:
         return "-"
     se = r.get("kld_se")
-    cell = f"{r['kld']:.4f}" + ("" if se is None or se != se else f" +- {se:.4f}")
+    cell = f"{r['kld']:.4f}" + ("" if se is None else f" +- {se:.4f}")
     cmp = r.get("vs_hadamard32")
     return cell + (" tie" if cmp and cmp.get("dkld_tie") else "")
 
@@ -105,7 +105,8 @@ def write_kld_figure(results: dict[str, list[dict]], path: Path) -> Path | None:
         for j, m in enumerate(models):
             by = {r["method"]: r for r in results[m] if r["setting"] == setting}
             y = np.array([by[k]["kld"] if k in by and "kld" in by[k] else np.nan for k in methods])
-            se = np.array([by[k].get("kld_se", np.nan) if k in by else np.nan for k in methods])
+            se = np.array([by[k].get("kld_se") if k in by and by[k].get("kld_se") is not None else np.nan
+                           for k in methods])
             err = np.where(np.isfinite(se), 1.96 * se, 0.0)
             ax.bar(np.arange(len(methods)) + j * width, y, width, yerr=err, capsize=2, label=m)
         ax.set_xticks(np.arange(len(methods)) + 0.4 - width / 2, methods, rotation=30, ha="right")

@@ -111,28 +111,29 @@ def gptq_quantize(W, H, *, fmt: str = "e2m1", scale_rule: str = "floor", block_s
     pos = np.empty(n, dtype=np.int64)
     pos[perm] = np.arange(n)                                  # original column -> processing position
     group_exp = {}                                            # group -> (out,) exponents
-    Q = np.empty_like(W)
+    Wt = np.ascontiguousarray(W.T)                            # (n, out): a column of W is a row here
+    Qt = np.empty_like(Wt)
     for i1 in range(0, n, batch):
         i2 = min(n, i1 + batch)
-        W1 = W[:, i1:i2].copy()                               # (out, c) current values of the batch
-        Err = np.empty((out, i2 - i1))
+        W1 = Wt[i1:i2].copy()                                 # (c, out) current values of the batch
+        Err = np.empty((i2 - i1, out))
         for i in range(i2 - i1):
             col = int(perm[i1 + i])
             g = col // block_size
             if g not in group_exp:
                 p = pos[g * block_size:(g + 1) * block_size]  # processing positions, all >= i1 + i
-                vals = np.empty((out, block_size))
+                vals = np.empty((block_size, out))
                 inside = p < i2
-                vals[:, inside] = W1[:, p[inside] - i1]
+                vals[inside] = W1[p[inside] - i1]
                 later = p[~inside]
                 if later.size:                                # lazy columns: add the batch's pending update
-                    vals[:, ~inside] = W[:, later] - Err[:, :i] @ U[i1:i1 + i, later]
-                group_exp[g] = _group_exponents(vals, f, rule)
-            w = W1[:, i]
+                    vals[~inside] = Wt[later] - U[i1:i1 + i, later].T @ Err[:i]
+                group_exp[g] = _group_exponents(vals.T, f, rule)
+            w = W1[i]
             q = _round(w, group_exp[g], f.name)
-            Q[:, i1 + i] = q
+            Qt[i1 + i] = q
             e = (w - q) / U[i1 + i, i1 + i]
-            W1[:, i + 1:] -= np.outer(e, U[i1 + i, i1 + i + 1:i2])
-            Err[:, i] = e
-        W[:, i2:] -= Err @ U[i1:i2, i2:]
-    return Q[:, pos]                                          # back to the original column order
+            W1[i + 1:] -= U[i1 + i, i1 + i + 1:i2, None] * e[None, :]
+            Err[i] = e
+        Wt[i2:] -= U[i1:i2, i2:].T @ Err
+    return np.ascontiguousarray(Qt[pos].T)                    # back to (out, n), original column order

@@ -239,7 +239,8 @@ def gguf_config(reader) -> dict:
         pattern = 6
         cfg.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text",
                    head_dim=int(g("attention.key_length", 256)),
-                   rope_theta=float(g("rope.freq_base", 1_000_000.0)), rope_local_base_freq=10_000.0,
+                   rope_theta=float(g("rope.freq_base", 1_000_000.0)),
+                   rope_local_base_freq=float(g("rope.freq_base_swa", 10_000.0)),
                    sliding_window=int(g("attention.sliding_window", 4096)),
                    layer_types=[SLIDING if (i + 1) % pattern else FULL for i in range(n_layers)],
                    query_pre_attn_scalar=256, hidden_activation="gelu_pytorch_tanh",

@@ -28,7 +28,8 @@ class RunSpec:
     eval_windows: int = 8
     calib_windows: int = 4
     window: int = 512
-    model_dir: str | None = None
+    model: str | None = None             # registry name or path (None: the default model)
+    dtype: str = "float32"               # compute dtype of the forward pass (TQ-4.6)
     progress: bool = True
 
 
@@ -36,15 +37,18 @@ def _log(msg: str) -> None:
     print(f"[torq] {msg}", file=sys.stderr, flush=True)
 
 
-def check_windows(n_tokens: int, spec: RunSpec) -> None:
-    """TQ-4.2: window counts must fit in the text, checked before any long work."""
+def check_windows(n_tokens: int | None, spec: RunSpec, bos_id: int | None = None) -> None:
+    """TQ-4.2: window counts must be positive and fit in the text, checked before any long work. ``n_tokens`` None: the counts only."""
     if spec.eval_windows < 1 or spec.calib_windows < 1:
         raise SettingsError("--eval-windows and --calib-windows must be at least 1")
-    available = n_tokens // spec.window
+    if n_tokens is None:
+        return
+    text = spec.window - (bos_id is not None)            # text tokens per window
+    available = n_tokens // text
     if spec.eval_windows + spec.calib_windows > available:
         raise SettingsError(
             f"{spec.eval_windows} evaluation + {spec.calib_windows} calibration windows of {spec.window} "
-            f"tokens need {(spec.eval_windows + spec.calib_windows) * spec.window} tokens; the text has "
+            f"tokens need {(spec.eval_windows + spec.calib_windows) * text} text tokens; the text has "
             f"{n_tokens} ({available} windows)")
 
 
@@ -121,23 +125,27 @@ def versions() -> dict:
 
 
 def run(spec: RunSpec, cfg: TorqConfig) -> dict:
-    """Run the whole table; returns the results dict that ``results.json`` holds (TQ-4.3)."""
-    from tokenizers import Tokenizer
+    """Run the whole table on ``spec.model``; returns the results dict of ``results.json`` (TQ-4.3).
 
+    The windows follow the model's BOS rule (spec/FW.md FW-6.5): BOS + ``window - 1`` text tokens
+    when its GGUF says add_bos_token, ``window`` text tokens otherwise."""
     from torq_ref import model as M
+    from torq_ref.model.data import bos_token_id
+    from torq_ref.model.registry import ensure_model
 
     t_start = time.perf_counter()
-    model_dir = M.ensure_model(spec.model_dir, progress=spec.progress)
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    ids = M.tokenize_text(tok)
-    check_windows(len(ids), spec)
-    eval_w = M.eval_windows(ids, spec.eval_windows, spec.window)
-    calib_w = M.calibration_windows(ids, spec.calib_windows, start=spec.eval_windows, window=spec.window)
-    model = M.load(model_dir)
-    _log(f"model {model_dir}, {model.config.num_layers} layers; {spec.eval_windows} eval + "
-         f"{spec.calib_windows} calibration windows of {spec.window} tokens")
+    check_windows(None, spec)
+    model_dir = ensure_model(spec.model, progress=spec.progress)
+    ids = M.tokenize_text(model_dir)
+    bos = bos_token_id(model_dir)
+    check_windows(len(ids), spec, bos)
+    eval_w, calib_w = M.split_windows(ids, spec.eval_windows, spec.calib_windows, spec.window, bos)
+    model = M.load(model_dir, dtype=np.dtype(spec.dtype))
+    _log(f"model {model_dir} ({spec.dtype}), {model.config.num_layers} layers; {spec.eval_windows} eval + "
+         f"{spec.calib_windows} calibration windows of {spec.window} tokens"
+         + ("" if bos is None else f" (BOS {bos} + {spec.window - 1} text tokens each)"))
     out = evaluate_methods(model, eval_w, calib_w, spec, cfg)
-    out["settings"].update({"model_dir": str(model_dir), "n_tokens": int(len(ids)),
+    out["settings"].update({"model_dir": str(model_dir), "n_tokens": int(len(ids)), "bos_id": bos,
                             "text": "pydoc_data.topics (sorted keys, joined by blank lines)"})
     out["timings"]["total_s"] = time.perf_counter() - t_start
     return out

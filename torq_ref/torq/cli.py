@@ -153,5 +153,13 @@ def _run(args) -> int:
             for p in write_figures(results, out):
                 print(f"figure: {p}")
         print(f"total time: {results['timings']['total_s'] / 60:.1f} min")
-        done.append(path)
+        done.append((label, path))
+    if several:                    # the cross-model report of the runs just made (spec/EV.md EV-4)
+        from torq_ref.evaluate.cross_model import cross_model_table, load_results, write_report
+
+        res = load_results([label for label, _ in done], [p for _, p in done])
+        print("\n## all models\n")
+        print(cross_model_table(res))
+        for p in write_report(res, Path(args.out or "out") / "report", figure=not args.no_figures):
+            print(f"report: {p}")
     return 0

@@ -54,7 +54,7 @@ def _kld_cell(r: dict | None) -> str:
     if r is None or "kld" not in r:
         return "-"
     se = r.get("kld_se")
-    cell = f"{r['kld']:.4f}" + ("" if se is None else f" +- {se:.4f}")
+    cell = f"{r['kld']:.4f}" + ("" if se is None or se != se else f" +- {se:.4f}")   # None / NaN: 1 window
     cmp = r.get("vs_hadamard32")
     return cell + (" tie" if cmp and cmp.get("dkld_tie") else "")
 
@@ -83,8 +83,8 @@ def cross_model_table(results: dict[str, list[dict]]) -> str:
 
 
 def write_kld_figure(results: dict[str, list[dict]], path: Path) -> Path | None:
-    """KLD per method (x) and model (bars), one panel per quantized setting, error bars 1.96 se,
-    log scale (EV-4.3). None when matplotlib is not installed."""
+    """KLD per method (x) and model (markers side by side), one panel per quantized setting,
+    error bars 1.96 se, log scale (EV-4.3). None when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -108,8 +108,10 @@ def write_kld_figure(results: dict[str, list[dict]], path: Path) -> Path | None:
             se = np.array([by[k].get("kld_se") if k in by and by[k].get("kld_se") is not None else np.nan
                            for k in methods])
             err = np.where(np.isfinite(se), 1.96 * se, 0.0)
-            ax.bar(np.arange(len(methods)) + j * width, y, width, yerr=err, capsize=2, label=m)
-        ax.set_xticks(np.arange(len(methods)) + 0.4 - width / 2, methods, rotation=30, ha="right")
+            ax.errorbar(np.arange(len(methods)) + (j - (len(models) - 1) / 2) * width, y, yerr=err,
+                        fmt="o", capsize=3, label=m)
+        ax.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right")
+        ax.grid(axis="y", which="both", alpha=0.3)
         ax.set_yscale("log")
         ax.set_ylabel("mean KLD from FP32 (nats / token)")
         ax.set_title(f"{setting}: KLD, error bars 95 % (1.96 se over windows)")

@@ -81,7 +81,7 @@ def _diff_cell(cmp: dict | None, key: str, digits: int) -> str:
     if not cmp or key not in cmp:
         return "-"
     lo, hi = cmp[f"{key}_ci"]
-    ci = "" if lo is None else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    ci = "" if lo is None or lo != lo else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
     return f"{cmp[key]:+.{digits}f}{ci}" + (" tie" if cmp[f"{key}_tie"] else "")
 
 
@@ -96,7 +96,8 @@ def metrics_table(rows, baseline: str = "hadamard32") -> str:
     for r in rows:
         cmp = r.get(f"vs_{baseline}")
         kld = "-" if "kld" not in r else (
-            f"{r['kld']:.4f}" + ("" if r["kld_se"] is None else f" +- {r['kld_se']:.4f}"))
+            f"{r['kld']:.4f}" + ("" if r["kld_se"] is None or r["kld_se"] != r["kld_se"]
+                                 else f" +- {r['kld_se']:.4f}"))
         top1 = "-" if "top1" not in r else f"{100 * r['top1']:.1f}"
         cells = [r["method"], r["setting"], f"{r['ppl']:.2f}", kld, top1,
                  _diff_cell(cmp, "dkld", 4), _diff_cell(cmp, "dnll", 4)]

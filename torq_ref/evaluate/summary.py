@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 
-from .intervals import IntervalError, paired_ci, weighted_mean, window_se
+from .intervals import IntervalError, paired_ci, weighted_mean, window_se, windows_to_separate
 
 #: methods that get no comparison against the baseline
 UNCOMPARED = ("fp32",)
@@ -73,6 +73,8 @@ def summarize(results_rows, baseline: str = "hadamard32", seed: int = 0, *, leve
             d, lo, hi = paired_ci(r[col], b[col], w, level=level, method=method, seed=seed)
             cmp[key], cmp[f"{key}_ci"] = d, [_num(lo), _num(hi)]
             cmp[f"{key}_tie"] = bool(lo <= 0 <= hi) if lo == lo else True     # no interval: a tie
+            diff = [x - y for x, y in zip(r[col], b[col])]
+            cmp[f"{key}_windows_needed"] = windows_to_separate(diff, w, level=level)
         r[f"vs_{baseline}"] = cmp
     return rows
 

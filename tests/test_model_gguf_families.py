@@ -186,6 +186,10 @@ def test_gemma3_sentencepiece_tokenizer(gemma_gguf, tmp_path):
     # merges rank by the merged token's position: "▁t" (earlier) before "he", "▁the" after both
     m = derived_merges([SP, "t", "h", "e", SP + "t", "he", SP + "the", "th"])
     assert m == [(SP, "t"), ("h", "e"), (SP + "t", "he"), ("t", "h")]
+    # two splits of one token: the longer left piece first
+    assert derived_merges(["a", "b", "c", "ab", "bc", "abc"]) == [("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")]
+    # a repeated token ranks by its last position
+    assert derived_merges(["a", "b", "ab", "ba", "ab"]) == [("b", "a"), ("a", "b")]
 
 
 @pytest.mark.clause("FW-6.5", "FW-5.4")

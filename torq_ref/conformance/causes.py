@@ -1,0 +1,147 @@
+"""Name the cause of a failing case from what differs (spec/CF.md CF-3.3, CF-3.7).
+
+A failing block (or element) is classified by comparing the kernel's output with the valid
+output and with the outputs of named defects, all computed from the input by the oracle
+(:mod:`torq_ref.mx`) with one step changed. Each cause maps to the spec clause it breaks
+(``CAUSES``); the flags of a case play no part, so a FLOOR kernel is never told that it
+breaks an RCEIL clause.
+
+Block causes, tried in this order:
+
+- the block holds a NaN / an Inf and the scale differs: ``NaNHandling`` / ``InfHandling``;
+- scale wrong: ``FloatLog2`` (the exponent through a float32 log2, one off next to 2^k),
+  ``ScaleNotClamped`` (a code below 0x00 wrapped modulo 256), ``OtherScaleRule`` (the scale and
+  codes of another rule), ``ScaleByteOnly`` (codes right, scale byte wrong), ``WrongScale``
+  (codes consistent with the wrong scale), ``WrongScaleAndCodes``;
+- a scale that one accepted rule gives with wrong codes: the element cause, against that rule;
+- scale right, codes wrong: the two scale-code-0 defects (``DivisorClampedAt2^-126``,
+  ``FlushedScaleCodeZero``), else the element causes of the differing elements:
+  ``SignedZero`` (+0 for a negative value that rounds to zero), ``SubnormalFlush`` (a float32
+  subnormal input flushed to zero), ``TieDirection`` (an exact tie sent to the odd neighbour),
+  ``Saturation`` (a quotient beyond the largest element not saturated), ``ElementRounding``
+  (anything else); several at once are joined with ``+`` in CAUSES order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from torq_ref import mx
+from torq_ref.golden.defects import codes_for_scale, float_log2_scale, unclamped_scale
+
+#: cause -> (clause, one-line description)
+CAUSES: dict[str, tuple[str, str]] = {
+    "SignedZero": ("MX-3.3", "a negative value (or -0.0) that rounds to zero written as +0"),
+    "SubnormalFlush": ("MX-5.3", "a float32 subnormal input flushed to zero (FTZ / DAZ)"),
+    "TieDirection": ("MX-3.1", "an exact tie rounded to the odd neighbour (ties away / toward zero)"),
+    "Saturation": ("MX-3.2", "a quotient beyond the largest element not saturated to +-max"),
+    "ElementRounding": ("MX-5.3", "element codes differ from RNE of x / 2^(s-127) otherwise"),
+    "NaNHandling": ("MX-5.2", "a block with a NaN does not get scale 0xFF"),
+    "InfHandling": ("MX-4.6", "a block with an Inf gets neither 0xFF nor the satfinite 0xFE"),
+    "FloatLog2": ("MX-4.7", "the block exponent from a float32 log2: one off next to 2^k"),
+    "ScaleNotClamped": ("MX-4.6", "a scale code below 0x00 wrapped instead of clamped to 0x00"),
+    "OtherScaleRule": ("", "the scale and codes of another scale rule (named in rule)"),
+    "ScaleByteOnly": ("", "the codes are right, the scale byte is wrong"),
+    "WrongScale": ("", "a wrong scale, codes consistent with it"),
+    "WrongScaleAndCodes": ("", "a wrong scale and codes that follow no scale"),
+    "DivisorClampedAt2^-126": ("MX-4.1", "scale code 0x00 divided by 2^-126 instead of 2^-127"),
+    "FlushedScaleCodeZero": ("MX-4.1", "a scale-code-0x00 block flushed to zero"),
+    "NonPowerOfTwoScale": ("MX-4.1", "fake-quant values on a grid whose scale is not 2^k"),
+    "ValueMismatch": ("MX-5.6", "fake-quant values that fit no block scale"),
+    "NanElementValue": ("MX-5.6", "a NaN-block fake-quant output without NaN at the NaN inputs"),
+    "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
+    "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
+}
+RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5"}
+_ELEMENT_ORDER = ("SignedZero", "SubnormalFlush", "TieDirection", "Saturation", "ElementRounding")
+
+
+def clause_of(cause: str, rule: str = "floor", nvfp4: bool = False) -> str:
+    """The clause a cause breaks; scale causes without their own clause break the rule's."""
+    c = CAUSES[cause.split("+")[0]][0]
+    if c:
+        return c
+    return "MX-9.2" if nvfp4 else RULE_CLAUSE[rule]
+
+
+def _ties(fmt: str) -> np.ndarray:
+    v = np.unique(np.abs(mx.VALUE_TABLES[fmt][np.isfinite(mx.VALUE_TABLES[fmt])]))
+    return (v[:-1] + v[1:]) / 2
+
+
+def element_causes(x, q, exp, got, fmt: str) -> list:
+    """Per differing element (C order), its cause. ``x`` the float32 inputs, ``q`` the exact
+    float64 quotients x / 2^(s-127), ``exp`` / ``got`` the element codes (same shape)."""
+    x = np.asarray(x).ravel()
+    q = np.asarray(q, np.float64).ravel()
+    exp = np.asarray(exp).ravel()
+    got = np.asarray(got).ravel()
+    idx = np.flatnonzero(exp != got)
+    f = mx.get_format(fmt)
+    dv_e = mx.decode(exp[idx] & ((1 << f.bits) - 1), fmt)
+    dv_g = mx.decode(got[idx] & ((1 << f.bits) - 1), fmt)
+    xi, qi = x[idx].astype(np.float64), q[idx]
+    with np.errstate(invalid="ignore"):
+        zero_both = (dv_e == 0) & (dv_g == 0)
+        sub = (xi != 0) & (np.abs(xi) < 2.0 ** -126) & (dv_g == 0) & (dv_e != 0)
+        tie = np.isin(np.abs(qi), _ties(fmt)) & ~np.isnan(dv_g) & (np.abs(dv_g - qi) == np.abs(dv_e - qi))
+        sat = np.abs(qi) > f.max_value
+    out = []
+    for k in range(idx.size):
+        out.append("SignedZero" if zero_both[k] else "SubnormalFlush" if sub[k] else
+                   "TieDirection" if tie[k] else "Saturation" if sat[k] else "ElementRounding")
+    return out
+
+
+def join(causes) -> str:
+    s = set(causes)
+    return "+".join(c for c in CAUSES if c in s) or "ElementRounding"
+
+
+def quotients(x, s: int) -> np.ndarray:
+    return np.ldexp(np.asarray(x, np.float64), 127 - int(s))
+
+
+def classify_block(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
+                   rules=("floor", "rceil", "ceil", "even")):
+    """(cause, rule) of a failing MX block. ``rule`` is the rule the cause is reported against:
+    the profile's, or the accepted rule whose scale the block matched (CF-2.3)."""
+    x = np.asarray(x, np.float32).ravel()
+    exp_c = np.asarray(exp_c).ravel()
+    got_c = np.asarray(got_c).ravel()
+    exp_s, got_s = int(exp_s), int(got_s)
+    with np.errstate(invalid="ignore"):
+        amax = float(np.max(np.abs(x.astype(np.float64))))
+    if exp_s != got_s:
+        if np.isnan(x).any():
+            return "NaNHandling", rule
+        if np.isinf(x).any():
+            return "InfHandling", rule
+        if got_s == float_log2_scale(amax, fmt, rule):
+            return "FloatLog2", rule
+        if exp_s == 0 and got_s == unclamped_scale(amax, fmt):
+            return "ScaleNotClamped", rule
+        if got_s == 255:
+            return ("WrongScale" if np.array_equal(got_c, exp_c) else "WrongScaleAndCodes"), rule
+        for r in rules:
+            if r != rule and int(mx.scale_codes(np.array([amax]), fmt, r)[0]) == got_s:
+                rc = codes_for_scale(x, got_s, fmt)
+                if np.array_equal(rc, got_c):
+                    return "OtherScaleRule", r
+                return join(element_causes(x, quotients(x, got_s), rc, got_c, fmt)), r
+        if np.array_equal(got_c, exp_c):
+            return "ScaleByteOnly", rule
+        if np.array_equal(got_c, codes_for_scale(x, got_s, fmt)):
+            return "WrongScale", rule
+        return "WrongScaleAndCodes", rule
+    if exp_s == 0:
+        x64 = x.astype(np.float64)
+        if np.array_equal(got_c, mx.encode(np.ldexp(x64, 126), fmt)):
+            return "DivisorClampedAt2^-126", rule
+        bits = (1 << mx.get_format(fmt).bits) - 1
+        zeros = mx.decode(got_c & bits, fmt) == 0
+        if zeros.all() and ((mx.decode(exp_c, fmt) != 0).any() or
+                            ((got_c == 0).all() and not (exp_c == 0).all())):
+            return "FlushedScaleCodeZero", rule
+    if exp_s == 255:
+        return "NaNHandling" if np.isnan(x).any() else "InfHandling", rule
+    return join(element_causes(x, quotients(x, exp_s), exp_c, got_c, fmt)), rule

@@ -12,12 +12,14 @@ their reproduction, the rest are counted per cause.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from torq_ref import mx
 from torq_ref.golden.hexio import from_hex
 
-from .causes import classify_block, clause_of, element_causes, join
+from .causes import block_candidates, clause_of, element_causes, join, resolve, rules_followed
 from .common import MAX_KEPT, ConventionError, _as_float, _as_u8, _convention_failure, _diff_detail, _split, _tests
 from .report import CaseResult, hexwords, repro_snippet
 
@@ -39,10 +41,70 @@ def _variant_match(variants, got_s, got_c, flags, profile):
     return None, matched
 
 
+@dataclass
+class Pending:
+    """A failing block whose cause waits for the run-level resolution (causes.resolve)."""
+    src: str
+    flags: list
+    x: np.ndarray
+    exp_s: np.ndarray
+    exp_c: np.ndarray
+    got_s: np.ndarray
+    got_c: np.ndarray
+    matched: list
+    candidates: list
+    profile: object
+    rule: str
+    call: str
+    nvfp4: bool
+    repro: bool
+    output_name: str
+    status: str = "pending"
+    repro_fn: object = None     # clause -> reproduction text, replacing the default one
+
+    def finalize(self, cause: str, crule: str) -> CaseResult:
+        p, rule = self.profile, self.rule
+        if crule != rule and crule in p.acceptable_rules and cause == "OtherScaleRule":
+            return CaseResult(self.src, self.flags, "acceptable", matched=["ScaleRuleVariant", crule],
+                              cause=cause, rule=crule)
+        if "SignedZero" in cause.split("+") and p.signed_zero == "acceptable":
+            if cause == "SignedZero":
+                return CaseResult(self.src, self.flags, "acceptable", matched=["UnsignedZero"],
+                                  cause=cause)
+            cause = "+".join(c for c in cause.split("+") if c != "SignedZero")
+        clause = clause_of(cause, rule, self.nvfp4)
+        under = "" if crule in ("", rule) else crule
+        exp_s, exp_c, got_s, got_c = self.exp_s, self.exp_c, self.got_s, self.got_c
+        c_ok = exp_c is None or bool((got_c == exp_c).all())
+        if not (got_s == exp_s).all():
+            fld = "scale"
+            detail = f"scale expected {hexwords(exp_s)} got {hexwords(got_s)}"
+            if not c_ok:
+                detail += "; codes differ: " + _diff_detail(exp_c, got_c)
+        else:
+            fld = self.output_name
+            detail = "codes differ: " + _diff_detail(exp_c, got_c)
+        if under:
+            detail = f"scale follows {under.upper()}; " + detail
+        matched = list(self.matched)
+        if cause.startswith(("DivisorClamped", "FlushedScale")):
+            matched.append(cause)
+        if not self.repro:
+            text = ""
+        elif self.repro_fn is not None:
+            text = self.repro_fn(clause)
+        else:
+            text = repro_snippet(self.call, {"x": self.x}, {"scales": exp_s, "codes": exp_c},
+                                 {"scales": got_s, "codes": got_c}, clause)
+        return CaseResult(self.src, self.flags, "fail", clause, fld, detail, text, matched,
+                          cause=cause, rule=under)
+
+
 def judge_block(src, flags, x, exp_s, exp_c, got_s, got_c, variants, other_rules, profile, rule,
-                call, fmt, nvfp4=None, repro=True, output_name="codes") -> CaseResult:
-    """One block (CF-3.1, CF-3.3): pass / acceptable / fail, with its cause and reproduction.
-    ``nvfp4`` is None for MX blocks, else a dict with the tensor scale and the models to try."""
+                call, fmt, nvfp4=None, repro=True, output_name="codes", follows=()):
+    """One block (CF-3.1, CF-3.3): a CaseResult (pass / acceptable), or a Pending failure with
+    its candidate causes. ``nvfp4`` is None for MX blocks, else a dict with the tensor scale
+    and the models to try."""
     s_ok = bool((got_s == exp_s).all())
     c_ok = exp_c is None or bool((got_c == exp_c).all())
     if s_ok and c_ok:
@@ -57,32 +119,31 @@ def judge_block(src, flags, x, exp_s, exp_c, got_s, got_c, variants, other_rules
             return CaseResult(src, flags, "acceptable", matched=["ScaleRuleVariant", r],
                               cause="OtherScaleRule", rule=r)
     if nvfp4 is not None:
-        cause, crule = _classify_nvfp4(x, exp_s, exp_c, got_s, got_c, nvfp4), ""
+        cands = [(_classify_nvfp4(x, exp_s, exp_c, got_s, got_c, nvfp4), rule)]
     else:
-        cause, crule = classify_block(x, exp_s.ravel()[0], exp_c, got_s.ravel()[0], got_c, fmt,
-                                      rule, ALL_RULES)
-    if crule and crule != rule and crule in profile.acceptable_rules and cause == "OtherScaleRule":
-        return CaseResult(src, flags, "acceptable", matched=["ScaleRuleVariant", crule],
-                          cause=cause, rule=crule)
-    if cause == "SignedZero" and profile.signed_zero == "acceptable":
-        return CaseResult(src, flags, "acceptable", matched=["UnsignedZero"], cause=cause)
-    clause = clause_of(cause, crule or rule, nvfp4 is not None)
-    under = "" if crule in ("", rule) else crule
-    if not s_ok:
-        fld = "scale"
-        detail = f"scale expected {hexwords(exp_s)} got {hexwords(got_s)}"
-        if exp_c is not None and not c_ok:
-            detail += "; codes differ: " + _diff_detail(exp_c, got_c)
-    else:
-        fld = output_name
-        detail = "codes differ: " + _diff_detail(exp_c, got_c)
-    if under:
-        detail = f"scale follows {under.upper()}; " + detail
-    if cause.startswith(("DivisorClamped", "FlushedScale")):
-        matched = matched + [cause]
-    text = repro_snippet(call, {"x": x}, {"scales": exp_s, "codes": exp_c},
-                         {"scales": got_s, "codes": got_c}, clause) if repro else ""
-    return CaseResult(src, flags, "fail", clause, fld, detail, text, matched, cause=cause, rule=under)
+        cands = block_candidates(x, exp_s.ravel()[0], exp_c, got_s.ravel()[0], got_c, fmt, rule,
+                                 follows, ALL_RULES)
+    return Pending(src, flags, x, exp_s, exp_c, got_s, got_c, matched, cands, profile, rule, call,
+                   nvfp4 is not None, repro, output_name)
+
+
+@dataclass
+class Deferred:
+    """Any failure whose cause waits for the resolution: candidates and a finalizer."""
+    candidates: list
+    make: object                # (cause, rule) -> CaseResult
+    status: str = "pending"
+
+    def finalize(self, cause, crule):
+        return self.make(cause, crule)
+
+
+def finish(results) -> list:
+    """Resolve the causes of the pending failures of one run (causes.resolve) in place."""
+    idx = [i for i, r in enumerate(results) if isinstance(r, (Pending, Deferred))]
+    for i, (cause, crule) in zip(idx, resolve([results[i].candidates for i in idx])):
+        results[i] = results[i].finalize(cause, crule)
+    return results
 
 
 def _classify_nvfp4(x, exp_s, exp_c, got_s, got_c, ctx):
@@ -162,12 +223,16 @@ def run_quantize(fn, vs, profile, fmt, use_bulk):
         except Exception as err:  # noqa: BLE001 - any kernel error is a reported failure (CF-3.10)
             out.append(_convention_failure("mx_quantize.json", ["Convention"], err, len(valid)))
         else:
+            follows = rules_followed(x, gs, fmt, rule)
+            res = []
             for i, t in enumerate(valid):
                 exp_c = None if t["codes"] is None else from_hex(t["codes"], "uint8").reshape(1, -1)
-                out.append(judge_block(f"mx_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
+                res.append(judge_block(f"mx_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                        from_hex(t["scale"], "uint8").reshape(1, 1), exp_c,
                                        gs[i:i + 1], gc[i:i + 1], variants.get(t["tcId"], []),
-                                       other[t["tcId"]], profile, rule, "scales, codes = fn(x)", fmt))
+                                       other[t["tcId"]], profile, rule, "scales, codes = fn(x)", fmt,
+                                       follows=follows))
+            out += finish(res)
     if use_bulk and bulk_name in vs.bulk:
         out += _bulk_quantize(fn, vs, bulk_name, profile, fmt)
     return out
@@ -201,14 +266,15 @@ def _judge_bulk(src, flags, x, es, ec, gs, gc, bs, profile, rule, call, fmt, oth
         out.append(CaseResult(src, flags, "acceptable", count=int(acc.sum()),
                               matched=["ScaleRuleVariant"], cause="OtherScaleRule"))
     bad = np.argwhere(~(blk_ok | acc))
+    follows = () if nvfp4 is not None else rules_followed(x, gs, fmt, rule, bs)
     res = []
     for j, (r, b) in enumerate(bad):
         sl = slice(b * bs, (b + 1) * bs)
         res.append(judge_block(f"{src}[row {r}, block {b}]", flags, x[r:r + 1, sl],
                                es[r:r + 1, b:b + 1], ec[r:r + 1, sl], gs[r:r + 1, b:b + 1],
                                gc[r:r + 1, sl], [], {}, profile, rule, call, fmt, nvfp4,
-                               repro=j < MAX_KEPT))
-    return _aggregate(out, src, flags, res)
+                               repro=j < MAX_KEPT, follows=follows))
+    return _aggregate(out, src, flags, finish(res))
 
 
 # ------------------------------------------------------------------------------------- NVFP4
@@ -271,15 +337,17 @@ def _run_nvfp4(fn, vs, profile, use_bulk):
             out.append(_convention_failure("nvfp4_quantize.json", ["Convention"], err, len(ts)))
             continue
         call = f"scales, codes = fn(x, np.float32({float(arg)!r}))"
+        res = []
         for i, t in enumerate(ts):
             if profile.nvfp4_global == "reciprocal":
                 es, ec = expect(x[i:i + 1])
             else:
                 es = from_hex(t["scale"], "uint8").reshape(1, 1)
                 ec = from_hex(t["codes"], "uint8").reshape(1, -1)
-            out.append(judge_block(f"nvfp4_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
+            res.append(judge_block(f"nvfp4_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                    es, ec, gs[i:i + 1], gc[i:i + 1], [], {}, profile, "floor",
                                    call, "e2m1", ctx))
+        out += finish(res)
     if use_bulk and "nvfp4_quantize" in vs.bulk:
         a = vs.bulk["nvfp4_quantize"][0]
         arg, expect, ctx = _nvfp4_context(a["globalScale"][0], profile)
@@ -362,27 +430,31 @@ def _judge_fake(src, flags, x, es, ec, got, variants, profile, fmt, repro=True):
     with np.errstate(invalid="ignore"):
         amax = np.array([np.max(np.abs(x.astype(np.float64)))])
     if s0 == 255:
-        cause, crule = ("NaNHandling" if np.isnan(x).any() else "InfHandling"), ""
+        cands = [("NaNHandling" if np.isnan(x).any() else "InfHandling", rule)]
     else:
         inf = _infer_scale_codes(g, s0, fmt, [int(mx.scale_codes(amax, fmt, r)[0]) for r in ALL_RULES])
         if inf is not None:
-            gs, gc = inf
-            cause, crule = classify_block(x, s0, ec, gs, gc, fmt, rule, ALL_RULES)
-            if crule in profile.acceptable_rules and cause == "OtherScaleRule":
-                return CaseResult(src, flags, "acceptable", matched=["ScaleRuleVariant", crule],
-                                  cause=cause, rule=crule)
+            cands = block_candidates(x, s0, ec, inf[0], inf[1], fmt, rule, (), ALL_RULES)
         else:
-            cause, crule = ("NonPowerOfTwoScale" if _non_pow2_grid(g, fmt) else "ValueMismatch"), ""
-    if cause == "SignedZero" and profile.signed_zero == "acceptable":
-        return CaseResult(src, flags, "acceptable", matched=["UnsignedZero"], cause=cause)
-    clause = clause_of(cause, crule or rule)
-    j = int(np.flatnonzero(~_same_bits(g, exp))[0])
-    under = "" if crule in ("", rule) else crule
-    detail = (f"element {j}: expected {exp[j]!r} got {g[j]!r} (output dtype {dt})"
-              + (f"; scale follows {under.upper()}" if under else ""))
-    text = repro_snippet("y = fn(x)", {"x": x}, {"y": exp.astype(dt)}, {"y": got.ravel()}, clause) \
-        if repro else ""
-    return CaseResult(src, flags, "fail", clause, "values", detail, text, cause=cause, rule=under)
+            cands = [("NonPowerOfTwoScale" if _non_pow2_grid(g, fmt) else "ValueMismatch", rule)]
+
+    def make(cause, crule):
+        if crule in profile.acceptable_rules and cause == "OtherScaleRule":
+            return CaseResult(src, flags, "acceptable", matched=["ScaleRuleVariant", crule],
+                              cause=cause, rule=crule)
+        if "SignedZero" in cause.split("+") and profile.signed_zero == "acceptable":
+            if cause == "SignedZero":
+                return CaseResult(src, flags, "acceptable", matched=["UnsignedZero"], cause=cause)
+            cause = "+".join(c for c in cause.split("+") if c != "SignedZero")
+        clause = clause_of(cause, rule)
+        j = int(np.flatnonzero(~_same_bits(g, exp))[0])
+        under = "" if crule in ("", rule) else crule
+        detail = (f"element {j}: expected {exp[j]!r} got {g[j]!r} (output dtype {dt})"
+                  + (f"; scale follows {under.upper()}" if under else ""))
+        text = repro_snippet("y = fn(x)", {"x": x}, {"y": exp.astype(dt)}, {"y": got.ravel()},
+                             clause) if repro else ""
+        return CaseResult(src, flags, "fail", clause, "values", detail, text, cause=cause, rule=under)
+    return Deferred(cands, make)
 
 
 def run_fake_quant(fn, vs, profile, fmt, use_bulk):
@@ -400,11 +472,13 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
         except Exception as err:  # noqa: BLE001
             out.append(_convention_failure("mx_quantize.json", ["Convention"], err, len(valid)))
         else:
+            res = []
             for i, t in enumerate(valid):
                 ec = None if t["codes"] is None else from_hex(t["codes"], "uint8").reshape(1, -1)
-                out.append(_judge_fake(f"mx_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
+                res.append(_judge_fake(f"mx_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                        from_hex(t["scale"], "uint8").reshape(1, 1), ec, got[i],
                                        variants.get(t["tcId"], []), profile, fmt))
+            out += finish(res)
     if use_bulk and bulk_name in vs.bulk:
         a = vs.bulk[bulk_name][0]
         src = f"bulk/{bulk_name}"
@@ -424,7 +498,7 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
             res.append(_judge_fake(f"{src}[row {r}, block {b}]", ["Random"], x[r:r + 1, sl],
                                    es[r:r + 1, b:b + 1], ec[r:r + 1, sl], got[r, sl], [], profile,
                                    fmt, repro=j < MAX_KEPT))
-        _aggregate(out, src, ["Random"], res)
+        _aggregate(out, src, ["Random"], finish(res))
     return out
 
 
@@ -454,13 +528,12 @@ def _judge_gguf(src, flags, x, exp_b, got_b, profile, call, variants=(), repro=T
         return CaseResult(src, flags, "fail", clause, "block", "bytes in OCP pair order: "
                           + _diff_detail(exp_b, got_b), text, matched, cause="GgufNibbleOrder")
     res = judge_block(src, flags, x, es.reshape(1, 1), ec.reshape(1, -1), gs.reshape(1, 1),
-                      gc.reshape(1, -1), [], {}, profile, "floor", call, "e2m1", repro=False,
+                      gc.reshape(1, -1), [], {}, profile, "floor", call, "e2m1", repro=repro,
                       output_name="block")
-    if res.status == "fail":
+    if isinstance(res, Pending):
         res.matched += matched
-        if repro:
-            res.repro = repro_snippet(call, {"x": x}, {"block": exp_b.ravel()},
-                                      {"block": got_b.ravel()}, res.clause)
+        res.repro_fn = lambda clause: repro_snippet(call, {"x": x}, {"block": exp_b.ravel()},
+                                                    {"block": got_b.ravel()}, clause)
     return res
 
 
@@ -478,10 +551,9 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
     except Exception as err:  # noqa: BLE001
         out.append(_convention_failure("gguf_mxfp4.json", ["Convention"], err, len(valid)))
     else:
-        for i, t in enumerate(valid):
-            out.append(_judge_gguf(f"gguf_mxfp4.json#{t['tcId']}", t["flags"], x[i:i + 1],
+        out += finish([_judge_gguf(f"gguf_mxfp4.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                    from_hex(t["block"], "uint8"), got[i], profile, call,
-                                   variants.get(t["tcId"], [])))
+                                   variants.get(t["tcId"], [])) for i, t in enumerate(valid)])
     if use_bulk and "quantize_e2m1_floor" in vs.bulk:
         a = vs.bulk["quantize_e2m1_floor"][0]
         src = "bulk/quantize_e2m1_floor (gguf)"
@@ -496,5 +568,5 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
         res = [_judge_gguf(f"{src}[row {r}, block {b}]", ["Random"], xb[r:r + 1, b * 32:(b + 1) * 32],
                            exp[r, b], got[r, b], profile, call, repro=j < MAX_KEPT)
                for j, (r, b) in enumerate(np.argwhere(~ok))]
-        _aggregate(out, src, ["Random"], res)
+        _aggregate(out, src, ["Random"], finish(res))
     return out

@@ -101,10 +101,14 @@ def quotients(x, s: int) -> np.ndarray:
     return np.ldexp(np.asarray(x, np.float64), 127 - int(s))
 
 
-def classify_block(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
-                   rules=("floor", "rceil", "ceil", "even")):
-    """(cause, rule) of a failing MX block. ``rule`` is the rule the cause is reported against:
-    the profile's, or the accepted rule whose scale the block matched (CF-2.3)."""
+def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
+                     follows=(), rules=("floor", "rceil", "ceil", "even")) -> list:
+    """Every (cause, rule) that explains a failing MX block, most specific first (CF-3.7).
+
+    ``rule`` is the profile's rule; ``follows`` the other rules whose scales the kernel gives on
+    most blocks where they differ from the profile's (:func:`rules_followed`): only those are
+    candidates for a block whose scale another rule gives, so that a float-log2 kernel is not
+    called a CEIL kernel on the blocks where the two agree."""
     x = np.asarray(x, np.float32).ravel()
     exp_c = np.asarray(exp_c).ravel()
     got_c = np.asarray(got_c).ravel()
@@ -113,35 +117,75 @@ def classify_block(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
         amax = float(np.max(np.abs(x.astype(np.float64))))
     if exp_s != got_s:
         if np.isnan(x).any():
-            return "NaNHandling", rule
+            return [("NaNHandling", rule)]
         if np.isinf(x).any():
-            return "InfHandling", rule
-        if got_s == float_log2_scale(amax, fmt, rule):
-            return "FloatLog2", rule
-        if exp_s == 0 and got_s == unclamped_scale(amax, fmt):
-            return "ScaleNotClamped", rule
-        if got_s == 255:
-            return ("WrongScale" if np.array_equal(got_c, exp_c) else "WrongScaleAndCodes"), rule
-        for r in rules:
-            if r != rule and int(mx.scale_codes(np.array([amax]), fmt, r)[0]) == got_s:
-                rc = codes_for_scale(x, got_s, fmt)
-                if np.array_equal(rc, got_c):
-                    return "OtherScaleRule", r
-                return join(element_causes(x, quotients(x, got_s), rc, got_c, fmt)), r
+            return [("InfHandling", rule)]
+        out = []
+        if exp_s == 0 and got_s == unclamped_scale(amax, fmt) and (
+                got_s == 255 or np.array_equal(got_c, codes_for_scale(x, got_s, fmt))):
+            out.append(("ScaleNotClamped", rule))
         if np.array_equal(got_c, exp_c):
-            return "ScaleByteOnly", rule
-        if np.array_equal(got_c, codes_for_scale(x, got_s, fmt)):
-            return "WrongScale", rule
-        return "WrongScaleAndCodes", rule
+            out.append(("ScaleByteOnly", rule))
+        rule_scale = {r: int(mx.scale_codes(np.array([amax]), fmt, r)[0]) for r in rules if r != rule}
+        for r in follows:
+            if rule_scale.get(r) == got_s:
+                rc = codes_for_scale(x, got_s, fmt)
+                out.append(("OtherScaleRule", r) if np.array_equal(rc, got_c) else
+                           (join(element_causes(x, quotients(x, got_s), rc, got_c, fmt)), r))
+        if got_s <= 254 and np.array_equal(got_c, codes_for_scale(x, got_s, fmt)):
+            if got_s == float_log2_scale(amax, fmt, rule):
+                out.append(("FloatLog2", rule))
+            out += [("OtherScaleRule", r) for r, sc in rule_scale.items()
+                    if sc == got_s and r not in follows]
+            out.append(("WrongScale", rule))
+        return out or [("WrongScaleAndCodes", rule)]
+    out = []
     if exp_s == 0:
         x64 = x.astype(np.float64)
         if np.array_equal(got_c, mx.encode(np.ldexp(x64, 126), fmt)):
-            return "DivisorClampedAt2^-126", rule
+            out.append(("DivisorClampedAt2^-126", rule))
         bits = (1 << mx.get_format(fmt).bits) - 1
-        zeros = mx.decode(got_c & bits, fmt) == 0
-        if zeros.all() and ((mx.decode(exp_c, fmt) != 0).any() or
-                            ((got_c == 0).all() and not (exp_c == 0).all())):
-            return "FlushedScaleCodeZero", rule
+        if (mx.decode(got_c & bits, fmt) == 0).all() and (mx.decode(exp_c, fmt) != 0).any():
+            out.append(("FlushedScaleCodeZero", rule))
     if exp_s == 255:
-        return "NaNHandling" if np.isnan(x).any() else "InfHandling", rule
-    return join(element_causes(x, quotients(x, exp_s), exp_c, got_c, fmt)), rule
+        return out + [("NaNHandling" if np.isnan(x).any() else "InfHandling", rule)]
+    return out + [(join(element_causes(x, quotients(x, exp_s), exp_c, got_c, fmt)), rule)]
+
+
+def classify_block(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
+                   follows=(), rules=("floor", "rceil", "ceil", "even")):
+    """(cause, rule) of one failing block on its own: the first candidate."""
+    return block_candidates(x, exp_s, exp_c, got_s, got_c, fmt, rule, follows, rules)[0]
+
+
+def rules_followed(x, got_s, fmt: str, rule: str, block: int = 32,
+                   rules=("floor", "rceil", "ceil", "even")) -> tuple:
+    """The other rules whose scale the kernel gives on at least half of the blocks where that
+    rule's scale differs from the profile rule's. x (rows, K), got_s (rows, K / block)."""
+    b = np.asarray(x, np.float64).reshape(got_s.shape + (block,))
+    with np.errstate(invalid="ignore"):
+        amax = np.abs(b).max(-1)
+    base = mx.scale_codes(amax, fmt, rule)
+    out = []
+    for r in rules:
+        if r == rule:
+            continue
+        sr = mx.scale_codes(amax, fmt, r)
+        d = sr != base
+        if d.any() and (got_s[d] == sr[d]).mean() >= 0.5:
+            out.append(r)
+    return tuple(out)
+
+
+def resolve(candidate_lists) -> list:
+    """One (cause, rule) per block: a block with several candidates takes the one that the
+    run's unambiguous blocks show most often (the first candidate on a tie)."""
+    single: dict = {}
+    for c in candidate_lists:
+        if len(c) == 1:
+            single[c[0]] = single.get(c[0], 0) + 1
+    out = []
+    for c in candidate_lists:
+        best = max(range(len(c)), key=lambda i: (single.get(c[i], 0), -i))
+        out.append(c[best])
+    return out

@@ -19,6 +19,8 @@ import numpy as np
 from torq_ref import mx
 from torq_ref.golden.hexio import from_hex
 
+from torq_ref.golden.defects import codes_for_scale
+
 from .causes import block_candidates, clause_of, element_causes, join, resolve, rules_followed
 from .common import MAX_KEPT, ConventionError, _as_float, _as_u8, _convention_failure, _diff_detail, _split, _tests
 from .report import CaseResult, hexwords, repro_snippet
@@ -149,7 +151,11 @@ def finish(results) -> list:
 def _classify_nvfp4(x, exp_s, exp_c, got_s, got_c, ctx):
     """NVFP4 causes: another tensor-scale recipe (named), or the element / scale causes."""
     for name, model in ctx["models"].items():
-        ms, mc = model(x)
+        try:
+            with np.errstate(over="ignore", divide="ignore"):
+                ms, mc = model(x)
+        except ValueError:      # the model cannot express this tensor scale (1 / g overflows)
+            continue
         if np.array_equal(ms, got_s) and np.array_equal(mc, got_c):
             return name
     if np.array_equal(got_s, exp_s):
@@ -282,7 +288,8 @@ def _nvfp4_context(g, profile):
     """Expected-output function, quotient function and named recipe models for one g (CF-3.9)."""
     g = np.float32(g)
     if profile.nvfp4_global == "reciprocal":
-        arg = np.float32(np.float32(1) / g)
+        with np.errstate(over="ignore", divide="ignore"):
+            arg = np.float32(np.float32(1) / g)
 
         def expect(x):
             t = mx.nvfp4.quantize_nvfp4_reciprocal(x, arg)
@@ -330,6 +337,8 @@ def _run_nvfp4(fn, vs, profile, use_bulk):
         by_g.setdefault(t["globalScale"], []).append(t)
     for gh, ts in by_g.items():
         arg, expect, ctx = _nvfp4_context(from_hex(gh, "float32")[0], profile)
+        if not np.isfinite(arg):
+            continue        # 1 / g overflows float32: the reciprocal convention cannot say it (CF-2.5)
         x = np.stack([from_hex(t["x"], "float32") for t in ts])                 # (n, 16)
         try:
             gs, gc = _call_quantize(fn, x, 1, arg)
@@ -376,16 +385,29 @@ def _same_bits(a, b):
         return ((a == b) & (np.signbit(a) == np.signbit(b))) | (np.isnan(a) & np.isnan(b))
 
 
-def _infer_scale_codes(got, exp_s, fmt, rules_scales):
-    """A power-of-two scale code s and codes c with value(c) * 2^(s-127) == got bit for bit."""
+def _infer_scale_codes(got, x, exp_s, fmt, rules_scales, dtype=np.float32):
+    """Every (s, c): a scale code and element codes with value(c) * 2^(s-127), rounded to the
+    output dtype, equal to got bit for bit (a block of small values fits several scales). The
+    codes the oracle gives x under s are preferred where they fit (an overflow to Inf in the
+    output hides which code it came from)."""
     cands = [exp_s + d for d in (0, 1, -1, 2, -2, 3, -3)] + list(rules_scales)
+    fits = []
+
+    def back(c, s):
+        with np.errstate(over="ignore"):
+            return np.ldexp(mx.decode(c, fmt), s - 127).astype(dtype).astype(np.float64)
     for s in dict.fromkeys(c for c in cands if 0 <= c <= 254):
-        q = np.ldexp(got, 127 - s)
-        with np.errstate(invalid="ignore", over="ignore"):
-            c = mx.encode(q, fmt)
-        if _same_bits(mx.decode(c, fmt), q).all():
-            return s, c
-    return None
+        c = codes_for_scale(x, s, fmt)
+        if not _same_bits(back(c, s), got).all():
+            with np.errstate(invalid="ignore", over="ignore"):
+                c = mx.encode(np.ldexp(got, 127 - s), fmt)
+        if _same_bits(back(c, s), got).all():
+            fits.append((s, c))
+    return fits
+
+
+#: causes that only say "something differs": a fit with a named cause is preferred
+_GENERIC = ("ElementRounding", "WrongScale", "WrongScaleAndCodes", "ScaleByteOnly")
 
 
 def _non_pow2_grid(got, fmt):
@@ -432,9 +454,14 @@ def _judge_fake(src, flags, x, es, ec, got, variants, profile, fmt, repro=True):
     if s0 == 255:
         cands = [("NaNHandling" if np.isnan(x).any() else "InfHandling", rule)]
     else:
-        inf = _infer_scale_codes(g, s0, fmt, [int(mx.scale_codes(amax, fmt, r)[0]) for r in ALL_RULES])
-        if inf is not None:
-            cands = block_candidates(x, s0, ec, inf[0], inf[1], fmt, rule, (), ALL_RULES)
+        fits = _infer_scale_codes(g, x.ravel(), s0, fmt, [int(mx.scale_codes(amax, fmt, r)[0]) for r in ALL_RULES],
+                                  dt)
+        if fits:
+            cands = []
+            for gs, gc in fits:
+                cands += [c for c in block_candidates(x, s0, ec, gs, gc, fmt, rule, (), ALL_RULES)
+                          if c not in cands]
+            cands.sort(key=lambda c: c[0] in _GENERIC)
         else:
             cands = [("NonPowerOfTwoScale" if _non_pow2_grid(g, fmt) else "ValueMismatch", rule)]
 

@@ -48,6 +48,12 @@ CAUSES: dict[str, tuple[str, str]] = {
     "NonPowerOfTwoScale": ("MX-4.1", "fake-quant values on a grid whose scale is not 2^k"),
     "ValueMismatch": ("MX-5.6", "fake-quant values that fit no block scale"),
     "NanElementValue": ("MX-5.6", "a NaN-block fake-quant output without NaN at the NaN inputs"),
+    "Nvfp4ReciprocalScaleConvention": ("MX-9.2", "NVFP4 computed with g_enc = 1 / g (multiply), "
+                                       "the reciprocal convention, where the decode g was given"),
+    "Nvfp4DecodeScaleConvention": ("MX-9.4", "NVFP4 computed with the decode scale 1 / g_enc "
+                                   "where the reciprocal convention was asked for"),
+    "Nvfp4DivideByTensorScaleFirst": ("MX-9.2", "NVFP4 with x / g first, then an E4M3 block "
+                                      "scale of amax / 6 (JAX's order)"),
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
@@ -178,14 +184,11 @@ def rules_followed(x, got_s, fmt: str, rule: str, block: int = 32,
 
 
 def resolve(candidate_lists) -> list:
-    """One (cause, rule) per block: a block with several candidates takes the one that the
-    run's unambiguous blocks show most often (the first candidate on a tie)."""
-    single: dict = {}
+    """One (cause, rule) per block: of a block's candidates, the one that explains the most
+    failing blocks of the run (the earlier candidate on a tie). A kernel has few defects, so
+    the cause that fits everywhere is the one it has."""
+    support: dict = {}
     for c in candidate_lists:
-        if len(c) == 1:
-            single[c[0]] = single.get(c[0], 0) + 1
-    out = []
-    for c in candidate_lists:
-        best = max(range(len(c)), key=lambda i: (single.get(c[i], 0), -i))
-        out.append(c[best])
-    return out
+        for k in set(c):
+            support[k] = support.get(k, 0) + 1
+    return [c[max(range(len(c)), key=lambda i: (support[c[i]], -i))] for c in candidate_lists]

@@ -80,3 +80,14 @@ def get_profile(profile) -> Profile:
             raise ProfileError(f"unknown profile option {o!r} in {profile!r}; known: {', '.join(OPTIONS)}")
         p = replace(p, name=f"{p.name}+{o}", **OPTIONS[o])
     return p
+
+
+def with_accumulate_u(profile, accumulate_u=None) -> Profile:
+    """The profile with the dot_scaled accumulator unit roundoff replaced (CF-3.6); None keeps it."""
+    p = get_profile(profile)
+    if accumulate_u is None:
+        return p
+    u = accumulate_u
+    if isinstance(u, bool) or not isinstance(u, (int, float)) or not (0 < float(u) < 1):
+        raise ProfileError(f"accumulate_u must be a number in (0, 1), got {accumulate_u!r}")
+    return replace(p, accumulate_u=float(u))

@@ -149,7 +149,8 @@ def finish(results) -> list:
 
 
 def _classify_nvfp4(x, exp_s, exp_c, got_s, got_c, ctx):
-    """NVFP4 causes: another tensor-scale recipe (named), or the element / scale causes."""
+    """NVFP4 causes: another tensor-scale recipe (named), an all-zero block's scale, a zero
+    denominator, or the element causes against the codes of the kernel's own E4M3 scale."""
     for name, model in ctx["models"].items():
         try:
             with np.errstate(over="ignore", divide="ignore"):
@@ -158,10 +159,22 @@ def _classify_nvfp4(x, exp_s, exp_c, got_s, got_c, ctx):
             continue
         if np.array_equal(ms, got_s) and np.array_equal(mc, got_c):
             return name
+
+    def elements(s, ref_c):
+        q, den = ctx["quotients"](x, s)
+        if den == 0 and not np.array_equal(ref_c, got_c) and \
+                (np.abs(mx.decode(got_c[ref_c != got_c], "e2m1")) == 6).all():
+            return "Nvfp4ZeroDenominator"
+        return join(element_causes(x, q, ref_c, got_c, "e2m1"))
     if np.array_equal(got_s, exp_s):
-        q = ctx["quotients"](x, exp_s)
-        return join(element_causes(x, q, exp_c, got_c, "e2m1"))
-    return "ScaleByteOnly" if np.array_equal(got_c, exp_c) else "WrongScaleAndCodes"
+        return elements(exp_s, exp_c)
+    own = ctx["codes"](x, got_s)
+    tail = "" if np.array_equal(own, got_c) else "+" + elements(got_s, own)
+    if not np.abs(x).max() > 0:
+        return "ZeroBlockScale" + tail
+    if np.array_equal(got_c, exp_c):
+        return "ScaleByteOnly"
+    return "WrongScale" + tail
 
 
 def _aggregate(out, src, flags, results):
@@ -296,8 +309,9 @@ def _nvfp4_context(g, profile):
             return t.scales, t.codes
 
         def quot(x, s):
-            den = np.float32(mx.VALUE_TABLES["e4m3"][s.ravel()[0]] / np.float64(arg))
-            return (x.astype(np.float32) / den).astype(np.float64)
+            with np.errstate(under="ignore"):
+                den = np.float32(np.float32(mx.VALUE_TABLES["e4m3"][s.ravel()[0]]) / arg)
+            return _safe_div(x, den), den
 
         models = {"Nvfp4DecodeScaleConvention": lambda x: _q(mx.quantize_nvfp4(x, global_scale=np.float32(1) / arg))}
     else:
@@ -308,13 +322,26 @@ def _nvfp4_context(g, profile):
             return t.scales, t.codes
 
         def quot(x, s):
-            den = np.float32(np.float32(mx.VALUE_TABLES["e4m3"][s.ravel()[0]]) * g)
-            return (x.astype(np.float32) / den).astype(np.float64)
+            with np.errstate(under="ignore"):
+                den = np.float32(np.float32(mx.VALUE_TABLES["e4m3"][s.ravel()[0]]) * g)
+            return _safe_div(x, den), den
 
         models = {"Nvfp4ReciprocalScaleConvention":
                   lambda x: _q(mx.nvfp4.quantize_nvfp4_reciprocal(x, np.float32(1) / g)),
                   "Nvfp4DivideByTensorScaleFirst": lambda x: _nvfp4_divide_first(x, g)}
-    return arg, expect, {"quotients": quot, "models": models}
+    def codes(x, s):
+        q, _ = quot(x, s)
+        return mx.encode(q, "e2m1").reshape(1, -1)
+    return arg, expect, {"quotients": quot, "models": models, "codes": codes}
+
+
+def _safe_div(x, den):
+    """fp32(x / den) as float64; +-0 (sign of x) when den is 0 (MX-9.2)."""
+    x = x.astype(np.float32)
+    if den == 0:
+        return np.copysign(0.0, x).astype(np.float64)
+    with np.errstate(over="ignore"):
+        return (x / den).astype(np.float64)
 
 
 def _q(t):

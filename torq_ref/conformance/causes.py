@@ -30,7 +30,10 @@ from torq_ref.golden.defects import codes_for_scale, float_log2_scale, unclamped
 
 #: cause -> (clause, one-line description)
 CAUSES: dict[str, tuple[str, str]] = {
-    "SignedZero": ("MX-3.3", "a negative value (or -0.0) that rounds to zero written as +0"),
+    "NonFiniteCode": ("MX-3.2", "a finite quotient written as a NaN or Inf code (a division by a "
+                                "flushed scale, or no saturation)"),
+    "SignedZero": ("MX-3.3", "the sign of a zero lost: +0 for a negative value that rounds to "
+                             "zero (or for -0.0), or -0 for a positive one"),
     "SubnormalFlush": ("MX-5.3", "a float32 subnormal input flushed to zero (FTZ / DAZ)"),
     "TieDirection": ("MX-3.1", "an exact tie rounded to the odd neighbour (ties away / toward zero)"),
     "Saturation": ("MX-3.2", "a quotient beyond the largest element not saturated to +-max"),
@@ -40,6 +43,9 @@ CAUSES: dict[str, tuple[str, str]] = {
     "FloatLog2": ("MX-4.7", "the block exponent from a float32 log2: one off next to 2^k"),
     "ScaleNotClamped": ("MX-4.6", "a scale code below 0x00 wrapped instead of clamped to 0x00"),
     "OtherScaleRule": ("", "the scale and codes of another scale rule (named in rule)"),
+    "ZeroBlockScale": ("MX-4.6", "an all-zero block given a nonzero scale (amax 0 gives 0x00)"),
+    "RceilQuotientFlushed": ("MX-4.3", "RCEIL: a subnormal fp32(amax / max) flushed to zero, so "
+                                       "scale 0x00 where the quotient gives 0x01 or more"),
     "ScaleByteOnly": ("", "the codes are right, the scale byte is wrong"),
     "WrongScale": ("", "a wrong scale, codes consistent with it"),
     "WrongScaleAndCodes": ("", "a wrong scale and codes that follow no scale"),
@@ -54,11 +60,14 @@ CAUSES: dict[str, tuple[str, str]] = {
                                    "where the reciprocal convention was asked for"),
     "Nvfp4DivideByTensorScaleFirst": ("MX-9.2", "NVFP4 with x / g first, then an E4M3 block "
                                       "scale of amax / 6 (JAX's order)"),
+    "Nvfp4ZeroDenominator": ("MX-9.2", "NVFP4: value(S) * g is 0 in float32 (a flushed subnormal "
+                                       "tensor scale), x / 0 saturated instead of q = +-0"),
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
 RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5"}
-_ELEMENT_ORDER = ("SignedZero", "SubnormalFlush", "TieDirection", "Saturation", "ElementRounding")
+_ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "SubnormalFlush", "TieDirection", "Saturation",
+                  "ElementRounding")
 
 
 def clause_of(cause: str, rule: str = "floor", nvfp4: bool = False) -> str:
@@ -91,16 +100,25 @@ def element_causes(x, q, exp, got, fmt: str) -> list:
         sub = (xi != 0) & (np.abs(xi) < 2.0 ** -126) & (dv_g == 0) & (dv_e != 0)
         tie = np.isin(np.abs(qi), _ties(fmt)) & ~np.isnan(dv_g) & (np.abs(dv_g - qi) == np.abs(dv_e - qi))
         sat = np.abs(qi) > f.max_value
+        nonfinite = ~np.isfinite(dv_g) & np.isfinite(qi)
     out = []
     for k in range(idx.size):
-        out.append("SignedZero" if zero_both[k] else "SubnormalFlush" if sub[k] else
-                   "TieDirection" if tie[k] else "Saturation" if sat[k] else "ElementRounding")
+        out.append("NonFiniteCode" if nonfinite[k] else "SignedZero" if zero_both[k] else
+                   "SubnormalFlush" if sub[k] else "TieDirection" if tie[k] else
+                   "Saturation" if sat[k] else "ElementRounding")
     return out
 
 
 def join(causes) -> str:
     s = set(causes)
     return "+".join(c for c in CAUSES if c in s) or "ElementRounding"
+
+
+def rceil_quotient_is_subnormal(amax: float, fmt: str) -> bool:
+    """RCEIL: fp32(amax / max_elem) is a float32 subnormal (FTZ hardware makes it 0, code 0)."""
+    with np.errstate(under="ignore"):
+        d = np.float32(amax) / np.float32(mx.get_format(fmt).max_value)
+    return bool(0 < d < np.float32(2.0 ** -126))
 
 
 def quotients(x, s: int) -> np.ndarray:
@@ -127,23 +145,34 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
         if np.isinf(x).any():
             return [("InfHandling", rule)]
         out = []
-        if exp_s == 0 and got_s == unclamped_scale(amax, fmt) and (
-                got_s == 255 or np.array_equal(got_c, codes_for_scale(x, got_s, fmt))):
-            out.append(("ScaleNotClamped", rule))
+        rc = codes_for_scale(x, got_s, fmt) if got_s <= 254 else None
+
+        def with_codes(scale_cause):
+            """The scale cause, joined with the element causes of codes that do not follow the
+            kernel's own scale (measured against the oracle's codes under that scale)."""
+            if rc is None or np.array_equal(rc, got_c):
+                return scale_cause
+            return scale_cause + "+" + join(element_causes(x, quotients(x, got_s), rc, got_c, fmt))
+        if exp_s == 0 and got_s == unclamped_scale(amax, fmt):
+            out.append((with_codes("ScaleNotClamped"), rule))
+        if amax == 0:
+            out.append((with_codes("ZeroBlockScale"), rule))
         if np.array_equal(got_c, exp_c):
             out.append(("ScaleByteOnly", rule))
         rule_scale = {r: int(mx.scale_codes(np.array([amax]), fmt, r)[0]) for r in rules if r != rule}
         for r in follows:
             if rule_scale.get(r) == got_s:
-                rc = codes_for_scale(x, got_s, fmt)
                 out.append(("OtherScaleRule", r) if np.array_equal(rc, got_c) else
                            (join(element_causes(x, quotients(x, got_s), rc, got_c, fmt)), r))
-        if got_s <= 254 and np.array_equal(got_c, codes_for_scale(x, got_s, fmt)):
-            if got_s == float_log2_scale(amax, fmt, rule):
-                out.append(("FloatLog2", rule))
+        if got_s == float_log2_scale(amax, fmt, rule):
+            out.append((with_codes("FloatLog2"), rule))
+        if rule == "rceil" and got_s == 0 and rceil_quotient_is_subnormal(amax, fmt):
+            out.append((with_codes("RceilQuotientFlushed"), rule))
+        if rc is not None and np.array_equal(got_c, rc):
             out += [("OtherScaleRule", r) for r, sc in rule_scale.items()
                     if sc == got_s and r not in follows]
-            out.append(("WrongScale", rule))
+        if rc is not None:
+            out.append((with_codes("WrongScale"), rule))
         return out or [("WrongScaleAndCodes", rule)]
     out = []
     if exp_s == 0:

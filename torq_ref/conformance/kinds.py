@@ -144,6 +144,8 @@ def run_dequantize(fn, vs, profile, fmt, use_bulk):
         clause = _first_clause(t["flags"], _CODE_ORDER, "MX-5.6")
         j = int(np.flatnonzero(~_dequant_ok(gi, exp, profile.signed_zero))[0])
         cause = _dequant_cause(gi, exp, int(s[i, 0]))
+        if cause == "SignedZero":
+            clause = "MX-3.3"
         detail = (f"scale {t['scale']}, element {j} code {int(c[i, j]):02x}: expected "
                   f"{exp[j]!r} got {gi[j]!r} (output dtype {got.dtype})")
         out.append(CaseResult(src, t["flags"], "fail", clause, "values", detail,

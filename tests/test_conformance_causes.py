@@ -64,6 +64,18 @@ def _ties_away(q, b):
     return _rne_e2m1(np.where(ties, np.copysign(np.nextafter(a, np.inf), q), q))
 
 
+def _add_half_float32(q, b):
+    """floor(|q| / step + 0.5) with the addition rounded to float32: 0.5 - 2^-25 goes up."""
+    a = np.minimum(np.abs(q), 6.0)
+    step = np.where(a < 2, 0.5, np.where(a < 4, 1.0, 2.0))
+    u = (a / step).astype(np.float32)
+    r = np.floor((u + np.float32(0.5)).astype(np.float32)).astype(np.float64)
+    ties = np.isin(a, [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+    r = np.where(ties, np.round(a / step), r)          # exact ties stay even: one defect only
+    v = np.minimum(r * step, 6.0)
+    return (np.searchsorted(E2M1_POS, v) | np.where(np.signbit(q), 8, 0)).astype(np.uint8)
+
+
 def _no_saturation(q, b):
     c = _rne_e2m1(q)
     return np.where(np.abs(q) > 6, 0, c).astype(np.uint8)                    # overflow to zero
@@ -74,7 +86,8 @@ def _farther_neighbour(q, b):
     c = _rne_e2m1(q)
     a = np.minimum(np.abs(q), 6.0)
     exact = np.isin(a, E2M1_POS)
-    ties = np.isin(a, [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+    t = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+    ties = (np.abs(a[..., None] - t) <= a[..., None] * 2.0 ** -20).any(-1)    # ties and neighbours
     lo = np.searchsorted(E2M1_POS, a, side="right") - 1
     hi = np.minimum(lo + 1, 7)
     near = c & 7
@@ -151,6 +164,7 @@ def _rceil_scale(x):
 PLANTS = {
     "SignedZero": kernel(codes_fn=_unsigned_zero),
     "TieDirection": kernel(codes_fn=_ties_away),
+    "TieNeighbour": kernel(codes_fn=_add_half_float32),
     "Saturation": kernel(codes_fn=_no_saturation),
     "ElementRounding": kernel(codes_fn=_farther_neighbour),
     "SubnormalFlush": _daz(kernel()),

@@ -36,6 +36,8 @@ CAUSES: dict[str, tuple[str, str]] = {
                              "zero (or for -0.0), or -0 for a positive one"),
     "SubnormalFlush": ("MX-5.3", "a float32 subnormal input flushed to zero (FTZ / DAZ)"),
     "TieDirection": ("MX-3.1", "an exact tie rounded to the odd neighbour (ties away / toward zero)"),
+    "TieNeighbour": ("MX-3.1", "a quotient within 2^-20 of a tie sent across it (x + 0.5 rounded "
+                               "in float32 before the floor, or the error compared in float32)"),
     "Saturation": ("MX-3.2", "a quotient beyond the largest element not saturated to +-max"),
     "ElementRounding": ("MX-5.3", "element codes differ from RNE of x / 2^(s-127) otherwise"),
     "NaNHandling": ("MX-5.2", "a block with a NaN does not get scale 0xFF"),
@@ -66,8 +68,8 @@ CAUSES: dict[str, tuple[str, str]] = {
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
 RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5"}
-_ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "SubnormalFlush", "TieDirection", "Saturation",
-                  "ElementRounding")
+_ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "SubnormalFlush", "TieDirection", "TieNeighbour",
+                  "Saturation", "ElementRounding")
 
 
 def clause_of(cause: str, rule: str = "floor", nvfp4: bool = False) -> str:
@@ -99,13 +101,20 @@ def element_causes(x, q, exp, got, fmt: str) -> list:
         zero_both = (dv_e == 0) & (dv_g == 0)
         sub = (xi != 0) & (np.abs(xi) < 2.0 ** -126) & (dv_g == 0) & (dv_e != 0)
         tie = np.isin(np.abs(qi), _ties(fmt)) & ~np.isnan(dv_g) & (np.abs(dv_g - qi) == np.abs(dv_e - qi))
+        ties = _ties(fmt)
+        near_tie = ties[np.clip(np.searchsorted(ties, np.abs(qi)), 0, ties.size - 1)]
+        near_tie2 = ties[np.clip(np.searchsorted(ties, np.abs(qi)) - 1, 0, ties.size - 1)]
+        gap = np.minimum(np.abs(np.abs(qi) - near_tie), np.abs(np.abs(qi) - near_tie2))
+        # within 2^-20 of a tie, sent across it: x + 0.5 rounded in float, or a float compare
+        neighbour = ~tie & (gap <= np.abs(qi) * 2.0 ** -20) & (np.abs(dv_g - qi) > np.abs(dv_e - qi)) \
+            & (np.abs(np.abs(dv_g) - np.abs(dv_e)) > 0)
         sat = np.abs(qi) > f.max_value
         nonfinite = ~np.isfinite(dv_g) & np.isfinite(qi)
     out = []
     for k in range(idx.size):
         out.append("NonFiniteCode" if nonfinite[k] else "SignedZero" if zero_both[k] else
                    "SubnormalFlush" if sub[k] else "TieDirection" if tie[k] else
-                   "Saturation" if sat[k] else "ElementRounding")
+                   "TieNeighbour" if neighbour[k] else "Saturation" if sat[k] else "ElementRounding")
     return out
 
 

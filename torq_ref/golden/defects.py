@@ -18,15 +18,19 @@ def codes_for_scale(x, s: int, fmt: str) -> np.ndarray:
 
 
 def float_log2_scale(amax: float, fmt: str, rule: str):
-    """Scale code of a kernel that takes the exponent through a float32 log2 (floor / rceil)."""
+    """Scale code of a kernel that takes the exponent through a float32 log2 (floor / rceil).
+    The log2 is NumPy's array loop (the SIMD one array kernels use), not the scalar one."""
     f = mx.get_format(fmt)
+
+    def log2(v):
+        return np.log2(np.full(16, v, np.float32))[0]
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         if rule == "floor":
-            e = np.floor(np.log2(np.float32(amax)))
+            e = np.floor(log2(amax))
             code = 127 + int(e) - f.emax if np.isfinite(e) else None
         elif rule == "rceil":
             d = np.float32(amax) / np.float32(f.max_value)
-            e = np.ceil(np.log2(d))
+            e = np.ceil(log2(d))
             code = 127 + int(e) if np.isfinite(e) and d > 0 else None
         else:
             return None

@@ -138,7 +138,7 @@ def _wrapped_scale(x):
 
 
 def _scale_byte_plus_one(x, s, c):
-    fin = np.isfinite(_blocks(x)).all(-1) & (s < 254)
+    fin = np.isfinite(_blocks(x)).all(-1) & (s < 254) & (np.abs(_blocks(x)).max(-1) > 0)
     return np.where(fin, s + 1, s).astype(np.uint8), c
 
 

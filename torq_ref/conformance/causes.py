@@ -223,10 +223,20 @@ def rules_followed(x, got_s, fmt: str, rule: str, block: int = 32,
 
 def resolve(candidate_lists) -> list:
     """One (cause, rule) per block: of a block's candidates, the one that explains the most
-    failing blocks of the run (the earlier candidate on a tie). A kernel has few defects, so
-    the cause that fits everywhere is the one it has."""
+    failing blocks of the run (the earlier candidate on a tie); a named cause is
+    preferred to a generic one (GENERIC). A kernel has few defects, so the cause that fits
+    everywhere is the one it has."""
     support: dict = {}
     for c in candidate_lists:
         for k in set(c):
             support[k] = support.get(k, 0) + 1
-    return [c[max(range(len(c)), key=lambda i: (support[c[i]], -i))] for c in candidate_lists]
+
+    def rank(c, i):
+        cause = c[i][0]
+        # an exact explanation (one cause) beats a compound one, a named cause a generic one
+        return ("+" not in cause, cause.split("+")[0] not in GENERIC, support[c[i]], -i)
+    return [c[max(range(len(c)), key=lambda i: rank(c, i))] for c in candidate_lists]
+
+
+#: causes that only say that something differs
+GENERIC = ("WrongScale", "WrongScaleAndCodes", "ScaleByteOnly", "ElementRounding")

@@ -9,6 +9,7 @@ says how to install them).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -48,6 +49,23 @@ CPU_ROWS = [
 #: distributions whose version the table prints (microxcaling is a checkout: MICROXCALING_PATH)
 LIBRARIES = ("ml_dtypes", "torch", "torchao", "jax", "jaxlib", "triton", "gguf", "transformers",
              "nvidia-modelopt", "compressed-tensors", "brevitas", "numpy")
+
+
+#: row name prefix -> the distribution whose version the row carries
+ROW_LIBRARY = {"ml_dtypes": "ml_dtypes", "torchao": "torchao", "JAX": "jax", "Triton": "triton",
+               "gguf-py": "gguf", "PyTorch": "torch", "transformers": "transformers",
+               "ModelOpt": "nvidia-modelopt", "compressed-tensors": "compressed-tensors"}
+
+
+def row_version(name: str) -> str:
+    from importlib import metadata
+    if name.startswith("microxcaling"):
+        return "checkout " + os.environ.get("MICROXCALING_COMMIT", "7bc4195")
+    lib = next((v for k, v in ROW_LIBRARY.items() if name.startswith(k)), None)
+    try:
+        return f"{lib} {metadata.version(lib)}" if lib else "?"
+    except metadata.PackageNotFoundError:
+        return f"{lib} not installed"
 
 
 def versions() -> str:
@@ -106,6 +124,7 @@ def main(argv=None):
     for name, kind, fn, prof, fmt in CPU_ROWS:
         if args.only and not any(s in name for s in args.only.split(",")):
             continue
+        name = f"{name} [{row_version(name)}]"
         line, rep = row(name, kind, fn, prof, fmt, args.device)
         print(line, flush=True)
         lines.append(line)

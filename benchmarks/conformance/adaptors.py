@@ -266,3 +266,26 @@ def microxcaling_fake_quant_nearest(x):
 
 def microxcaling_fake_quant_even(x):
     return _microxcaling(x, "even")
+
+
+# ------------------------------------------------------------------------- brevitas (AMD)
+_BREVITAS = {}
+
+
+def brevitas_fake_quant_mxfp4(x):
+    """brevitas QuantIdentity with its OCP MX act quantizer (MXFloat8e4m3Act) at 4 bits, E2M1,
+    groups of 32 along the last axis, eval mode: the dequantized values."""
+    import torch
+    if "m" not in _BREVITAS:
+        import brevitas.nn as qnn
+        from brevitas.quant.experimental.mx_quant_ocp import MXFloat8e4m3Act
+
+        class MXFP4Act(MXFloat8e4m3Act):
+            bit_width = 4
+            exponent_bit_width = 2
+            mantissa_bit_width = 1
+            group_dim = -1
+            group_size = 32
+        _BREVITAS["m"] = qnn.QuantIdentity(act_quant=MXFP4Act, return_quant_tensor=False).eval()
+    with torch.no_grad(), np.errstate(all="ignore"):
+        return _BREVITAS["m"](torch.from_numpy(x.copy())).numpy()

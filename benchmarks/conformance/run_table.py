@@ -40,6 +40,8 @@ CPU_ROWS = [
      "even", "e2m1"),
     ("compressed-tensors NVFP4 (reciprocal global_scale)", "quantize",
      A.compressed_tensors_quantize_nvfp4, "nvfp4-reciprocal", "nvfp4"),
+    ("brevitas QuantIdentity, MX act quantizer at E2M1", "fake-quant", A.brevitas_fake_quant_mxfp4,
+     "ocp", "e2m1"),
     ("microxcaling _quantize_mx fp4 round=nearest", "fake-quant", A.microxcaling_fake_quant_nearest,
      "ocp", "e2m1"),
     ("microxcaling _quantize_mx fp4 round=even", "fake-quant", A.microxcaling_fake_quant_even,
@@ -54,7 +56,8 @@ LIBRARIES = ("ml_dtypes", "torch", "torchao", "jax", "jaxlib", "triton", "gguf",
 #: row name prefix -> the distribution whose version the row carries
 ROW_LIBRARY = {"ml_dtypes": "ml_dtypes", "torchao": "torchao", "JAX": "jax", "Triton": "triton",
                "gguf-py": "gguf", "PyTorch": "torch", "transformers": "transformers",
-               "ModelOpt": "nvidia-modelopt", "compressed-tensors": "compressed-tensors"}
+               "ModelOpt": "nvidia-modelopt", "compressed-tensors": "compressed-tensors",
+               "brevitas": "brevitas"}
 
 
 def row_version(name: str) -> str:

@@ -413,22 +413,27 @@ def _same_bits(a, b):
 
 
 def _infer_scale_codes(got, x, exp_s, fmt, rules_scales, dtype=np.float32):
-    """Every (s, c): a scale code and element codes with value(c) * 2^(s-127), rounded to the
-    output dtype, equal to got bit for bit (a block of small values fits several scales). The
-    codes the oracle gives x under s are preferred where they fit (an overflow to Inf in the
-    output hides which code it came from)."""
-    cands = [exp_s + d for d in (0, 1, -1, 2, -2, 3, -3)] + list(rules_scales)
+    """(s, c) pairs: a scale code and element codes with value(c) * 2^(s-127), rounded to the
+    output dtype, equal to got bit for bit. If the oracle's own quantization of x under some
+    scale reproduces the output, only those scales count (the two nearest the expected one: a
+    clamped amax or scale lands far from it); otherwise the expected scale +-3 and every rule's,
+    with the codes read back from the output (a block of small values fits several scales)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ss = np.arange(255)
+        q = np.ldexp(np.asarray(x, np.float64)[None, :], (127 - ss)[:, None])       # (255, n)
+        nat = mx.encode(q, fmt)
+        vals = np.ldexp(mx.decode(nat, fmt), (ss - 127)[:, None]).astype(dtype).astype(np.float64)
+    ok = np.flatnonzero(_same_bits(vals, got[None, :]).all(-1))
+    if ok.size:
+        near = sorted(ok, key=lambda v: (abs(int(v) - exp_s), int(v)))[:2]
+        return [(int(v), nat[v]) for v in near]
     fits = []
-
-    def back(c, s):
-        with np.errstate(over="ignore"):
-            return np.ldexp(mx.decode(c, fmt), s - 127).astype(dtype).astype(np.float64)
-    for s in dict.fromkeys(c for c in cands if 0 <= c <= 254):
-        c = codes_for_scale(x, s, fmt)
-        if not _same_bits(back(c, s), got).all():
-            with np.errstate(invalid="ignore", over="ignore"):
-                c = mx.encode(np.ldexp(got, 127 - s), fmt)
-        if _same_bits(back(c, s), got).all():
+    for s in dict.fromkeys(c for c in [exp_s + d for d in (0, 1, -1, 2, -2, 3, -3)] + list(rules_scales)
+                           if 0 <= c <= 254):
+        with np.errstate(invalid="ignore", over="ignore"):
+            c = mx.encode(np.ldexp(got, 127 - s), fmt)
+            back = np.ldexp(mx.decode(c, fmt), s - 127).astype(dtype).astype(np.float64)
+        if _same_bits(back, got).all():
             fits.append((s, c))
     return fits
 

@@ -55,7 +55,6 @@ CAUSES: dict[str, tuple[str, str]] = {
     "FlushedScaleCodeZero": ("MX-4.1", "a scale-code-0x00 block flushed to zero"),
     "NonPowerOfTwoScale": ("MX-4.1", "fake-quant values on a grid whose scale is not 2^k"),
     "ValueMismatch": ("MX-5.6", "fake-quant values that fit no block scale"),
-    "NanElementValue": ("MX-5.6", "a NaN-block fake-quant output without NaN at the NaN inputs"),
     "Nvfp4ReciprocalScaleConvention": ("MX-9.2", "NVFP4 computed with g_enc = 1 / g (multiply), "
                                        "the reciprocal convention, where the decode g was given"),
     "Nvfp4DecodeScaleConvention": ("MX-9.4", "NVFP4 computed with the decode scale 1 / g_enc "

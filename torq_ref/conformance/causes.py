@@ -6,20 +6,25 @@ output and with the outputs of named defects, all computed from the input by the
 (``CAUSES``); the flags of a case play no part, so a FLOOR kernel is never told that it
 breaks an RCEIL clause.
 
-Block causes, tried in this order:
+Block causes (the full table is CAUSES; spec/CF.md CF-3.7 says how one is chosen):
 
 - the block holds a NaN / an Inf and the scale differs: ``NaNHandling`` / ``InfHandling``;
-- scale wrong: ``FloatLog2`` (the exponent through a float32 log2, one off next to 2^k),
-  ``ScaleNotClamped`` (a code below 0x00 wrapped modulo 256), ``OtherScaleRule`` (the scale and
-  codes of another rule), ``ScaleByteOnly`` (codes right, scale byte wrong), ``WrongScale``
-  (codes consistent with the wrong scale), ``WrongScaleAndCodes``;
-- a scale that one accepted rule gives with wrong codes: the element cause, against that rule;
-- scale right, codes wrong: the two scale-code-0 defects (``DivisorClampedAt2^-126``,
-  ``FlushedScaleCodeZero``), else the element causes of the differing elements:
-  ``SignedZero`` (+0 for a negative value that rounds to zero), ``SubnormalFlush`` (a float32
-  subnormal input flushed to zero), ``TieDirection`` (an exact tie sent to the odd neighbour),
-  ``Saturation`` (a quotient beyond the largest element not saturated), ``ElementRounding``
-  (anything else); several at once are joined with ``+`` in CAUSES order.
+- scale wrong: ``ScaleNotClamped`` (a code below 0x00 wrapped), ``ZeroBlockScale`` (amax 0
+  with a nonzero scale), ``ScaleByteOnly`` (codes right), ``OtherScaleRule`` (another rule's
+  scale and codes; with wrong codes, the element causes against that rule), ``FloatLog2`` (the
+  exponent through a float32 log2), ``RceilQuotientFlushed`` (a subnormal RCEIL quotient
+  flushed), ``WrongScale`` (codes follow the wrong scale), ``WrongScaleAndCodes``; a scale cause
+  whose codes do not follow its own scale is joined with their element causes
+  (``FloatLog2+TieDirection``);
+- scale right, codes wrong: ``DivisorClampedAt2^-126``, ``FlushedScaleCodeZero`` for scale code
+  0x00, else the element causes of the differing elements, joined with ``+``:
+  ``NonFiniteCode`` (a NaN / Inf code for a finite quotient), ``SignedZero`` (the sign of a
+  zero lost), ``SubnormalFlush`` (a float32 subnormal input flushed), ``TieDirection`` (an exact
+  tie to the odd neighbour), ``TieNeighbour`` (a quotient within 2^-20 of a tie sent across it),
+  ``Saturation`` (beyond the largest element, not saturated), ``ElementRounding`` (otherwise).
+
+NVFP4, fake-quant and gguf-block add their own (CAUSES). A block gets every candidate that fits
+(:func:`block_candidates`); :func:`resolve` picks one per block for the whole call.
 """
 from __future__ import annotations
 

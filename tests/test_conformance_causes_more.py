@@ -110,3 +110,14 @@ def test_nvfp4_zero_denominator_and_divide_first():
         return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
     rep = check("quantize", divide_first, fmt="nvfp4", level="quick")
     assert "Nvfp4DivideByTensorScaleFirst" in rep.failing_causes()
+
+
+@pytest.mark.clause("CF-3.7")
+def test_divisor_flushed_to_zero():
+    def ftz_divisor(x):                 # FTZ: 2^-127 is 0, x / 0 = +-Inf, clipped to +-max
+        t = mx.quantize(x, "e4m3", backend="numpy")
+        z = np.repeat(t.scales == 0, 32, axis=1)
+        sat = np.where(np.signbit(x), 0xFE, 0x7E)
+        hit = z & (x != 0)
+        return t.scales, np.where(hit, sat, t.codes).astype(np.uint8)
+    _only(check("quantize", ftz_divisor, fmt="e4m3"), "DivisorFlushedToZero")

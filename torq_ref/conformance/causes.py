@@ -16,8 +16,8 @@ Block causes (the full table is CAUSES; spec/CF.md CF-3.7 says how one is chosen
   flushed), ``WrongScale`` (codes follow the wrong scale), ``WrongScaleAndCodes``; a scale cause
   whose codes do not follow its own scale is joined with their element causes
   (``FloatLog2+TieDirection``);
-- scale right, codes wrong: ``DivisorClampedAt2^-126``, ``FlushedScaleCodeZero`` for scale code
-  0x00, else the element causes of the differing elements, joined with ``+``:
+- scale right, codes wrong: ``DivisorClampedAt2^-126``, ``FlushedScaleCodeZero``,
+  ``DivisorFlushedToZero`` for scale code 0x00, else the element causes of the differing elements, joined with ``+``:
   ``NonFiniteCode`` (a NaN / Inf code for a finite quotient), ``SignedZero`` (the sign of a
   zero lost), ``SubnormalFlush`` (a float32 subnormal input flushed), ``TieDirection`` (an exact
   tie to the odd neighbour), ``TieNeighbour`` (a quotient within 2^-20 of a tie sent across it),
@@ -58,6 +58,8 @@ CAUSES: dict[str, tuple[str, str]] = {
     "WrongScaleAndCodes": ("", "a wrong scale and codes that follow no scale"),
     "DivisorClampedAt2^-126": ("MX-4.1", "scale code 0x00 divided by 2^-126 instead of 2^-127"),
     "FlushedScaleCodeZero": ("MX-4.1", "a scale-code-0x00 block flushed to zero"),
+    "DivisorFlushedToZero": ("MX-4.1", "scale code 0x00: the divisor 2^-127 flushed to 0 (FTZ), "
+                                       "so x / 0 saturates or gives NaN codes"),
     "NonPowerOfTwoScale": ("MX-4.1", "fake-quant values on a grid whose scale is not 2^k"),
     "ValueMismatch": ("MX-5.6", "fake-quant values that fit no block scale"),
     "Nvfp4ReciprocalScaleConvention": ("MX-9.2", "NVFP4 computed with g_enc = 1 / g (multiply), "
@@ -105,13 +107,15 @@ def element_causes(x, q, exp, got, fmt: str) -> list:
         zero_both = (dv_e == 0) & (dv_g == 0)
         sub = (xi != 0) & (np.abs(xi) < 2.0 ** -126) & (dv_g == 0) & (dv_e != 0)
         tie = np.isin(np.abs(qi), _ties(fmt)) & ~np.isnan(dv_g) & (np.abs(dv_g - qi) == np.abs(dv_e - qi))
-        ties = _ties(fmt)
-        near_tie = ties[np.clip(np.searchsorted(ties, np.abs(qi)), 0, ties.size - 1)]
-        near_tie2 = ties[np.clip(np.searchsorted(ties, np.abs(qi)) - 1, 0, ties.size - 1)]
-        gap = np.minimum(np.abs(np.abs(qi) - near_tie), np.abs(np.abs(qi) - near_tie2))
-        # within 2^-20 of a tie, sent across it: x + 0.5 rounded in float, or a float compare
-        neighbour = ~tie & (gap <= np.abs(qi) * 2.0 ** -20) & (np.abs(dv_g - qi) > np.abs(dv_e - qi)) \
-            & (np.abs(np.abs(dv_g) - np.abs(dv_e)) > 0)
+        # within 2^-20 of a tie and sent across it: the two codes are the tie's two neighbours
+        vals = np.unique(np.abs(mx.VALUE_TABLES[fmt][np.isfinite(mx.VALUE_TABLES[fmt])]))
+        mids = (vals[:-1] + vals[1:]) / 2
+        k = np.clip(np.searchsorted(mids, np.abs(qi)), 1, mids.size) - 1
+        k = np.where((k + 1 < mids.size) & (np.abs(np.abs(qi) - mids[np.minimum(k + 1, mids.size - 1)])
+                                             < np.abs(np.abs(qi) - mids[k])), k + 1, k)
+        lo, hi = vals[k], vals[k + 1]
+        pair = ((np.abs(dv_e) == lo) & (np.abs(dv_g) == hi)) | ((np.abs(dv_e) == hi) & (np.abs(dv_g) == lo))
+        neighbour = ~tie & pair & (np.abs(np.abs(qi) - mids[k]) <= np.abs(qi) * 2.0 ** -20)
         sat = np.abs(qi) > f.max_value
         nonfinite = ~np.isfinite(dv_g) & np.isfinite(qi)
     out = []
@@ -195,6 +199,14 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
         bits = (1 << mx.get_format(fmt).bits) - 1
         if (mx.decode(got_c & bits, fmt) == 0).all() and (mx.decode(exp_c, fmt) != 0).any():
             out.append(("FlushedScaleCodeZero", rule))
+        d = got_c != exp_c
+        dv = mx.decode(got_c[d] & bits, fmt)
+        with np.errstate(invalid="ignore"):
+            by_zero = (np.abs(dv) == mx.get_format(fmt).max_value) | ~np.isfinite(dv) | \
+                ((x[d] == 0) & (dv == 0))
+        if d.any() and by_zero.all() and (np.abs(dv) == mx.get_format(fmt).max_value).any() | \
+                (~np.isfinite(dv)).any():
+            out.append(("DivisorFlushedToZero", rule))
     if exp_s == 255:
         return out + [("NaNHandling" if np.isnan(x).any() else "InfHandling", rule)]
     return out + [(join(element_causes(x, quotients(x, exp_s), exp_c, got_c, fmt)), rule)]

@@ -17,7 +17,7 @@ SUBCOMMAND_MODULES = (
     "torq_ref.golden.cli",       # golden: regenerate golden/
     "torq_ref.conformance.cli",  # conformance: check a kernel from the shell
     "torq_ref.rotations.cli",    # rotation experiments and benchmarks
-    "torq_ref.model.cli",        # import-gguf, ppl, bench-forward
+    "torq_ref.model.cli",        # models, import-gguf, ppl, bench-forward
 )
 
 

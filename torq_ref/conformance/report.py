@@ -192,7 +192,9 @@ FLAG_CLAUSE_TEXT = {
     "MX-5.6": "dequantize = value(code) * 2^(s-127); 0xFF -> NaN",
     "MX-8.1": "element 2i in the low nibble",
     "MX-8.2": "cuBLAS 128x4 scale swizzle, zero padded",
+    "MX-8.3": "ggml block_mxfp4: the E8M0 byte, then qs[j] = code j | code j+16 << 4",
     "MX-9.2": "NVFP4 float32 RNE steps",
+    "MX-9.4": "NVFP4 reciprocal convention: sb = amax/6 * g_enc, denom = S / g_enc",
     "CF-1.2": "kind calling convention (shapes, dtypes)",
     "CF-3.6": "dot_scaled within the accumulation tolerance",
 }

@@ -220,3 +220,35 @@ def test_block_value_is_scale_times_element():
     v = mx.dequantize(t)
     per = np.repeat(2.0 ** (t.scales.astype(int) - 127), 32)
     assert np.array_equal(v, mx.E2M1_VALUES[t.codes] * per)
+
+
+# EVEN and CEIL for formats with mbits > 1, derived by hand from MX-4.4 / MX-4.5 (not from vectors
+# the codec generated). amax = m * 2^E, m in [1, 2):
+#   e4m3: emax 8, mbits 3 -> EVEN carries when m >= 2 - 2^-4 = 1.9375; CEIL when m > 1.
+#   e3m2: emax 4, mbits 2 -> EVEN carries when m >= 2 - 2^-3 = 1.875;  CEIL when m > 1.
+#   FLOOR code = 127 + E - emax; e.g. e4m3 amax 1.9 (E = 0) -> 119, amax 1.9375 -> EVEN 120.
+# (fmt, amax, floor, ceil, even)
+HIGH_MBITS_CASES = [
+    ("e4m3", 1.0, 119, 119, 119),                  # m = 1: no carry for either rule
+    ("e4m3", up(1.0), 119, 120, 119),              # m just above 1: CEIL carries
+    ("e4m3", 1.75, 119, 120, 119),                 # the e2m1 EVEN threshold: no carry for e4m3
+    ("e4m3", 1.9, 119, 120, 119),                  # 1.9 < 1.9375
+    ("e4m3", down(1.9375), 119, 120, 119),         # one float32 ulp below the threshold
+    ("e4m3", 1.9375, 119, 120, 120),               # the threshold itself carries (>=)
+    ("e4m3", 448.0, 127, 128, 127),                # 448 = 1.75 * 2^8: E = 8, 1.75 < 1.9375
+    ("e4m3", 496.0, 127, 128, 128),                # 496 = 1.9375 * 2^8
+    ("e3m2", 1.8, 123, 124, 123),                  # 1.8 < 1.875
+    ("e3m2", down(1.875), 123, 124, 123),
+    ("e3m2", 1.875, 123, 124, 124),
+    ("e3m2", 28.0, 127, 128, 127),                 # 28 = 1.75 * 2^4: below 1.875, FLOOR = EVEN
+    ("e3m2", 30.0, 127, 128, 128),                 # 30 = 1.875 * 2^4
+]
+
+
+@pytest.mark.clause("MX-4.2", "MX-4.4", "MX-4.5")
+@pytest.mark.parametrize("fmt, amax, floor, ceil, even", HIGH_MBITS_CASES,
+                         ids=[f"{c[0]}-{c[1]!r}" for c in HIGH_MBITS_CASES])
+def test_even_and_ceil_hand_derived_for_mbits_above_one(fmt, amax, floor, ceil, even):
+    for rule, want in (("floor", floor), ("ceil", ceil), ("even", even)):
+        assert mx.scale_codes(np.float32(amax), fmt, rule) == want, rule
+        assert mx.quantize(block(amax, -amax / 2), fmt, scale_rule=rule).scales[0] == want, rule

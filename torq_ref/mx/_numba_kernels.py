@@ -2,9 +2,10 @@
 
 Same algorithm as the NumPy reference in ``block.py`` / ``scale.py`` / ``element.py``, fused into
 one pass per block: exact exponent arithmetic (``math.frexp`` / ``math.ldexp``), the RCEIL quotient
-rounded in float32 (in float64 for float64 input, ``wide``), and E2M1 round-to-nearest-even written as the seven decision thresholds
-0.25 < 0.75 <= 1.25 < 1.75 <= 2.5 < 3.5 <= 5 (``<`` where the tie goes down to the even code,
-``<=`` where it goes up). tests/test_mx_backends.py proves the bits equal the reference.
+rounded in float32 (in float64 for float64 input, ``wide``), and E2M1 round-to-nearest-even as the
+seven decision thresholds of ``formats.E2M1_THRESHOLDS`` / ``E2M1_TIE_UP`` (0.25 < 0.75 <= 1.25 <
+1.75 <= 2.5 < 3.5 <= 5: ``<`` where the tie goes down to the even code, ``<=`` where it goes up).
+tests/test_mx_backends_errors.py proves the bits equal the reference.
 Every block is independent, so the result does not depend on the number of threads.
 """
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 
 import numpy as np
 
+from .formats import E2M1_THRESHOLDS, E2M1_TIE_UP, E2M1_VALUES
+
 try:  # the `fast` extra
     import numba
     from numba import njit, prange
@@ -20,7 +23,10 @@ except ImportError:  # pragma: no cover - exercised when numba is absent
     numba = None
 
 _RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3}
-_E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float64)
+_E2M1 = np.array(E2M1_VALUES[:8], dtype=np.float64)
+# The E2M1 decision table of formats.py (MX-3.1) as compile-time constants of the kernels.
+_THR = tuple(float(v) for v in E2M1_THRESHOLDS)
+_UP = tuple(bool(v) for v in E2M1_TIE_UP)
 
 
 def available() -> bool:
@@ -65,20 +71,9 @@ if numba is not None:
     @njit(cache=True, inline="always")
     def _e2m1_magnitude_code(a):
         c = 0
-        if a > 0.25:
-            c += 1
-        if a >= 0.75:
-            c += 1
-        if a > 1.25:
-            c += 1
-        if a >= 1.75:
-            c += 1
-        if a > 2.5:
-            c += 1
-        if a >= 3.5:
-            c += 1
-        if a > 5.0:
-            c += 1
+        for k in range(7):
+            if a > _THR[k] or (_UP[k] and a == _THR[k]):
+                c += 1
         return c
 
     @njit(cache=True, inline="always")

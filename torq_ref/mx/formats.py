@@ -133,3 +133,33 @@ for _name, _fmt in FORMATS.items():
 
 #: Values of the 16 E2M1 codes; code 0x8 is -0.0.
 E2M1_VALUES = VALUE_TABLES["e2m1"]
+
+
+def _e2m1_decisions() -> tuple[np.ndarray, np.ndarray]:
+    """The seven E2M1 round-to-nearest-even decision points (MX-3.1), derived from the table.
+
+    Magnitude code k (0..7) is ``sum_t [|x| > T_t or (TIE_UP_t and |x| == T_t)]``: T_t is the
+    midpoint of values t and t+1, and a tie goes up exactly when code t+1 is even.
+    """
+    mags = E2M1_VALUES[:8]
+    mid = (mags[:-1] + mags[1:]) / 2.0                 # exact: halves of small dyadic values
+    up = (np.arange(1, 8) % 2) == 0                    # code t+1 even -> a tie rounds up
+    mid.setflags(write=False)
+    up.setflags(write=False)
+    return mid, up
+
+
+#: E2M1 decision thresholds 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5 and whether a tie at each goes up
+#: (False, True, False, True, False, True, False). Every E2M1 encoder in torq_ref reads these.
+E2M1_THRESHOLDS, E2M1_TIE_UP = _e2m1_decisions()
+
+
+def e2m1_magnitude_code(t: np.ndarray) -> np.ndarray:
+    """int64 magnitude code (0..7) of non-negative, already-scaled values ``t`` (NumPy, exact).
+
+    Values above 5 give 7 (saturation); NaN gives 0 (callers handle NaN themselves).
+    """
+    m = np.zeros(np.shape(t), dtype=np.int64)
+    for thr, up in zip(E2M1_THRESHOLDS, E2M1_TIE_UP):
+        m += (t >= thr) if up else (t > thr)
+    return m

@@ -60,6 +60,10 @@ def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:
     n = m.shape[-1]
     if n % NVFP4_BLOCK:
         raise ValueError(f"axis {ax} has length {n}, not a multiple of the NVFP4 block size 16")
+    if global_scale is not None and (isinstance(global_scale, (bool, np.bool_))
+                                     or not isinstance(global_scale, (int, float, np.integer, np.floating))):
+        raise TypeError(f"global_scale must be a positive finite float (or None for the default), "
+                        f"got {type(global_scale).__name__} {global_scale!r}")
     g = default_global_scale(a) if global_scale is None else np.float32(global_scale)
     if not (np.isfinite(g) and g > 0):
         raise ValueError(f"global_scale must be a positive finite float32, got {global_scale!r}")

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..mx.formats import E2M1_VALUES, e2m1_magnitude_code
 from .baselines import sylvester_hadamard
 from .entropy import N_BINS, entropy_from_counts
 
@@ -47,14 +48,11 @@ DEFAULT_SEARCH_ROWS = 16384
 #: Smallest improvement of J that counts as an improvement (guards against rounding noise).
 ACCEPT_TOL = 1e-12
 
-_MAG = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+_MAG = np.array(E2M1_VALUES[:8])
 #: POW2[k] = 2^(k - 127), k = 0..254 (every E8M0 scale), exact.
 POW2 = np.array([math.ldexp(1.0, k - 127) for k in range(255)])
 #: Largest 2-norm of one input block: keeps every rotated value below 2^127 (finite FLOOR scale).
 MAX_BLOCK_NORM = math.ldexp(1.0, 127)
-
-
-_TRACE = None  # debugging hook: a list collects (sweep, i, j, best angle, gain) per plane
 
 
 class MaxentInputError(ValueError):
@@ -76,8 +74,7 @@ def _np_quant(y: np.ndarray, e: np.ndarray):
     """Squared error and histogram bin of elements y quantized with shared exponents e."""
     ay = np.abs(y)
     t = ay * POW2[127 - e]
-    m = ((t > 0.25).astype(np.int64) + (t >= 0.75) + (t > 1.25) + (t >= 1.75)
-         + (t > 2.5) + (t >= 3.5) + (t > 5.0))
+    m = e2m1_magnitude_code(t)                   # the one E2M1 decision table (mx/formats.py)
     d = _MAG[m] * POW2[127 + e] - ay
     b = np.where(m == 0, 0, m + 8 * (y < 0.0))
     return d * d, b.astype(np.uint8)

@@ -16,7 +16,8 @@ SUBCOMMAND_MODULES = (
     "torq_ref.mx.cli",           # demo, sweep-e2m1, bench-codec
     "torq_ref.golden.cli",       # golden: regenerate golden/
     "torq_ref.conformance.cli",  # conformance: check a kernel from the shell
-    "torq_ref.rotations.cli",    # rotation experiments and benchmarks
+    "torq_ref.rotations.cli",    # rotation benchmarks
+    "torq_ref.experiments.cli",  # rotation experiments on the model's inputs (above model/ and rotations/)
     "torq_ref.model.cli",        # import-gguf, ppl, bench-forward
 )
 

@@ -15,7 +15,6 @@ NumPy loop that is vectorised over everything except the rotation index.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -226,8 +225,3 @@ class GivensSequence:
         except GivensFileError as err:
             raise GivensFileError(f"{path}: {err}") from None
         return obj
-
-    def to_json(self) -> str:
-        """Small human-readable dump (debugging); exact float repr."""
-        return json.dumps({"n": self.n, "rotations": [
-            [int(a), int(b), float(c), float(d)] for a, b, c, d in zip(self.i, self.j, self.c, self.s)]})

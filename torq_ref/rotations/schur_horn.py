@@ -49,7 +49,7 @@ class SymmetricMatrixError(ValueError):
 # --------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------
-def _check_symmetric(C) -> np.ndarray:
+def check_symmetric(C) -> np.ndarray:
     arr = np.asarray(C)
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
                                      or np.issubdtype(arr.dtype, np.integer)):
@@ -314,7 +314,7 @@ def schur_horn(C, target=None, *, rtol: float | None = None, method: str = "auto
     rtol = DEFAULT_RTOL if rtol is None else float(rtol)
     if not (rtol >= 0.0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a finite non-negative number, got {rtol}")
-    a = _check_symmetric(C)
+    a = check_symmetric(C)
     n = a.shape[0]
     diag = np.diag(a).copy()
     if target is None:
@@ -362,7 +362,7 @@ def schur_horn_blocks(C, block_energies=None, *, block_size: int = 32, rtol: flo
     Default block_energies: equal, trace(C) / (n / block_size).
     """
     rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-    a = _check_symmetric(C)
+    a = check_symmetric(C)
     n = a.shape[0]
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
             or block_size < 1 or n % block_size:

@@ -6,6 +6,9 @@
   beyond the 8-byte alignment, no timestamps), so regeneration is byte-identical; any safetensors
   reader (the ``safetensors`` package, or :func:`read_safetensors`) loads them.
 - MANIFEST.json: every file with its sha256, size, case count; generator version, level, seed.
+
+Clauses: GV-1.2 the manifest, GV-2.1 schema validation, GV-5.2 the deterministic safetensors
+writer, GV-6.1 the readers (each error names the file).
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def write_safetensors(arrays: dict, metadata: dict) -> bytes:
 def read_safetensors(data: bytes, name: str = "<bytes>") -> tuple[dict, dict]:
     """(arrays, metadata) from safetensors bytes; ``name`` (the file) is named in every error.
 
-    GV-2.5: the header length, the header JSON, each array's dtype, shape and data offsets are
+    GV-6.1: the header length, the header JSON, each array's dtype, shape and data offsets are
     checked against the buffer, so a truncated or oversized file is an error, never a guess.
     """
     if len(data) < 8:
@@ -108,7 +111,7 @@ def validate_doc(doc: dict) -> None:
 
 
 def check_doc_structure(doc, name: str = "vector file") -> None:
-    """The checks that need no jsonschema (GV-3.2): counts, flags with notes, unique tcIds.
+    """The checks that need no jsonschema (GV-2.2, GV-2.3): counts, flags with notes, unique tcIds.
 
     ``read_tree`` runs them on every file it loads, so a corrupt tree is rejected on reading."""
     try:

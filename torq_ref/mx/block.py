@@ -9,6 +9,11 @@ For each block of ``block_size`` consecutive elements along ``axis``:
 A block whose scale is 0xFF (NaN) carries the format's NaN element code in every element (MX-5.4).
 The pure NumPy path below is the reference; ``torq_ref.mx._numba_kernels`` is a faster path for
 e2m1 / float32 that is tested to give identical bits.
+
+Clauses: MX-1.1 blocks, MX-5.1 ``MXTensor``, MX-5.2..5.4 ``_quantize_reference``, MX-5.5 padding,
+MX-5.6 ``dequantize``, MX-5.7 ``quantize_dequantize``, MX-5.8 the fixed point (a consequence of
+FLOOR: every dequantized value is exactly representable under the same scale), MX-6.1 backend
+selection, MX-7.1 argument checks.
 """
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 OCP Microscaling Formats (MX) v1.0 defines six element types that share one E8M0 scale per block:
 FP4 E2M1, FP6 E2M3, FP6 E3M2, FP8 E4M3, FP8 E5M2 and INT8. This module is the single table of their
 parameters; every other module reads it instead of repeating constants.
+
+Clauses: MX-2.1 the table ``FORMATS``, MX-2.2 ``VALUE_TABLES``, MX-2.3 ``E2M1_VALUES``, MX-2.6
+``default_nan_code``, MX-3.1 the E2M1 decision table ``E2M1_THRESHOLDS`` / ``E2M1_TIE_UP``.
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ All arithmetic is float32 with IEEE round-to-nearest-even, one operation at a ti
 
 and dequantize gives value(code_i) * value(S) * g in float64. Input is rounded to float32 first
 (exact for float16 / bfloat16); non-finite input is rejected.
+
+Clauses: MX-9.1 the default global scale, MX-9.2 the float32 rounding steps, MX-9.3 dequantize
+and bad input (non-finite input, length, global scale type and value).
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Input validation shared by the codec (spec/MX.md section 7: bad input is an error, never a guess)."""
+"""Input validation shared by the codec (spec/MX.md section 7: bad input is an error, never a guess).
+
+Clauses: MX-3.6 accepted input dtypes (bfloat16 widened to float32), MX-7.1 bad input.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -4,7 +4,7 @@ Each kernel here has a pure-NumPy twin in :mod:`torq_ref.rotations.maxent` (the 
 ``_np_<kernel>``) that follows the same arithmetic in the same order, so both give the same bits
 (ME-4.3, tested). Determinism does not depend on the thread count: rows are cut into fixed chunks
 of ``chunk`` rows, each chunk is summed sequentially and the chunk partials are then summed
-sequentially in chunk order (ME-4.2).
+sequentially in chunk order (ME-2.2).
 
 Element quantization (exact MXFP4 E2M1, FLOOR scale, round-to-nearest-even, saturating at 6):
 for a row with scale exponent ``e`` an element ``y`` maps to the magnitude index

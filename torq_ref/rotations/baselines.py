@@ -11,6 +11,10 @@ dividing n with n / m a power of two is used. 576 = 36 x 16 (Paley II, q = 17), 
 (Paley I, q = 11), 2304 = 36 x 64, 1152 = 36 x 32. Orders with no such factorisation
 (e.g. odd n > 1, n = 2 mod 4, or a needed q that is not prime) raise HadamardOrderError; callers
 may then use ``block_hadamard`` with a block size dividing n.
+
+Clauses: SH-3.1 ``sylvester_hadamard``, SH-3.2 ``hadamard`` (Paley x Sylvester), SH-3.3
+``block_hadamard``, SH-3.4 ``random_sign_hadamard`` / ``random_orthogonal`` (seeded only),
+SH-3.5 ``DenseOrthogonal``.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ x): rotations are applied in order, each replacing columns (i, j) of X by
 
 Two interchangeable back ends give identical bits: a numba kernel (optional ``fast`` extra) and a
 NumPy loop that is vectorised over everything except the rotation index.
+
+Clauses: SH-1.1 the sequence and ``matrix()``, SH-1.2 ``apply`` / ``apply_transpose``, SH-1.3
+validation on construction, SH-1.4 ``len`` / ``inverse`` / ``then``, SH-1.5 ``save`` / ``load``,
+SH-1.6 the two back ends.
 """
 from __future__ import annotations
 

@@ -37,7 +37,10 @@ class MaxentInputError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 def _np_scale_exp(amax: np.ndarray) -> np.ndarray:
-    """FLOOR shared exponent floor(log2 amax) - 2 clamped to [-127, 127]; amax == 0 -> -127."""
+    """FLOOR shared exponent floor(log2 amax) - 2 clamped to [-127, 127]; amax == 0 -> -127.
+
+    ME-4.2: from the exponent bits (frexp), never a floating log2, so it equals the FLOOR rule of
+    torq_ref.mx for every amax, subnormal and zero included."""
     _, ex = np.frexp(amax)                       # amax = f 2^ex, f in [0.5, 1)
     e = np.clip(ex.astype(np.int64) - 3, -127, 127)
     return np.where(amax == 0.0, -127, e)

@@ -17,6 +17,13 @@ are exactly the vectors majorized by lambda. ``schur_horn(C, target)`` builds su
   (Davies & Higham 2000), c = 1/hypot(1, t), s = c t; m = 0 and z = b is a swap.
 * eigen path (target majorized by lambda only): C = V diag(lambda) V^T; the diagonal path runs on
   diag(lambda) and Q = V Q_2, with V itself factored into plane rotations.
+
+Clauses: SH-2.1 ``schur_horn`` and its methods, SH-2.2 orthogonality and spectrum, SH-2.3 the
+tolerance, SH-2.4 the diagonal path (``_run_diagonal``: rank order, pair choice, swap cycles),
+SH-2.5 ``check_majorization``, SH-2.6 ``check_symmetric`` and argument checks, SH-2.7 the 2x2 step
+(``_angle``), SH-2.8 the eigen path and ``givens_factor``, SH-2.9 numba == NumPy, SH-2.10
+degenerate inputs (zero rotations when the diagonal already matches), SH-2.11
+``schur_horn_blocks``.
 """
 from __future__ import annotations
 

@@ -71,6 +71,8 @@ _ALL_LAYERS = 2**20
 
 
 def _site_seed(seed: int, layer: int, site: str) -> int:
+    """The seed of one site's random draws, derived from the run seed only (TQ-4.5: same seed,
+    same transforms)."""
     return int(np.random.SeedSequence([seed, layer, SITES.index(site)])
                .generate_state(1)[0])
 

@@ -73,8 +73,11 @@ test_marks.__test__ = False            # a helper, not a test
 
 
 def code_citations() -> dict[str, set[str]]:
+    """Clause ids cited by the implementation (torq_ref/, without the planted-bug registry)."""
     cites: dict[str, set[str]] = {}
     for path in sorted((ROOT / "torq_ref").rglob("*.py")):
+        if "selftest" in path.parts:
+            continue
         for cid in CLAUSE_ID.findall(path.read_text(encoding="utf-8")):
             cites.setdefault(cid, set()).add(str(path.relative_to(ROOT)))
     return cites
@@ -163,25 +166,22 @@ def test_every_normative_clause_is_cited_by_code():
     assert not missing, f"clauses no module of torq_ref/ cites (cite the id where it is implemented): {missing}"
 
 
+#: The package each spec file's bare module names (`block.py`, `mx/block.py`) are relative to.
+PACKAGE_OF = {"MX.md": "mx", "GV.md": "golden", "CF.md": "conformance", "SH.md": "rotations",
+              "ME.md": "rotations", "FW.md": "model", "TQ.md": "torq"}
+
+
 def _implementation_paths() -> list[tuple[str, str]]:
-    """(spec file, path) for every backticked .py or directory path in an implementation pointer:
-    "Implemented in ..." / "Implementation: ..." sentences and the section headings."""
-    out = []
-    for spec in _spec_files():
-        text = spec.read_text(encoding="utf-8")
-        chunks = [m.group(0) for m in HEADING.finditer(text)]
-        chunks += re.findall(r"Implement(?:ed in|ation:)[^.]*(?:\.(?!py)[^.]*)*?\.(?:\s|$)", text)
-        for chunk in chunks:
-            out += [(spec.name, p) for p in PATH_TOKEN.findall(chunk)]
-    return out
+    """(spec file, path) for every backticked .py file or directory a spec file names (the
+    "Implemented in" pointers, section headings and any other mention)."""
+    return [(spec.name, p) for spec in _spec_files()
+            for p in PATH_TOKEN.findall(spec.read_text(encoding="utf-8"))]
 
 
 def _resolves(spec_name: str, path: str) -> bool:
     bases = [ROOT, ROOT / "torq_ref"]
-    if spec_name == "FW.md":
-        bases.append(ROOT / "torq_ref" / "model")
-    if spec_name in ("SH.md", "ME.md"):
-        bases.append(ROOT / "torq_ref" / "rotations")
+    if spec_name in PACKAGE_OF:
+        bases.append(ROOT / "torq_ref" / PACKAGE_OF[spec_name])
     return any(list(b.glob(path.rstrip("/"))) for b in bases)
 
 

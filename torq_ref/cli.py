@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "torq_ref.rotations.cli",    # rotation benchmarks
     "torq_ref.experiments.cli",  # rotation experiments on the model's inputs (above model/ and rotations/)
     "torq_ref.model.cli",        # import-gguf, ppl, bench-forward
+    "torq_ref.selftest.cli",     # selftest --mutations: the planted-bug check
 )
 
 

@@ -1,0 +1,6 @@
+"""Self-checks of the oracle: ``python -m torq_ref selftest --mutations`` (issue 15).
+
+An oracle is only worth its ability to fail: :mod:`.plants` is a registry of realistic planted
+bugs and :mod:`.runner` applies each one in a scratch copy of the checkout, runs the tests that
+must see it and reports caught / escaped per plant (README, slow checks).
+"""

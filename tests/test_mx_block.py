@@ -84,16 +84,40 @@ def test_powers_of_two_and_one_ulp_below(k):
 
 @pytest.mark.clause("MX-4.6", "MX-5.2", "MX-5.4")
 @pytest.mark.parametrize("rule", RULES)
-def test_nan_and_inf_blocks(rule):
-    t = mx.quantize(block(np.nan, 1, 2), scale_rule=rule)
+@pytest.mark.parametrize("backend", ["numpy", "auto"])      # the reference itself, and the fast path
+def test_nan_and_inf_blocks(rule, backend):
+    q = lambda x, **kw: mx.quantize(x, scale_rule=rule, backend=backend, **kw)
+    t = q(block(np.nan, 1, 2))
     assert t.scales[0] == 0xFF and np.all(t.codes == 0x7)
-    t = mx.quantize(block(np.nan, np.inf), scale_rule=rule, saturate_scale=True)
+    t = q(block(np.nan, np.inf), saturate_scale=True)
     assert t.scales[0] == 0xFF
-    t = mx.quantize(block(np.inf, 1, -2), scale_rule=rule)
+    t = q(block(np.inf, 1, -2))
     assert t.scales[0] == 0xFF and np.all(t.codes == 0x7)
-    t = mx.quantize(block(-np.inf, 1, -2), scale_rule=rule, saturate_scale=True)
+    t = q(block(-np.inf, 1, -2), saturate_scale=True)
     assert t.scales[0] == 0xFE
     assert list(t.codes[:4]) == [0xF, 0x0, 0x8, 0x0]
+
+
+@pytest.mark.clause("MX-5.4")
+@pytest.mark.parametrize("fmt", sorted(mx.FORMATS))
+def test_nan_block_gets_the_positive_nan_code_in_every_format(fmt):
+    """MX-5.4: every element of a 0xFF block is the format's positive NaN code, whatever the sign
+    of the NaN (-NaN here) and whatever the other elements."""
+    x = block(-np.nan, -3.0, 0.5)
+    assert np.signbit(x[0])
+    t = mx.quantize(x, fmt, backend="numpy")
+    want = {"e2m1": 0x7, "e2m3": 0x1F, "e3m2": 0x1F, "e4m3": 0x7F, "e5m2": 0x7E, "int8": 0x7F}[fmt]
+    assert t.scales[0] == 0xFF and np.all(t.codes == want)
+
+
+@pytest.mark.clause("MX-4.6")
+def test_scale_range_written_out_on_the_reference():
+    """MX-4.6 on scale_codes itself (no backend involved): e2m1 (emax 2), FLOOR.
+    2^200: 127 + 200 - 2 = 325 > 254 -> 0xFF, or 0xFE with saturate_scale; Inf likewise;
+    2^129: 127 + 129 - 2 = 254 stays; 2^-140: 127 - 140 - 2 < 0 -> 0; NaN -> 0xFF always."""
+    amax = np.array([2.0**200, np.inf, 2.0**129, 2.0**-140, np.nan, 0.0])
+    assert mx.scale_codes(amax, "e2m1").tolist() == [0xFF, 0xFF, 254, 0, 0xFF, 0]
+    assert mx.scale_codes(amax, "e2m1", saturate_scale=True).tolist() == [0xFE, 0xFE, 254, 0, 0xFF, 0]
 
 
 @pytest.mark.clause("MX-5.3")

@@ -24,9 +24,10 @@ except ImportError:  # pragma: no cover - exercised when numba is absent
 
 _RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3}
 _E2M1 = np.array(E2M1_VALUES[:8], dtype=np.float64)
-# The E2M1 decision table of formats.py (MX-3.1) as compile-time constants of the kernels.
-_THR = tuple(float(v) for v in E2M1_THRESHOLDS)
-_UP = tuple(bool(v) for v in E2M1_TIE_UP)
+# The E2M1 decision table of formats.py (MX-3.1), passed to the kernels as run-time arguments:
+# compiled code never bakes it in, so numba's on-disk cache cannot hold a stale copy.
+_THR = np.array(E2M1_THRESHOLDS, dtype=np.float64)
+_UP = np.array(E2M1_TIE_UP, dtype=np.bool_)
 
 
 def available() -> bool:
@@ -69,10 +70,10 @@ if numba is not None:
         return code
 
     @njit(cache=True, inline="always")
-    def _e2m1_magnitude_code(a):
+    def _e2m1_magnitude_code(a, thr, up):
         c = 0
         for k in range(7):
-            if a > _THR[k] or (_UP[k] and a == _THR[k]):
+            if a > thr[k] or (up[k] and a == thr[k]):
                 c += 1
         return c
 
@@ -91,7 +92,7 @@ if numba is not None:
         return _scale_code(amax, has_nan, rule, saturate_scale, wide)
 
     @njit(cache=True, parallel=True)
-    def _quantize_kernel(x, rule, saturate_scale, wide, scales, codes):
+    def _quantize_kernel(x, rule, saturate_scale, wide, thr, up, scales, codes):
         nb, bs = x.shape
         for b in prange(nb):
             code = _block_scale(x, b, bs, rule, saturate_scale, wide)
@@ -103,13 +104,13 @@ if numba is not None:
             mult = math.ldexp(1.0, 127 - code)
             for k in range(bs):
                 v = np.float64(x[b, k]) * mult
-                c = _e2m1_magnitude_code(abs(v))
+                c = _e2m1_magnitude_code(abs(v), thr, up)
                 if math.copysign(1.0, v) < 0:
                     c += 8
                 codes[b, k] = c
 
     @njit(cache=True, parallel=True)
-    def _fake_quant_kernel(x, rule, saturate_scale, wide, table, out):
+    def _fake_quant_kernel(x, rule, saturate_scale, wide, table, thr, up, out):
         nb, bs = x.shape
         for b in prange(nb):
             code = _block_scale(x, b, bs, rule, saturate_scale, wide)
@@ -121,17 +122,17 @@ if numba is not None:
             back = math.ldexp(1.0, code - 127)
             for k in range(bs):
                 v = np.float64(x[b, k]) * mult
-                q = table[_e2m1_magnitude_code(abs(v))] * back
+                q = table[_e2m1_magnitude_code(abs(v), thr, up)] * back
                 out[b, k] = math.copysign(q, v)      # exact in out's dtype (float32 or float64)
 
     @njit(cache=True, parallel=True)
-    def _encode_kernel(x, out):
+    def _encode_kernel(x, thr, up, out):
         for i in prange(x.shape[0]):
             v = np.float64(x[i])
             if v != v:
                 out[i] = 7
                 continue
-            c = _e2m1_magnitude_code(abs(v))
+            c = _e2m1_magnitude_code(abs(v), thr, up)
             if math.copysign(1.0, v) < 0:
                 c += 8
             out[i] = c
@@ -143,7 +144,7 @@ def quantize_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool):
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])       # (NB, bs)
     scales = np.empty(flat.shape[0], dtype=np.uint8)
     codes = np.empty(flat.shape, dtype=np.uint8)
-    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, scales, codes)
+    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _THR, _UP, scales, codes)
     return scales.reshape(lead), codes.reshape(blocks.shape)
 
 
@@ -151,7 +152,7 @@ def fake_quant_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool) -> np.n
     """(..., nb, bs) float32 / float64 -> dequantized values of the same shape and dtype."""
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])
     out = np.empty(flat.shape, dtype=flat.dtype)
-    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _E2M1, out)
+    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _E2M1, _THR, _UP, out)
     return out.reshape(blocks.shape)
 
 
@@ -159,5 +160,5 @@ def encode_e2m1(x: np.ndarray) -> np.ndarray:
     """Element encode of float32 values to E2M1 codes (saturating, NaN -> 0x7)."""
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.shape, dtype=np.uint8)
-    _encode_kernel(flat, out)
+    _encode_kernel(flat, _THR, _UP, out)
     return out.reshape(x.shape)

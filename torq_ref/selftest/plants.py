@@ -119,6 +119,9 @@ MX = [
     Plant("scale-not-clamped-at-zero", "mx", "torq_ref/mx/scale.py",
           "    code = np.maximum(code, 0)\n", "",
           (T_BLOCK,), "tiny blocks wrap to large scale codes"),
+    Plant("ceil-rule-as-floor", "mx", "torq_ref/mx/scale.py",
+          "delta = (mant > 1.0).astype(np.int64)", "delta = np.zeros_like(E)",
+          (T_BLOCK,), "the reference computes CEIL as FLOOR"),
     Plant("saturate-scale-ignored", "mx", "torq_ref/mx/scale.py",
           "E8M0_MAX_FINITE if saturate_scale else E8M0_NAN", "E8M0_NAN",
           (T_BLOCK,), "satfinite option ignored"),
@@ -138,7 +141,7 @@ MX = [
           "up = (np.arange(1, 8) % 2) == 0", "up = (np.arange(1, 8) % 2) == 1",
           (f"{T_BACK}::test_numba_equals_numpy",), "the shared E2M1 decision table sends ties to odd codes"),
     Plant("numba-e2m1-ties-up", "mx", "torq_ref/mx/_numba_kernels.py",
-          "if a > _THR[k] or (_UP[k] and a == _THR[k]):", "if a >= _THR[k]:",
+          "if a > thr[k] or (up[k] and a == thr[k]):", "if a >= thr[k]:",
           (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up"),
 ]
 
@@ -150,9 +153,9 @@ CONFORMANCE_CODEC = [
     Plant("codec-dequantize-nan-scale", "conf-codec", "torq_ref/mx/block.py",
           "    out = np.where(per_elem == E8M0_NAN, np.nan, out)\n", "",
           (f"{T_CONF}::test_codec_other_kinds",), "scale 0xFF dequantizes to 2^128 x value"),
-    Plant("codec-ceil-rule-as-floor", "conf-codec", "torq_ref/mx/scale.py",
-          "delta = (mant > 1.0).astype(np.int64)", "delta = np.zeros_like(E)",
-          (f"{T_CONF}::test_codec_quantize_e2m1",), "CEIL computed as FLOOR"),
+    Plant("codec-numba-ceil-rule-as-floor", "conf-codec", "torq_ref/mx/_numba_kernels.py",
+          "if rule == 2 and m > 0.5:", "if rule == 2 and m > 1.0:",
+          (f"{T_CONF}::test_codec_quantize_e2m1",), "the fast path computes CEIL as FLOOR"),
 ]
 
 GOLDEN = [
@@ -232,7 +235,7 @@ MAXENT = [
           "    e = ex - 3\n", "    e = ex - 2\n",
           (T_KERN,), "the numba evaluator's FLOOR exponent off by one"),
     Plant("maxent-numba-tie-table", "maxent", "torq_ref/rotations/_numba_maxent.py",
-          "if t > _THR[k] or (_UP[k] and t == _THR[k]):", "if t > _THR[k]:",
+          "if t > thr[k] or (up[k] and t == thr[k]):", "if t > thr[k]:",
           (T_KERN,), "numba evaluator sends every tie down"),
     Plant("maxent-apply-rotation-shape", "maxent", "torq_ref/rotations/maxent_eval.py",
           "    if R.shape not in ((block_size, block_size), (nb, block_size, block_size)):",

@@ -1,4 +1,4 @@
-"""``python -m torq_ref selftest --mutations [--plant NAME ...] [--area AREA ...] [--list]``."""
+"""``python -m torq_ref selftest --mutations [--plant NAME ...] [--area AREA ...] [--list]`` (ST-1.3)."""
 from __future__ import annotations
 
 

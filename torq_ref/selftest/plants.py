@@ -12,6 +12,8 @@ To add a plant, append one entry to the list of its area below, e.g.::
           why="micro rotation fitted on the unscaled rows"),
 
 Names are unique; ``area`` groups the report (``--area mx`` runs one group).
+
+Clauses: ST-1.1 (the registry and its checks).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ class Plant:
     new: str
     tests: tuple[str, ...]
     why: str = ""
+    #: importable modules the plant's tests need (e.g. "numba"); without them the plant is skipped
+    requires: tuple[str, ...] = ()
 
 
 T_BLOCK = "tests/test_mx_block.py"
@@ -49,7 +53,8 @@ MX = [
           "out[b, k] = math.copysign(q, v)      # exact",
           "out[b, k] = math.copysign(q, v) if q != 0.0 else 0.0      # exact",
           (f"{T_BACK}::test_numba_equals_numpy", f"{T_BACK}::test_negative_zero_survives_both_backends"),
-          "numba fake quantization writes +0 where the reference keeps -0 (equal values, other bits)"),
+          "numba fake quantization writes +0 where the reference keeps -0 (equal values, other bits)",
+          requires=("numba",)),
     Plant("encode-saturate-check-after-numba", "mx", "torq_ref/mx/element.py",
           "    # Every argument is checked before any path runs (MX-7.1), the numba one included.\n",
           "    fast = f.name == 'e2m1' and raw.dtype == np.float32 and nan_code is None\n"
@@ -61,7 +66,8 @@ MX = [
           "        if not numba_fits:\n            # MX-6.1",
           "        if False:\n            # MX-6.1",
           (f"{T_BACK}::test_numba_backend_never_falls_back_silently",),
-          "quantize(..., 'e4m3', backend='numba') silently runs NumPy"),
+          "quantize(..., 'e4m3', backend='numba') silently runs NumPy",
+          requires=("numba",)),
     Plant("even-threshold-hardcoded-for-e2m1", "mx", "torq_ref/mx/scale.py",
           "delta = (mant >= 2.0 - np.ldexp(1.0, -(f.mbits + 1))).astype(np.int64)",
           "delta = (mant >= 2.0 - np.ldexp(1.0, -2)).astype(np.int64)",
@@ -139,10 +145,12 @@ MX = [
           (T_LAYOUT,), "default tensor scale amax / 448 instead of amax / 2688"),
     Plant("e2m1-table-ties-wrong-way", "mx", "torq_ref/mx/formats.py",
           "up = (np.arange(1, 8) % 2) == 0", "up = (np.arange(1, 8) % 2) == 1",
-          (f"{T_BACK}::test_numba_equals_numpy",), "the shared E2M1 decision table sends ties to odd codes"),
+          (f"{T_BACK}::test_numba_equals_numpy",), "the shared E2M1 decision table sends ties to odd codes",
+          requires=("numba",)),
     Plant("numba-e2m1-ties-up", "mx", "torq_ref/mx/_numba_kernels.py",
           "if a > thr[k] or (up[k] and a == thr[k]):", "if a >= thr[k]:",
-          (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up"),
+          (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up",
+          requires=("numba",)),
 ]
 
 CONFORMANCE_CODEC = [
@@ -155,7 +163,8 @@ CONFORMANCE_CODEC = [
           (f"{T_CONF}::test_codec_other_kinds",), "scale 0xFF dequantizes to 2^128 x value"),
     Plant("codec-numba-ceil-rule-as-floor", "conf-codec", "torq_ref/mx/_numba_kernels.py",
           "if rule == 2 and m > 0.5:", "if rule == 2 and m > 1.0:",
-          (f"{T_CONF}::test_codec_quantize_e2m1",), "the fast path computes CEIL as FLOOR"),
+          (f"{T_CONF}::test_codec_quantize_e2m1",), "the fast path computes CEIL as FLOOR",
+          requires=("numba",)),
 ]
 
 GOLDEN = [
@@ -198,7 +207,8 @@ ROTATIONS = [
           "            for t in range(n_act - 1, -1, -1):\n                if dev[t] > tau:",
           "            for t in range(n_act):\n                if dev[t] > tau:",
           (f"{T_SH}::test_pinned_sequence_last_excess_rank_first",),
-          "the numba builder takes the first excess rank instead of the last"),
+          "the numba builder takes the first excess rank instead of the last",
+          requires=("numba",)),
     Plant("sh-swap-plane-reversed", "rotations", "torq_ref/rotations/schur_horn.py",
           "out_s[count] = start, cur, 0.0, 1.0", "out_s[count] = cur, start, 0.0, 1.0",
           (f"{T_SH}::test_pinned_swap_cycle_order",), "cycle swaps recorded as (cur, start)"),
@@ -233,10 +243,12 @@ MAXENT = [
           (T_KERN,), "the NumPy evaluator's FLOOR exponent off by one"),
     Plant("maxent-numba-scale-exponent", "maxent", "torq_ref/rotations/_numba_maxent.py",
           "    e = ex - 3\n", "    e = ex - 2\n",
-          (T_KERN,), "the numba evaluator's FLOOR exponent off by one"),
+          (T_KERN,), "the numba evaluator's FLOOR exponent off by one",
+          requires=("numba",)),
     Plant("maxent-numba-tie-table", "maxent", "torq_ref/rotations/_numba_maxent.py",
           "if t > thr[k] or (up[k] and t == thr[k]):", "if t > thr[k]:",
-          (T_KERN,), "numba evaluator sends every tie down"),
+          (T_KERN,), "numba evaluator sends every tie down",
+          requires=("numba",)),
     Plant("maxent-apply-rotation-shape", "maxent", "torq_ref/rotations/maxent_eval.py",
           "    if R.shape not in ((block_size, block_size), (nb, block_size, block_size)):",
           "    if R.ndim not in (2, 3):",

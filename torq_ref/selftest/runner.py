@@ -12,12 +12,16 @@ A plant is "caught" when pytest exits with status 1 (some test failed). Exit 0 i
 tests cannot see the bug); any other status (a collection error, no test selected, a timeout) is
 "broken": the plant itself is wrong, which also fails the check. Before the plants the runner
 runs every selected test once unplanted: a test that fails anyway would catch everything.
+Plants whose ``requires`` (e.g. numba) are not installed are listed as skipped and not counted.
 
 The last line printed is ``N plants: C caught, E escaped`` (plus ``, B broken`` / ``, S stale``
 when there are any); the exit status is 0 exactly when every plant was caught.
+
+Clauses: ST-1.2 (scratch copy, baseline, caught / escaped / broken), ST-1.3 (the report).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -124,6 +128,8 @@ def run(plants=None, *, timeout: float = 600.0, keep: bool = False, out=sys.stdo
     """Run the mutation check over ``plants`` (default: the whole registry); returns the exit code."""
     plants = PLANTS if plants is None else plants
     names = [p.name for p in plants]
+    skipped = [p for p in plants if any(importlib.util.find_spec(m) is None for m in p.requires)]
+    plants = [p for p in plants if p not in skipped]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise SystemExit(f"plant names must be unique; repeated: {dup}")
@@ -139,6 +145,8 @@ def run(plants=None, *, timeout: float = 600.0, keep: bool = False, out=sys.stdo
             print(f"baseline FAILED ({summary}): fix the suite before judging plants", file=out)
             return 2
         print(f"baseline passed: {summary}", file=out, flush=True)
+        for p in skipped:
+            print(f"skipped {p.name}: needs {', '.join(p.requires)} (not installed)", file=out)
         results = []
         for k, plant in enumerate(plants, 1):
             res = run_plant(scratch, plant, timeout)

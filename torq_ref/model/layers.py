@@ -66,27 +66,34 @@ def merge_heads(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 1, 3).reshape(b, s, n * d)
 
 
-def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """FW-2.3: softmax(q k^T / sqrt(d) + causal mask) v with grouped KV heads.
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float | None = None,
+                     window: int | None = None) -> np.ndarray:
+    """FW-2.3: softmax(q k^T * scale + causal mask) v with grouped KV heads.
 
-    q (B, H, S, d); k, v (B, K, S, d); query head j reads KV head j // (H / K). Returns (B, H, S, d).
+    q (B, H, S, d); k, v (B, K, S, d); query head j reads KV head j // (H / K). ``scale`` defaults
+    to d^-0.5; with ``window`` W a query at position t sees only keys t - W < s <= t (FW-9.6).
+    Returns (B, H, S, d).
     """
     b, h, s, d = q.shape
     kv = k.shape[1]
     g = h // kv
     qg = q.reshape(b, kv, g * s, d)                           # (B, K, G*S, d): heads of a group stacked
     scores = qg @ k.transpose(0, 1, 3, 2)                     # (B, K, G*S, S)
-    scores *= q.dtype.type(d ** -0.5)
+    scores *= q.dtype.type(d ** -0.5 if scale is None else scale)
     scores = scores.reshape(b, kv, g, s, s)                   # (B, K, G, S, S)
-    scores += causal_mask(s, scores.dtype)                    # -inf where the key is after the query
+    scores += causal_mask(s, scores.dtype, window)            # -inf where the key is not visible
     probs = softmax(scores)
     out = probs.reshape(b, kv, g * s, s) @ v                  # (B, K, G*S, d)
     return out.reshape(b, h, s, d)
 
 
-def causal_mask(s: int, dtype) -> np.ndarray:
-    """(S, S) additive mask: 0 on and below the diagonal, -inf above."""
-    return np.triu(np.full((s, s), -np.inf, dtype=dtype), k=1)
+def causal_mask(s: int, dtype, window: int | None = None) -> np.ndarray:
+    """(S, S) additive mask: 0 where key s' is visible from query t (s' <= t, and t - s' < window
+    when a window is given), -inf elsewhere."""
+    m = np.triu(np.full((s, s), -np.inf, dtype=dtype), k=1)
+    if window is not None:
+        m += np.tril(np.full((s, s), -np.inf, dtype=dtype), k=-int(window))
+    return m
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -105,3 +112,21 @@ def silu(x: np.ndarray) -> np.ndarray:
 def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """FW-2.4: silu(gate) * up; (.., F) each."""
     return silu(gate) * up
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """FW-9.5: the tanh approximation of GELU (transformers' gelu_pytorch_tanh):
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    c = x.dtype.type(math.sqrt(2.0 / math.pi))
+    return x.dtype.type(0.5) * x * (1 + np.tanh(c * (x + x.dtype.type(0.044715) * (x * x * x))))
+
+
+def geglu_tanh(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """FW-9.5: gelu_tanh(gate) * up; (.., F) each (Gemma3's MLP)."""
+    return gelu_tanh(gate) * up
+
+
+def softcap(x: np.ndarray, cap: float) -> np.ndarray:
+    """FW-9.7: cap * tanh(x / cap)."""
+    c = x.dtype.type(cap)
+    return np.tanh(x / c) * c

@@ -25,6 +25,19 @@ def hf_from_gguf(gguf_path: str | Path, threads: int | None = None):
     return model, tok
 
 
+def hf_from_source(kind: str, path: str | Path, threads: int | None = None):
+    """(model, tokenizer or None) of transformers loading a GGUF (``kind == "gguf"``) or a Hugging
+    Face directory (``"dir"``), float32, eval mode."""
+    if kind == "gguf":
+        return hf_from_gguf(path, threads)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if threads:
+        torch.set_num_threads(threads)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval(), None
+
+
 def hf_logits(hf, ids) -> np.ndarray:
     import torch
 
@@ -60,7 +73,7 @@ def torch_mxfp4_floor(x):
     return out.reshape(shape)
 
 
-def add_act_quant_hooks(hf) -> list:
+def add_act_quant_hooks(hf) -> list:  # noqa: D401
     """Fake-quantize the inputs of the 7 linears of every decoder layer of a transformers model
     with :func:`torch_mxfp4_floor`; returns the hook handles (call ``.remove()`` to undo)."""
     handles = []

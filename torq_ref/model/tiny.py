@@ -2,7 +2,8 @@
 
 Weights are drawn from ``np.random.default_rng(seed)`` in a fixed tensor order, so a model is
 fully described by (config, seed) and nothing large is committed. Scales keep activations O(1):
-embeddings N(0, 1), projections N(0, 1/fan_in), norm weights 1 + N(0, 0.1^2).
+embeddings N(0, 1), projections N(0, 1/fan_in), norm multipliers 1 + N(0, 0.1^2) (Gemma3 stores
+w with multiplier 1 + w, so its norm weights are N(0, 0.1^2)), biases N(0, 0.1^2).
 """
 from __future__ import annotations
 
@@ -39,6 +40,22 @@ TINY_CONFIGS: dict[str, dict] = {
         "rope_theta": 1000000.0, "max_position_embeddings": 128, "tie_word_embeddings": False,
         "hidden_act": "silu",
     },
+    "qwen2": {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 96,
+        "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "max_position_embeddings": 128, "tie_word_embeddings": True,
+        "hidden_act": "silu",
+    },
+    "gemma3": {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 96,
+        "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 4,
+        "sliding_window_pattern": 2, "query_pre_attn_scalar": 24, "final_logit_softcapping": 20.0,
+        "max_position_embeddings": 128, "tie_word_embeddings": True,
+        "hidden_activation": "gelu_pytorch_tanh",
+    },
 }
 
 
@@ -48,7 +65,9 @@ def random_tensors(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {}
     for name, shape in sorted(expected_shapes(conf).items()):
-        if len(shape) == 1:
+        if name.endswith(".bias") or (len(shape) == 1 and conf.family == "gemma3"):
+            w = 0.1 * rng.standard_normal(shape)
+        elif len(shape) == 1:
             w = 1.0 + 0.1 * rng.standard_normal(shape)
         elif name == "model.embed_tokens.weight":
             w = rng.standard_normal(shape)

@@ -87,7 +87,7 @@ def _read_bf16_aware(f: Path, dtype) -> dict[str, np.ndarray]:
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Hugging Face tensor names and shapes the architecture needs (FW-1.3)."""
+    """Hugging Face tensor names and shapes the architecture needs (FW-1.3, FW-9.2, FW-9.3)."""
     h, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
     shapes = {"model.embed_tokens.weight": (v, h), "model.norm.weight": (h,)}
     if not cfg.tie_word_embeddings:
@@ -105,9 +105,16 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
             p + "mlp.up_proj.weight": (f, h),
             p + "mlp.down_proj.weight": (h, f),
         })
-        if cfg.family == "qwen3":
+        if cfg.family in ("qwen3", "gemma3"):
             shapes[p + "self_attn.q_norm.weight"] = (cfg.head_dim,)
             shapes[p + "self_attn.k_norm.weight"] = (cfg.head_dim,)
+        if cfg.attention_bias:                                            # Qwen2 (FW-9.2)
+            shapes[p + "self_attn.q_proj.bias"] = (cfg.q_dim,)
+            shapes[p + "self_attn.k_proj.bias"] = (cfg.kv_dim,)
+            shapes[p + "self_attn.v_proj.bias"] = (cfg.kv_dim,)
+        if cfg.family == "gemma3":                                        # sandwich norms (FW-9.3)
+            shapes[p + "pre_feedforward_layernorm.weight"] = (h,)
+            shapes[p + "post_feedforward_layernorm.weight"] = (h,)
     return shapes
 
 

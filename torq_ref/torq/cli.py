@@ -6,15 +6,24 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="TORQ end to end on SmolLM2-135M: the perplexity table, JSON and figures")
+    p = sub.add_parser("run", help="TORQ end to end on a real model: the PPL / KLD / top-1 table, JSON and figures")
     p.add_argument("--methods", default=None,
                    help="comma list of fp32,rtn,random-orthogonal,hadamard32,torq-macro,torq-micro,torq (default: all)")
     p.add_argument("--settings", default=None, help="comma list of W16A4,W4A4 (default: both)")
     p.add_argument("--eval-windows", type=int, default=8, help="512-token evaluation windows (default 8)")
     p.add_argument("--calib-windows", type=int, default=4, help="512-token calibration windows (default 4)")
-    p.add_argument("--out", default="out/run", help="output directory (default out/run)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default out/<model>; with --models the parent, default out)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model-dir", default=None, help="HF-layout model dir (default: import SmolLM2-135M)")
+    p.add_argument("--model", default=None,
+                   help="registry name (`python -m torq_ref models`) or path of a GGUF file / HF-layout "
+                        "directory (default smollm2-135m)")
+    p.add_argument("--models", default=None,
+                   help="comma list of models: one run each (out/<model>/), then the cross-model report")
+    p.add_argument("--model-dir", default=None, help="HF-layout model dir (same as --model PATH)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="compute dtype of the forward pass (default float32; float64 to check a claim "
+                        "below the float32 noise floor)")
     p.add_argument("--scale-rule", default="floor", help="E8M0 scale rule: floor | rceil | ceil | even")
     p.add_argument("--macro-strategy", default=None, help="inter-block strategy (torq_ref.rotations.inter_block)")
     p.add_argument("--beta", type=float, default=None, help="micro objective: entropy - beta * NMSE")
@@ -47,6 +56,10 @@ def settings_from_args(args):
         raise SettingsError(f"unknown scale rule {args.scale_rule!r}; choose from {', '.join(SCALE_RULES)}")
     if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
         raise SettingsError(f"--model-dir {args.model_dir}: no config.json there (missing model)")
+    if args.model_dir is not None and (args.model or args.models):
+        raise SettingsError("give --model-dir or --model / --models, not both")
+    if args.model and args.models:
+        raise SettingsError("give --model or --models, not both")
     ev, ca = args.eval_windows, args.calib_windows
     cfg_kw = {}
     if args.quick:      # TQ-4.1: a smoke run of the whole table in under 3 minutes
@@ -70,27 +83,71 @@ def settings_from_args(args):
     cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
                      per_block=args.per_block, order=args.order, **cfg_kw)
     spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,
-                   model_dir=args.model_dir)
+                   model=args.model_dir or args.model, dtype=args.dtype)
+    from .engine import check_rows
+
+    check_rows(spec.calib_windows * spec.window, cfg)       # TQ-6.2, before any model work
     return spec, cfg
 
 
+def model_list(args) -> list[str | None]:
+    """The models of a ``run``: --models a,b,c, or the one --model / --model-dir (None: default)."""
+    if args.models:
+        items = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not items:
+            from .methods import SettingsError
+
+            raise SettingsError(f"--models {args.models!r} names no model")
+        return items
+    return [args.model_dir or args.model]
+
+
+def model_label(model: str | None) -> str:
+    """The short name of a model for output paths: the registry name, or a path's stem."""
+    from torq_ref.model.registry import DEFAULT_MODEL
+
+    if model is None:
+        return DEFAULT_MODEL
+    p = Path(model)
+    return p.stem if (p.suffix == ".gguf" or p.is_dir()) else model
+
+
 def _run(args) -> int:
+    from dataclasses import replace
+
+    from torq_ref.evaluate.summary import metrics_table
+    from torq_ref.model.errors import ModelError
+
     from .methods import SettingsError
     from .pipeline import run
     from .report import table, write_figures, write_json
 
     try:
         spec, cfg = settings_from_args(args)
-        results = run(spec, cfg)
+        models = model_list(args)
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    path = write_json(results, out)
-    print(table(results))
-    print(f"\nresults: {path}")
-    if not args.no_figures:
-        for p in write_figures(results, out):
-            print(f"figure: {p}")
-    print(f"total time: {results['timings']['total_s'] / 60:.1f} min")
+    several = len(models) > 1
+    done = []
+    for name in models:
+        label = model_label(name)
+        out = Path(args.out or "out") / label if several else Path(args.out or Path("out") / label)
+        try:
+            results = run(replace(spec, model=name), cfg)
+        except (SettingsError, ModelError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        results["settings"]["model"] = label
+        path = write_json(results, out)
+        print(f"\n## {label}\n")
+        print(table(results))
+        print()
+        print(metrics_table(results["results"]))
+        print(f"\nresults: {path}")
+        if not args.no_figures:
+            for p in write_figures(results, out):
+                print(f"figure: {p}")
+        print(f"total time: {results['timings']['total_s'] / 60:.1f} min")
+        done.append(path)
     return 0

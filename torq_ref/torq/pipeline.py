@@ -1,9 +1,13 @@
-"""The end-to-end TORQ pipeline (spec/TQ.md section 3):
+"""The end-to-end TORQ pipeline (spec/TQ.md sections 3 and 6):
 
 calibration windows -> second moments and input samples of every linear-layer input (site)
 -> per method: macro (Schur-Horn based) and / or micro (max-entropy) rotations per site
 -> folded transforms + MXFP4 fake quantization (activations; weights too for W4A4)
--> perplexity on the evaluation windows, plus block-energy imbalance and code entropy per site.
+-> perplexity, KL divergence and top-1 agreement with FP32 on the evaluation windows, plus
+   block-energy imbalance and code entropy per site.
+
+The work is streamed one decoder layer at a time by :mod:`torq_ref.torq.engine`; this module
+holds the run settings, the site metrics and the results dict.
 """
 from __future__ import annotations
 
@@ -14,9 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from torq_ref.model.hooks import SITES
-
-from .methods import METHODS, SCALED_METHODS, SETTINGS, SettingsError, TorqConfig, site_transform
+from .methods import METHODS, SETTINGS, SettingsError, TorqConfig
 
 
 @dataclass
@@ -26,31 +28,27 @@ class RunSpec:
     eval_windows: int = 8
     calib_windows: int = 4
     window: int = 512
-    model_dir: str | None = None
+    model: str | None = None             # registry name or path (None: the default model)
+    dtype: str = "float32"               # compute dtype of the forward pass (TQ-4.6)
     progress: bool = True
-
-
-def _bar(iterable, desc: str, progress: bool, total=None):
-    if not progress:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, disable=not sys.stderr.isatty(), leave=False)
 
 
 def _log(msg: str) -> None:
     print(f"[torq] {msg}", file=sys.stderr, flush=True)
 
 
-def check_windows(n_tokens: int, spec: RunSpec) -> None:
-    """TQ-4.2: window counts must fit in the text, checked before any long work."""
+def check_windows(n_tokens: int | None, spec: RunSpec, bos_id: int | None = None) -> None:
+    """TQ-4.2: window counts must be positive and fit in the text, checked before any long work. ``n_tokens`` None: the counts only."""
     if spec.eval_windows < 1 or spec.calib_windows < 1:
         raise SettingsError("--eval-windows and --calib-windows must be at least 1")
-    available = n_tokens // spec.window
+    if n_tokens is None:
+        return
+    text = spec.window - (bos_id is not None)            # text tokens per window
+    available = n_tokens // text
     if spec.eval_windows + spec.calib_windows > available:
         raise SettingsError(
             f"{spec.eval_windows} evaluation + {spec.calib_windows} calibration windows of {spec.window} "
-            f"tokens need {(spec.eval_windows + spec.calib_windows) * spec.window} tokens; the text has "
+            f"tokens need {(spec.eval_windows + spec.calib_windows) * text} text tokens; the text has "
             f"{n_tokens} ({available} windows)")
 
 
@@ -95,34 +93,18 @@ def _codes(X: np.ndarray, cfg: TorqConfig) -> np.ndarray:
     return t.codes.ravel()
 
 
-def build_method(method: str, cap, n_layers: int, cfg: TorqConfig, progress: bool,
-                 cache: dict | None = None):
-    """Per-site transforms and metrics of one method (TQ-2, TQ-3.3)."""
-    transforms, metrics = {}, {}
-    keys = [(layer, site) for layer in range(n_layers) for site in SITES]
-    for layer, site in _bar(keys, method, progress):
-        C = cap.moment(layer, site)
-        X = cap.inputs(layer, site)
-        t, info = site_transform(method, layer, site, C, X, cfg, cache)
-        if t is not None:
-            transforms[(layer, site)] = t
-        held = X[cfg.micro_rows:] if len(X) > cfg.micro_rows else X   # rows the micro step never saw
-        m = site_metrics(C, held, t, cfg)
-        m.update(info)
-        metrics[(layer, site)] = m
-    return transforms, metrics
-
-
 def plan_for(method: str, setting: str, transforms: dict, cfg: TorqConfig):
-    """The QuantPlan of (method, setting) (TQ-2.1, TQ-2.6)."""
+    """The whole-model QuantPlan of (method, setting) (TQ-2.1, TQ-2.6): the engine's
+    per-site rule (``engine.plan_site``) at every site, for a plain ``Model.forward``."""
     from torq_ref.model import QuantPlan
 
-    if method == "fp32":
+    from .engine import plan_site
+
+    base = plan_site(method, setting, None, cfg)
+    if base is None:
         return None
-    weight_fmt = cfg.fmt if setting == "W4A4" else None
-    return QuantPlan.uniform(cfg.fmt, cfg.scale_rule, weight_fmt=weight_fmt,
-                             weight_scale_rule=cfg.scale_rule, transforms=transforms,
-                             mode="folded", block_size=cfg.block_size)
+    sites = {key: plan_site(method, setting, t, cfg) for key, t in transforms.items()}
+    return QuantPlan(default=base, sites=sites, mode="folded")
 
 
 def versions() -> dict:
@@ -143,71 +125,49 @@ def versions() -> dict:
 
 
 def run(spec: RunSpec, cfg: TorqConfig) -> dict:
-    """Run the whole table; returns the results dict that ``results.json`` holds (TQ-4.3)."""
-    from tokenizers import Tokenizer
+    """Run the whole table on ``spec.model``; returns the results dict of ``results.json`` (TQ-4.3).
 
+    The windows follow the model's BOS rule (spec/FW.md FW-6.5): BOS + ``window - 1`` text tokens
+    when its GGUF says add_bos_token, ``window`` text tokens otherwise."""
     from torq_ref import model as M
+    from torq_ref.model.data import bos_token_id
+    from torq_ref.model.registry import ensure_model
 
     t_start = time.perf_counter()
-    model_dir = M.ensure_model(spec.model_dir, progress=spec.progress)
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    ids = M.tokenize_text(tok)
-    check_windows(len(ids), spec)
-    eval_w = M.eval_windows(ids, spec.eval_windows, spec.window)
-    calib_w = M.calibration_windows(ids, spec.calib_windows, start=spec.eval_windows, window=spec.window)
-    model = M.load(model_dir)
-    _log(f"model {model_dir}, {model.config.num_layers} layers; {spec.eval_windows} eval + "
-         f"{spec.calib_windows} calibration windows of {spec.window} tokens")
+    check_windows(None, spec)
+    model_dir = ensure_model(spec.model, progress=spec.progress)
+    ids = M.tokenize_text(model_dir)
+    bos = bos_token_id(model_dir)
+    check_windows(len(ids), spec, bos)
+    eval_w, calib_w = M.split_windows(ids, spec.eval_windows, spec.calib_windows, spec.window, bos)
+    model = M.load(model_dir, dtype=np.dtype(spec.dtype))
+    _log(f"model {model_dir} ({spec.dtype}), {model.config.num_layers} layers; {spec.eval_windows} eval + "
+         f"{spec.calib_windows} calibration windows of {spec.window} tokens"
+         + ("" if bos is None else f" (BOS {bos} + {spec.window - 1} text tokens each)"))
     out = evaluate_methods(model, eval_w, calib_w, spec, cfg)
-    out["settings"].update({"model_dir": str(model_dir), "n_tokens": int(len(ids)),
+    out["settings"].update({"model_dir": str(model_dir), "n_tokens": int(len(ids)), "bos_id": bos,
                             "text": "pydoc_data.topics (sorted keys, joined by blank lines)"})
     out["timings"]["total_s"] = time.perf_counter() - t_start
     return out
 
 
 def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSpec, cfg: TorqConfig) -> dict:
-    """Calibrate once, then build and evaluate every (method, setting) on ``model`` (TQ-3)."""
-    from torq_ref import model as M
+    """Every (method, setting) of ``spec`` on ``model``, streamed layer by layer (TQ-3, TQ-6)."""
+    from .engine import stream_evaluate
 
-    n_layers = model.config.num_layers
-    t0 = time.perf_counter()
-    # keep twice the micro rows so that the metrics are measured on rows the optimizer never saw
-    cap = calibrate(model, calib_w, 2 * cfg.micro_rows, spec.progress)
-    timings = {"calibration_s": time.perf_counter() - t0}
+    rows, per_site, timings = stream_evaluate(model, eval_w, calib_w, spec.methods, spec.settings,
+                                              cfg, progress=spec.progress, site_metrics=site_metrics)
+    for row in rows:
+        metrics = per_site[row["method"]].values()
+        row["imbalance"] = float(np.mean([m["imbalance"] for m in metrics]))
+        row["entropy"] = float(np.mean([m["entropy"] for m in metrics]))
+        _log(f"{row['method']:<18} {row['setting']:<6} ppl {row['ppl']:8.3f}  "
+             f"kld {np.mean(row['window_kld']):.4f}  top1 {np.mean(row['window_top1']):.3f}  "
+             f"imbalance {row['imbalance']:7.2f}  entropy {row['entropy']:.3f} bits")
+    from torq_ref.evaluate.summary import summarize
 
-    results, per_site, cache = [], {}, {}
-    scaled = None
-    for method in spec.methods:
-        t0 = time.perf_counter()
-        data, eval_model = cap, model
-        if method in SCALED_METHODS and cfg.scale_alpha > 0:      # the micro level's scale step
-            if scaled is None:
-                from .scale_step import ScaledCalibration, scaled_model, site_scales
-
-                scales = site_scales(cap.moment, n_layers, cfg.scale_alpha)
-                scaled = (ScaledCalibration(cap, scales), scaled_model(model, scales))
-            data, eval_model = scaled
-        transforms, metrics = build_method(method, data, n_layers, cfg, spec.progress, cache)
-        timings[f"build_{method}_s"] = time.perf_counter() - t0
-        per_site[method] = {f"{layer}:{site}": m for (layer, site), m in metrics.items()}
-        summary = {
-            "imbalance": float(np.mean([m["imbalance"] for m in metrics.values()])),
-            "entropy": float(np.mean([m["entropy"] for m in metrics.values()])),
-        }
-        settings = spec.settings if method != "fp32" else ("FP32",)
-        for setting in settings:
-            t0 = time.perf_counter()
-            plan = plan_for(method, setting, transforms, cfg)
-            ppl, nll = M.perplexity(eval_model, eval_w, quant=plan, progress=spec.progress, return_nll=True)
-            dt = time.perf_counter() - t0
-            timings[f"eval_{method}_{setting}_s"] = dt
-            row = {"method": method, "setting": setting, "ppl": float(ppl),
-                   "window_nll": [float(v) for v in nll], **summary, "eval_s": dt}
-            results.append(row)
-            _log(f"{method:<18} {setting:<6} ppl {ppl:8.3f}  imbalance {summary['imbalance']:7.2f}  "
-                 f"entropy {summary['entropy']:.3f} bits  ({dt:.0f} s)")
     return {
-        "results": results,
+        "results": summarize(rows, baseline="hadamard32", seed=cfg.seed),
         "per_site": per_site,
         "settings": {**asdict(spec), **asdict(cfg)},
         "seed": cfg.seed,

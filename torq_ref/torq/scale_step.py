@@ -47,24 +47,33 @@ def site_scales(moments, n_layers: int, alpha: float) -> dict[tuple[int, str], n
             for layer in range(n_layers) for site in NORM_OF_SITE}
 
 
-def scaled_model(model, scales: dict[tuple[int, str], np.ndarray]):
-    """A copy of ``model`` with the scales folded in: norm weight / s, consuming W columns * s.
-
-    The copy shares the unchanged arrays with ``model`` (``Model.with_layers``)."""
-    layers = list(model.layers)
-    for (layer, site), s in scales.items():
+def scaled_layer(lw, scales: dict[str, np.ndarray]):
+    """One layer's weights with the scales {site: s} folded in: norm multiplier / s, consuming
+    W columns * s (TQ-2.7). Arrays of the other sites are shared with ``lw``."""
+    changes = {}
+    for site, s in scales.items():
         if site not in NORM_OF_SITE:
             raise ValueError(f"site {site!r} is not fed by an RMSNorm; scalable sites: {tuple(NORM_OF_SITE)}")
-        lw = layers[layer]
         norm = getattr(lw, NORM_OF_SITE[site])
         w = lw.site_weight(site)
         if s.shape != norm.shape:
-            raise ValueError(f"scales of {(layer, site)} have shape {s.shape}, the site has {norm.shape}")
+            raise ValueError(f"scales of site {site!r} have shape {s.shape}, the site has {norm.shape}")
         s64 = np.asarray(s, dtype=np.float64)
-        layers[layer] = dataclasses.replace(lw, **{
-            NORM_OF_SITE[site]: (norm / s64).astype(norm.dtype),
-            site: (w * s64[None, :]).astype(w.dtype),
-        })
+        changes[NORM_OF_SITE[site]] = (norm / s64).astype(norm.dtype)
+        changes[site] = (w * s64[None, :]).astype(w.dtype)
+    return dataclasses.replace(lw, **changes)
+
+
+def scaled_model(model, scales: dict[tuple[int, str], np.ndarray]):
+    """A copy of ``model`` with the scales folded in (:func:`scaled_layer` per layer).
+
+    The copy shares the unchanged arrays with ``model`` (``Model.with_layers``)."""
+    layers = list(model.layers)
+    by_layer: dict[int, dict[str, np.ndarray]] = {}
+    for (layer, site), s in scales.items():
+        by_layer.setdefault(layer, {})[site] = s
+    for layer, site_scales_ in by_layer.items():
+        layers[layer] = scaled_layer(layers[layer], site_scales_)
     return model.with_layers(layers)
 
 

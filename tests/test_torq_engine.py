@@ -1,0 +1,163 @@
+"""The layer-streaming engine of ``run`` (spec/TQ.md section 6): equivalence with whole-model
+passes, and the wiring of calibration data, scale step, metrics and scale rules (spies)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from torq_ref import model as M
+from torq_ref.model.tiny import tiny_model
+from torq_ref.torq import SettingsError, TorqConfig, site_transform
+from torq_ref.torq import engine
+from torq_ref.torq import methods as methods_mod
+from torq_ref.torq.pipeline import calibrate, plan_for, site_metrics
+from torq_ref.torq.scale_step import NORM_OF_SITE, channel_scales, scaled_model, site_scales
+
+CFG = TorqConfig(micro_rows=48, max_sweeps=1)
+W = 40
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model("llama", seed=3)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, 96, size=5 * W)
+    return ids[: 3 * W].reshape(3, W), ids[3 * W:].reshape(2, W)
+
+
+def _run(tiny, windows, methods, settings=("W16A4",), cfg=CFG, **kw):
+    ev, ca = windows
+    return engine.stream_evaluate(tiny, ev, ca, methods, settings, cfg, progress=False,
+                                  site_metrics=kw.pop("site_metrics", site_metrics), **kw)
+
+
+@pytest.mark.clause("TQ-6.3", "TQ-6.5")
+def test_engine_equals_whole_model_passes(tiny, windows, monkeypatch):
+    """Every row of the streamed table equals a whole-model forward with the same plan."""
+    ev, ca = windows
+    seen: dict = {}
+    real = engine.site_transform
+
+    def spy(method, layer, site, C, X, cfg, cache=None):
+        t, info = real(method, layer, site, C, X, cfg, cache)
+        seen[(method, layer, site)] = t
+        return t, info
+
+    monkeypatch.setattr(engine, "site_transform", spy)
+    methods = ("fp32", "rtn", "hadamard32", "torq-micro")
+    rows, _, _ = _run(tiny, windows, methods, settings=("W16A4", "W4A4"))
+    cap = calibrate(tiny, ca, 2 * CFG.micro_rows, progress=False)
+    scales = site_scales(cap.moment, tiny.config.num_layers, CFG.scale_alpha)
+    for r in rows:
+        transforms = {(i, s): seen[(r["method"], i, s)] for i in range(tiny.config.num_layers)
+                      for s in M.SITES if seen[(r["method"], i, s)] is not None}
+        model = scaled_model(tiny, scales) if r["method"] == "torq-micro" else tiny
+        plan = plan_for(r["method"], r["setting"], transforms, CFG)
+        ppl, nll = M.perplexity(model, ev, quant=plan, progress=False, return_nll=True)
+        np.testing.assert_allclose(r["window_nll"], nll, rtol=2e-6, err_msg=str((r["method"], r["setting"])))
+    by = {(r["method"], r["setting"]): r for r in rows}
+    assert by[("fp32", "FP32")]["window_kld"] == pytest.approx([0.0] * 3, abs=1e-12)
+    assert by[("fp32", "FP32")]["window_top1"] == [1.0] * 3
+    assert all(k > 0 for k in by[("rtn", "W4A4")]["window_kld"])
+    assert by[("rtn", "W4A4")]["window_n"] == [W - 1] * 3
+
+
+@pytest.mark.clause("TQ-6.2", "TQ-2.7")
+def test_micro_step_fits_the_scaled_rows(tiny, windows, monkeypatch):
+    """The micro optimizer of a scaled method sees X / s, the rows of the scaled model."""
+    _, ca = windows
+    fitted = []
+    real = methods_mod.micro_rotation
+
+    def spy(X, cfg, seed, init="hadamard"):
+        fitted.append(np.array(X))
+        return real(X, cfg, seed, init)
+
+    monkeypatch.setattr(methods_mod, "micro_rotation", spy)
+    _run(tiny, windows, ("torq-micro",))
+    cap = calibrate(tiny, ca, 2 * CFG.micro_rows, progress=False)
+    expect = []
+    for i in range(tiny.config.num_layers):
+        for site in M.SITES:
+            X = cap.inputs(i, site)
+            if site in NORM_OF_SITE:
+                X = (X / channel_scales(cap.moment(i, site), CFG.scale_alpha)).astype(X.dtype)
+            expect.append(X[: CFG.micro_rows])
+    assert len(fitted) == len(expect)
+    for got, want in zip(fitted, expect):
+        np.testing.assert_allclose(got[: CFG.micro_rows], want, rtol=1e-6)   # micro_rotation slices
+
+
+@pytest.mark.clause("TQ-6.2", "TQ-3.3")
+def test_site_metrics_use_rows_the_micro_step_never_saw(tiny, windows):
+    _, ca = windows
+    calls = []
+
+    def metrics(C, X, t, cfg):
+        calls.append(np.array(X))
+        return {"imbalance": 1.0, "entropy": 1.0}
+
+    _run(tiny, windows, ("rtn",), site_metrics=metrics)
+    cap = calibrate(tiny, ca, 2 * CFG.micro_rows, progress=False)
+    want = [cap.inputs(i, s)[CFG.micro_rows:] for i in range(tiny.config.num_layers) for s in M.SITES]
+    assert len(calls) == len(want)
+    for got, w in zip(calls, want):
+        np.testing.assert_array_equal(got, w)
+    # too few calibration rows for a held-out part: an error before any model work
+    with pytest.raises(SettingsError, match="micro_rows"):
+        _run(tiny, windows, ("torq-micro",), cfg=replace(CFG, micro_rows=2 * W))
+    with pytest.raises(SettingsError, match="micro_rows"):
+        engine.held_out_rows(np.zeros((10, 32)), CFG)
+
+
+@pytest.mark.clause("TQ-6.3", "TQ-2.6")
+def test_rows_quantize_with_the_configured_scale_rule(tiny, windows, monkeypatch):
+    seen = []
+    real = engine.prepare_site
+
+    def spy(weight, q, mode):
+        seen.append((q.act_fmt, q.act_scale_rule, q.weight_fmt, q.weight_scale_rule, mode))
+        return real(weight, q, mode)
+
+    monkeypatch.setattr(engine, "prepare_site", spy)
+    cfg = replace(CFG, scale_rule="rceil")
+    _run(tiny, windows, ("fp32", "hadamard32"), settings=("W16A4", "W4A4"), cfg=cfg)
+    per_row = 4 * tiny.config.num_layers
+    assert len(seen) == 2 * per_row                    # fp32 prepares nothing
+    w16 = [s for s in seen if s[2] is None]
+    assert len(w16) == per_row and set(w16) == {("e2m1", "rceil", None, "rceil", "folded")}
+    assert set(seen) - set(w16) == {("e2m1", "rceil", "e2m1", "rceil", "folded")}
+
+
+@pytest.mark.clause("TQ-6.1")
+def test_calibration_is_released_layer_by_layer(tiny, windows, monkeypatch):
+    """At most one layer's calibration capture is alive at any time."""
+    import weakref
+
+    alive = []
+    real = engine.ActivationCapture
+
+    def make(*a, **k):
+        cap = real(*a, **k)
+        assert k["layers"] == [len(alive)]
+        assert all(r() is None for r in alive), "an earlier layer's capture is still alive"
+        alive.append(weakref.ref(cap))
+        return cap
+
+    monkeypatch.setattr(engine, "ActivationCapture", make)
+    _run(tiny, windows, ("rtn", "torq-micro"))
+    assert len(alive) == tiny.config.num_layers
+
+
+@pytest.mark.clause("TQ-6.4")
+def test_scores_without_an_fp32_row(tiny, windows):
+    rows, _, _ = _run(tiny, windows, ("rtn",))
+    with_ref, _, _ = _run(tiny, windows, ("fp32", "rtn"))
+    np.testing.assert_array_equal(rows[0]["window_kld"], with_ref[1]["window_kld"])
+    np.testing.assert_array_equal(rows[0]["window_nll"], with_ref[1]["window_nll"])

@@ -1,0 +1,214 @@
+"""The layer-streaming evaluation engine of ``run`` (spec/TQ.md section 6).
+
+Memory is bounded by one decoder layer, not by the model: the table is computed layer-major.
+
+    embed calibration windows -> x_cal (Nc, W, D); embed evaluation windows -> one copy per row
+    for each decoder layer i:
+        run FP32 layer i on x_cal, capturing the inputs of its four sites  (TQ-6.1)
+        per method: the transforms (and site metrics) of layer i's sites     (TQ-6.2)
+        release the capture
+        per row (method, setting): prepare layer i's quantized sites, run layer i on the row's
+            hidden states x_r (Ne, W, D)                                      (TQ-6.3)
+    per evaluation window: FP32 log-probabilities once, then every row's NLL, KLD, top-1  (TQ-6.4)
+
+A "row" is one line of the results table: ``fp32`` (setting FP32) or (method, W16A4 | W4A4).
+What the engine holds at any time: the model's weights, the hidden states of every row
+(rows x Ne x W x D float values), and one layer's calibration statistics and prepared weights.
+The numbers equal those of a whole-model pass per row (tested on a tiny model, TQ-6.5).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from torq_ref.model.capture import ActivationCapture
+from torq_ref.model.hooks import SITES, SiteQuant, prepare_site
+
+from .methods import SCALED_METHODS, SettingsError, TorqConfig, site_transform
+
+#: windows per batched layer call (bounds the attention and MLP temporaries)
+WINDOW_BATCH = 4
+#: positions per chunk at the output head (bounds the (positions, vocabulary) temporaries)
+HEAD_CHUNK = 128
+
+
+def _progress(iterable, desc: str, progress: bool, total=None):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False,
+                disable=not (progress and sys.stderr.isatty()))
+
+
+def check_rows(n_calib_rows: int, cfg: TorqConfig) -> None:
+    """TQ-6.2: the site metrics are measured on calibration rows the micro optimizer never saw,
+    rows ``micro_rows .. 2 * micro_rows``; a run whose calibration has no such rows is refused
+    before any model work (no silent fallback to the fitted rows)."""
+    if n_calib_rows <= cfg.micro_rows:
+        raise SettingsError(
+            f"the calibration windows hold {n_calib_rows} rows per site, not more than micro_rows="
+            f"{cfg.micro_rows}: the site metrics need held-out rows; add --calib-windows or lower "
+            f"--micro-rows")
+
+
+def held_out_rows(X: np.ndarray, cfg: TorqConfig) -> np.ndarray:
+    """The rows of a site sample the micro step never saw (TQ-6.2): ``X[micro_rows:]``."""
+    if len(X) <= cfg.micro_rows:
+        raise SettingsError(f"{len(X)} calibration rows at a site, need more than micro_rows={cfg.micro_rows}")
+    return X[cfg.micro_rows:]
+
+
+def _run_layer(model, i: int, x: np.ndarray, rope, prepared, capture=None) -> np.ndarray:
+    """Layer i on hidden states x (N, W, D), WINDOW_BATCH windows per call; returns (N, W, D)."""
+    out = np.empty_like(x)
+    for a in range(0, x.shape[0], WINDOW_BATCH):
+        out[a:a + WINDOW_BATCH] = model.block(i, x[a:a + WINDOW_BATCH], rope, capture=capture,
+                                              prepared=prepared)
+    return out
+
+
+def plan_site(method: str, setting: str, transform, cfg: TorqConfig) -> SiteQuant | None:
+    """The SiteQuant of one site of a row (TQ-2.1, TQ-2.6): activations in ``cfg.fmt`` with
+    ``cfg.scale_rule``; weights too, with the same format and rule, for W4A4."""
+    if method == "fp32":
+        return None
+    weight_fmt = cfg.fmt if setting == "W4A4" else None
+    return SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size)
+
+
+class Row:
+    """One line of the table while the engine runs: its hidden states and its timings."""
+
+    def __init__(self, method: str, setting: str, hidden: np.ndarray):
+        self.method, self.setting, self.hidden = method, setting, hidden
+        self.seconds = 0.0
+
+
+def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, settings,
+                    cfg: TorqConfig, *, progress: bool = True, site_metrics=None):
+    """(rows, per_site, timings) of every (method, setting) on ``model`` (TQ-6).
+
+    ``rows``: list of dicts with method, setting, ppl and the per-window lists window_nll,
+    window_kld, window_top1, window_n, plus eval_s. ``per_site[method]["layer:site"]``: the site
+    metrics and fit info. ``site_metrics(C, X_held, transform, cfg) -> dict`` measures a site."""
+    eval_w, calib_w = np.asarray(eval_w), np.asarray(calib_w)
+    check_rows(calib_w.size, cfg)
+    width = eval_w.shape[1]
+    if calib_w.shape[1] != width:
+        raise SettingsError(f"calibration windows of {calib_w.shape[1]} tokens, evaluation windows of {width}")
+    timings: dict[str, float] = {"calibration_s": 0.0}
+    rope = model.rope_tables(width)
+    x_cal = model.embed_tokens(calib_w)                                          # (Nc, W, D)
+    x_eval = model.embed_tokens(eval_w)                                          # (Ne, W, D)
+    rows = [Row(m, s, x_eval.copy()) for m in methods
+            for s in (("FP32",) if m == "fp32" else tuple(settings))]
+    del x_eval
+    scaled = tuple(m for m in methods if m in SCALED_METHODS and cfg.scale_alpha > 0)
+    per_site: dict[str, dict] = {m: {} for m in methods}
+    cache: dict = {}
+    for i in _progress(range(model.config.num_layers), "layers", progress):
+        t0 = time.perf_counter()
+        cap = ActivationCapture(layers=[i], moments=True, inputs=True, max_rows=2 * cfg.micro_rows)
+        x_cal = _run_layer(model, i, x_cal, rope, {}, capture=cap)              # TQ-6.1
+        timings["calibration_s"] += time.perf_counter() - t0
+        transforms, weights = _layer_transforms(model, i, cap, methods, scaled, cfg, cache,
+                                                per_site, site_metrics, timings)
+        del cap                                      # the layer's statistics end here (TQ-6.1)
+        for row in rows:                                                         # TQ-6.3
+            t0 = time.perf_counter()
+            lw = weights[row.method in scaled]
+            prepared = {}
+            for site in SITES:
+                q = plan_site(row.method, row.setting, transforms[row.method][site], cfg)
+                if q is not None:
+                    prepared[site] = prepare_site(lw.site_weight(site), q, "folded")
+            runner = _scaled_view(model, i, lw) if row.method in scaled else model
+            row.hidden = _run_layer(runner, i, row.hidden, rope, prepared)
+            row.seconds += time.perf_counter() - t0
+    return _score_rows(model, rows, eval_w, progress), per_site, timings
+
+
+def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cache: dict,
+                      per_site: dict, site_metrics, timings: dict):
+    """TQ-6.2: the transforms {method: {site: Transform | None}} of layer i from its capture,
+    the site metrics (into ``per_site``), and the layer's weights {False: plain, True: scaled}.
+    Scaled methods (the scale step, TQ-2.7) read the capture as the scaled model saw it."""
+    from .scale_step import NORM_OF_SITE, ScaledCalibration, channel_scales, scaled_layer
+
+    weights = {False: model.layers[i]}
+    scaled_cal = None
+    if scaled:
+        scales = {site: channel_scales(cap.moment(i, site), cfg.scale_alpha) for site in NORM_OF_SITE}
+        weights[True] = scaled_layer(model.layers[i], scales)
+        scaled_cal = ScaledCalibration(cap, {(i, site): s for site, s in scales.items()})
+    transforms: dict[str, dict] = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        data = scaled_cal if method in scaled else cap
+        transforms[method] = {}
+        for site in SITES:
+            C, X = data.moment(i, site), data.inputs(i, site)
+            t, info = site_transform(method, i, site, C, X, cfg, cache)
+            transforms[method][site] = t
+            if site_metrics is not None:
+                m = site_metrics(C, held_out_rows(X, cfg), t, cfg)
+                m.update(info)
+                per_site[method][f"{i}:{site}"] = m
+        key = f"build_{method}_s"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+    return transforms, weights
+
+
+def _scaled_view(model, i: int, lw):
+    """The model with layer i's weights replaced by ``lw`` (shares every other array)."""
+    layers = list(model.layers)
+    layers[i] = lw
+    return model.with_layers(layers)
+
+
+def _score_rows(model, rows: list[Row], eval_w: np.ndarray, progress: bool) -> list[dict]:
+    """TQ-6.4: per evaluation window, the FP32 log-probabilities once (a ``fp32`` row when the
+    table has one, else the float model run here), then each row's NLL, KLD and top-1."""
+    from torq_ref.evaluate.token_metrics import ref_logprobs, window_metrics
+
+    ref = next((r for r in rows if r.method == "fp32"), None)
+    if ref is None:                                   # no fp32 row: the float model, layer by layer
+        ref_hidden = model.embed_tokens(eval_w)
+        rope = model.rope_tables(eval_w.shape[1])
+        for i in range(model.config.num_layers):
+            ref_hidden = _run_layer(model, i, ref_hidden, rope, {})
+    else:
+        ref_hidden = ref.hidden
+    out = {id(r): {"window_nll": [], "window_kld": [], "window_top1": [], "window_n": []} for r in rows}
+    S = eval_w.shape[1]
+    for j in _progress(range(eval_w.shape[0]), "score", progress):
+        targets = eval_w[j, 1:]                                                   # (S-1,)
+        parts = {id(r): [] for r in rows}
+        for a in range(0, S - 1, HEAD_CHUNK):
+            b = min(a + HEAD_CHUNK, S - 1)
+            ref_lp = ref_logprobs(model.head(ref_hidden[j:j + 1, a:b])[0])        # (b-a, V) float64
+            for r in rows:
+                t0 = time.perf_counter()
+                logits = model.head(r.hidden[j:j + 1, a:b])[0]                     # (b-a, V)
+                parts[id(r)].append(window_metrics(None, logits, targets[a:b], ref_logp=ref_lp))
+                r.seconds += time.perf_counter() - t0
+        for r in rows:
+            m = _combine(parts[id(r)])
+            for k in ("nll", "kld", "top1", "n"):
+                out[id(r)][f"window_{k}"].append(m[k])
+    results = []
+    for r in rows:
+        d = out[id(r)]
+        nll = np.asarray(d["window_nll"])
+        results.append({"method": r.method, "setting": r.setting, "ppl": float(np.exp(nll.mean())),
+                        **{k: [float(v) for v in vals] for k, vals in d.items()}, "eval_s": r.seconds})
+    return results
+
+
+def _combine(parts: list[dict]) -> dict:
+    """Window means from chunk means, weighted by the chunks' position counts."""
+    n = np.array([p["n"] for p in parts], dtype=np.float64)
+    return {"n": int(n.sum()), **{k: float(np.dot(n, [p[k] for p in parts]) / n.sum())
+                                 for k in ("nll", "kld", "top1")}}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # An id is <PREFIX>-<section>[.<item>...][letter], e.g. MX-4.2, SH-2.4a; a clause line starts with
 # its id in bold (optionally as a list item).
 ID = r"[A-Z]{2,3}-\d+(?:\.\d+)*[a-z]?"
-CLAUSE_DEF = re.compile(rf"^\s*(?:[-*]\s*)?\*\*({ID})\*\*", re.M)
+CLAUSE_DEF = re.compile(rf"^[ \t]*(?:[-*][ \t]*)?\*\*({ID})(?: \(informative\))?\*\*", re.M)
 CLAUSE_REF = re.compile(r"clause\(([^)]*)\)")
 CLAUSE_ID = re.compile(rf"(?<![\w-])({ID})(?![\w.]*\d)(?!\w)")
 PREFIX_ROW = re.compile(r"^\|\s*([A-Z]{2,3})\s*\|\s*\[\w+\.md\]", re.M)
@@ -51,7 +51,8 @@ def spec_clauses() -> dict[str, dict]:
             cid = m.group(1)
             if cid in found:
                 raise AssertionError(f"clause {cid} defined twice ({found[cid]['file']} and {path.name})")
-            line = text[m.start(): text.find("\n", m.start())]
+            start = text.rfind("\n", 0, m.start(1)) + 1
+            line = text[start: text.find("\n", m.start(1))]
             heading = next((h for pos, h in reversed(headings) if pos < m.start()), "")
             found[cid] = {"file": path.name,
                           "informative": "(informative" in line or "(informative" in heading}
@@ -116,6 +117,8 @@ def unknown_citations() -> dict[str, set[str]]:
                 continue
             if cid in retired and name == "spec/README.md":
                 continue
+            if cid in PENDING_UNKNOWN and name == PENDING_UNKNOWN[cid].split()[0]:
+                continue
             bad.setdefault(cid, set()).add(name)
     return bad
 
@@ -126,7 +129,8 @@ def test_spec_has_clauses():
 
 
 def test_every_clause_has_a_test():
-    untested = sorted(set(spec_clauses()) - set(test_marks()))
+    marks = test_marks()
+    untested = sorted(c for c, info in spec_clauses().items() if not info["informative"] and c not in marks)
     assert not untested, f"spec clauses with no test naming them: {untested}"
 
 
@@ -154,8 +158,14 @@ PENDING_CODE_CITATIONS = {
     "CF-2.1", "CF-2.2", "CF-3.1", "CF-3.2", "CF-3.4", "CF-3.5", "CF-4.1", "CF-4.2",
     # torq_ref/model/ (model branch)
     "FW-2.7", "FW-3.5", "FW-5.5", "FW-6.4", "FW-7.1", "FW-8.1",
+    "FW-9.8", "FW-10.1",
     # torq_ref/torq/pipeline.py (the lead's layer-streaming engine)
     "TQ-1.1", "TQ-3.2",
+}
+#: Ids cited by files other branches own that spec/ does not define (yet); tolerated, listed so
+#: that they are fixed there: define the clause or correct the citation, then delete the entry.
+PENDING_UNKNOWN = {
+    "TQ-4.6": "torq_ref/torq/pipeline.py (the `dtype` knob of RunSpec)",
 }
 
 
@@ -194,7 +204,8 @@ def test_every_implementation_path_exists():
 
 @pytest.mark.parametrize("text, expected", [
     ("**MX-1.2** x", ["MX-1.2"]), ("- **SH-3** y", ["SH-3"]), ("MX-1.2 no bold", []),
-    ("**SH-2.4a** The bound", ["SH-2.4a"]), ("**ME-3.10** bad", ["ME-3.10"])])
+    ("**SH-2.4a** The bound", ["SH-2.4a"]), ("**ME-3.10** bad", ["ME-3.10"]),
+    ("**EV-2.4 (informative)** Why", ["EV-2.4"])])
 def test_clause_pattern(text, expected):
     assert CLAUSE_DEF.findall(text) == expected
 

@@ -264,17 +264,17 @@ TRACEABILITY = [
     Plant("trace-misspelt-clause-id", "trace", "tests/test_rotations_sh_builder.py",
           '@pytest.mark.clause("SH-2.4", "SH-2.7")\n@pytest.mark.parametrize("backend", ["numpy", "numba"])\ndef test_pinned_sequence_last',
           '@pytest.mark.clause("SH-2.4' 'c", "SH-2.7")\n@pytest.mark.parametrize("backend", ["numpy", "numba"])\ndef test_pinned_sequence_last',
-          (T_TRACE,), "a test names a clause that does not exist"),
+          (f"{T_TRACE}::test_every_named_clause_exists",), "a test names a clause that does not exist"),
     Plant("trace-stale-implementation-path", "trace", "spec/MX.md",
           "`2^(s-127) * value(P_i)`. Implemented in\n`mx/block.py`.",
           "`2^(s-127) * value(P_i)`. Implemented in\n`mx/blocks.py`.",
-          (T_TRACE,), "the spec names a module that does not exist"),
+          (f"{T_TRACE}::test_every_implementation_path_exists",), "the spec names a module that does not exist"),
     Plant("trace-unknown-id-in-code", "trace", "torq_ref/mx/scale.py",
           "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".9).",     # split so this file cites no fake id
-          (T_TRACE,), "code cites a clause that does not exist"),
+          (f"{T_TRACE}::test_every_cited_id_exists",), "code cites a clause that does not exist"),
     Plant("trace-clause-not-cited-by-code", "trace", "torq_ref/rotations/entropy.py",
           "ME-1.3 ``code_histogram`` and bad input.", "``code_histogram`` and bad input.",
-          (T_TRACE,), "a clause that no module cites"),
+          (f"{T_TRACE}::test_every_normative_clause_is_cited_by_code",), "a clause that no module cites"),
 ]
 
 #: Every plant, in report order. Other areas (the lead's pipeline plants) append here.

@@ -203,12 +203,12 @@ def test_serial_and_parallel_numba_builds_agree():
     from torq_ref.rotations import _numba_maxent as K
 
     Y = _rows(9)
-    a = K.full_eval.serial(Y, ME.LUT, 64)
-    b = K.full_eval.parallel(Y, ME.LUT, 64)
+    a = K.full_eval.serial(Y, ME.POW2, 64)
+    b = K.full_eval.parallel(Y, ME.POW2, 64)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     E, C, Err, _, _ = a
     om, oe = K.plane_prep.serial(Y, Err, 2, 7, 64)
     th = np.linspace(-1, 1, 5)
-    t1 = K.plane_trials.serial(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.LUT, 64)
-    t2 = K.plane_trials.parallel(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.LUT, 64)
+    t1 = K.plane_trials.serial(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.POW2, 64)
+    t2 = K.plane_trials.parallel(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.POW2, 64)
     assert all(np.array_equal(x, y) for x, y in zip(t1, t2))

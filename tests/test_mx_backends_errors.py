@@ -208,3 +208,22 @@ def test_bad_arguments():
         mx.dequantize(x)
     with pytest.raises(TypeError, match="unsigned integer"):
         mx.decode(np.array([1.5]), "e2m1")
+
+
+@pytest.mark.clause("MX-6.1")
+def test_stale_compiled_table_is_refused(monkeypatch):
+    """The numba kernels bake formats.E2M1_* in when compiled; if the table no longer matches
+    (an edit that numba's on-disk cache cannot see), both fast paths refuse to run."""
+    pytest.importorskip("numba", reason="numba (the `fast` extra) not installed")
+    from torq_ref.mx import formats
+    from torq_ref.rotations import maxent_eval
+
+    _numba_kernels._check_compiled_table()                    # the real table passes
+    maxent_eval.get_kernels("numba")
+    monkeypatch.setattr(formats, "E2M1_TIE_UP", ~formats.E2M1_TIE_UP)
+    monkeypatch.setattr(_numba_kernels, "_TABLE_CHECKED", False)
+    monkeypatch.setattr(maxent_eval, "_NUMBA_CHECKED", False)
+    with pytest.raises(RuntimeError, match="another E2M1 decision table"):
+        mx.quantize(np.ones((1, 32), np.float32), backend="numba")
+    with pytest.raises(RuntimeError, match="another E2M1 decision table"):
+        maxent_eval.get_kernels("numba")

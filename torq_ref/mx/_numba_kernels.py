@@ -24,10 +24,13 @@ except ImportError:  # pragma: no cover - exercised when numba is absent
 
 _RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3}
 _E2M1 = np.array(E2M1_VALUES[:8], dtype=np.float64)
-# The E2M1 decision table of formats.py (MX-3.1), passed to the kernels as run-time arguments:
-# compiled code never bakes it in, so numba's on-disk cache cannot hold a stale copy.
-_THR = np.array(E2M1_THRESHOLDS, dtype=np.float64)
-_UP = np.array(E2M1_TIE_UP, dtype=np.bool_)
+# The E2M1 decision table of formats.py (MX-3.1) as compile-time constants of the kernels (as
+# run-time arguments they made fake quantization 1.5x slower). numba's on-disk cache does not
+# notice an edit of formats.py, so _check_compiled_table() compares the compiled kernels with
+# the table once per process and refuses to run stale ones.
+_THR = tuple(float(v) for v in E2M1_THRESHOLDS)
+_UP = tuple(bool(v) for v in E2M1_TIE_UP)
+_TABLE_CHECKED = False
 
 
 def available() -> bool:
@@ -70,11 +73,10 @@ if numba is not None:
         return code
 
     @njit(cache=True, inline="always")
-    def _e2m1_magnitude_code(a, thr, up):
+    def _e2m1_magnitude_code(a):
         c = 0
-        for k in range(7):
-            if a > thr[k] or (up[k] and a == thr[k]):
-                c += 1
+        for k in range(7):          # a tie goes up (>=) where _UP[k], down (>) elsewhere
+            c += (a >= _THR[k]) if _UP[k] else (a > _THR[k])
         return c
 
     @njit(cache=True, inline="always")
@@ -92,7 +94,7 @@ if numba is not None:
         return _scale_code(amax, has_nan, rule, saturate_scale, wide)
 
     @njit(cache=True, parallel=True)
-    def _quantize_kernel(x, rule, saturate_scale, wide, thr, up, scales, codes):
+    def _quantize_kernel(x, rule, saturate_scale, wide, scales, codes):
         nb, bs = x.shape
         for b in prange(nb):
             code = _block_scale(x, b, bs, rule, saturate_scale, wide)
@@ -104,13 +106,13 @@ if numba is not None:
             mult = math.ldexp(1.0, 127 - code)
             for k in range(bs):
                 v = np.float64(x[b, k]) * mult
-                c = _e2m1_magnitude_code(abs(v), thr, up)
+                c = _e2m1_magnitude_code(abs(v))
                 if math.copysign(1.0, v) < 0:
                     c += 8
                 codes[b, k] = c
 
     @njit(cache=True, parallel=True)
-    def _fake_quant_kernel(x, rule, saturate_scale, wide, table, thr, up, out):
+    def _fake_quant_kernel(x, rule, saturate_scale, wide, table, out):
         nb, bs = x.shape
         for b in prange(nb):
             code = _block_scale(x, b, bs, rule, saturate_scale, wide)
@@ -122,43 +124,82 @@ if numba is not None:
             back = math.ldexp(1.0, code - 127)
             for k in range(bs):
                 v = np.float64(x[b, k]) * mult
-                q = table[_e2m1_magnitude_code(abs(v), thr, up)] * back
+                q = table[_e2m1_magnitude_code(abs(v))] * back
                 out[b, k] = math.copysign(q, v)      # exact in out's dtype (float32 or float64)
 
     @njit(cache=True, parallel=True)
-    def _encode_kernel(x, thr, up, out):
+    def _encode_kernel(x, out):
         for i in prange(x.shape[0]):
             v = np.float64(x[i])
             if v != v:
                 out[i] = 7
                 continue
-            c = _e2m1_magnitude_code(abs(v), thr, up)
+            c = _e2m1_magnitude_code(abs(v))
             if math.copysign(1.0, v) < 0:
                 c += 8
             out[i] = c
 
 
+def _probe_values() -> np.ndarray:
+    """The seven thresholds, their float32 neighbours and 0 / 6 / 7: every decision of the table."""
+    t = np.array(E2M1_THRESHOLDS, dtype=np.float32)
+    return np.concatenate([t, np.nextafter(t, np.float32(0)), np.nextafter(t, np.float32(8)),
+                           np.array([0.0, 6.0, 7.0], np.float32)])
+
+
+def _check_compiled_table() -> None:
+    """Raise when a cached kernel was compiled with another E2M1 table than formats.py's."""
+    global _TABLE_CHECKED
+    if _TABLE_CHECKED:
+        return
+    from .formats import e2m1_magnitude_code
+
+    v = _probe_values()                                            # (24,), all < 8
+    want = e2m1_magnitude_code(v.astype(np.float64)).astype(np.uint8)
+    enc = np.empty(v.size, np.uint8)
+    _encode_kernel(v, enc)
+    rows = np.zeros((v.size, 32), np.float32)                      # amax 6: FLOOR scale 2^0
+    rows[:, 0] = 6.0
+    rows[:, 1] = v
+    sc = np.empty(v.size, np.uint8)
+    codes = np.empty(rows.shape, np.uint8)
+    _quantize_kernel(rows, 0, False, False, sc, codes)
+    fq = np.empty(rows.shape, np.float32)
+    _fake_quant_kernel(rows, 0, False, False, _E2M1, fq)
+    if not (np.array_equal(enc, want) and np.array_equal(codes[:, 1], want)
+            and np.array_equal(fq[:, 1], _E2M1[want].astype(np.float32))):
+        import os
+        raise RuntimeError(
+            "the numba kernels on disk were compiled with another E2M1 decision table than "
+            f"torq_ref/mx/formats.py; delete {os.path.join(os.path.dirname(__file__), '__pycache__')}"
+            "/_numba_kernels.*.nbi and .nbc (numba's cache) and rerun")
+    _TABLE_CHECKED = True
+
+
 def quantize_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool):
     """(..., nb, bs) float32 / float64 blocks -> (scales (..., nb), codes (..., nb, bs)), both uint8."""
+    _check_compiled_table()
     lead = blocks.shape[:-1]
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])       # (NB, bs)
     scales = np.empty(flat.shape[0], dtype=np.uint8)
     codes = np.empty(flat.shape, dtype=np.uint8)
-    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _THR, _UP, scales, codes)
+    _quantize_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, scales, codes)
     return scales.reshape(lead), codes.reshape(blocks.shape)
 
 
 def fake_quant_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool) -> np.ndarray:
     """(..., nb, bs) float32 / float64 -> dequantized values of the same shape and dtype."""
+    _check_compiled_table()
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])
     out = np.empty(flat.shape, dtype=flat.dtype)
-    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _E2M1, _THR, _UP, out)
+    _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _E2M1, out)
     return out.reshape(blocks.shape)
 
 
 def encode_e2m1(x: np.ndarray) -> np.ndarray:
     """Element encode of float32 values to E2M1 codes (saturating, NaN -> 0x7)."""
+    _check_compiled_table()
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.shape, dtype=np.uint8)
-    _encode_kernel(flat, _THR, _UP, out)
+    _encode_kernel(flat, out)
     return out.reshape(x.shape)

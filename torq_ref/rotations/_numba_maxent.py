@@ -24,18 +24,22 @@ import types
 import numba as nb
 import numpy as np
 
+from ..mx.formats import E2M1_THRESHOLDS, E2M1_TIE_UP, E2M1_VALUES
 
+_MAG = np.array(E2M1_VALUES[:8])
+# The E2M1 decision table of mx/formats.py as compile-time constants (fast). numba's on-disk
+# cache does not notice an edit of formats.py: maxent_eval.get_kernels("numba") compares these
+# kernels with their NumPy twins on the table's decision points once per process.
+_THR = tuple(float(v) for v in E2M1_THRESHOLDS)
+_UP = tuple(bool(v) for v in E2M1_TIE_UP)
 
 
 @nb.njit(cache=True, inline="always")
-def _magnitude_code(t, thr, up):
-    """E2M1 magnitude code 0..7 of a scaled magnitude t (ties to the even code, saturating), from
-    the decision table of mx/formats.py passed in ``lut`` (a run-time argument, so numba's
-    on-disk cache can never hold a stale copy of the table)."""
+def _magnitude_code(t):
+    """E2M1 magnitude code 0..7 of a scaled magnitude t (ties to the even code, saturating)."""
     m = 0
-    for k in range(7):
-        if t > thr[k] or (up[k] and t == thr[k]):
-            m += 1
+    for k in range(7):          # a tie goes up (>=) where _UP[k], down (>) elsewhere
+        m += (t >= _THR[k]) if _UP[k] else (t > _THR[k])
     return m
 
 
@@ -54,11 +58,11 @@ def _scale_exp(amax):
 
 
 @nb.njit(cache=True, inline="always")
-def _quant(y, e, pow2, mag, thr, up):
+def _quant(y, e, pow2, mag):
     """(squared error, histogram bin) of element y quantized with shared exponent e."""
     ay = abs(y)
     t = ay * pow2[127 - e]
-    m = _magnitude_code(t, thr, up)
+    m = _magnitude_code(t)
     d = mag[m] * pow2[127 + e] - ay
     if m == 0:
         b = 0
@@ -69,11 +73,11 @@ def _quant(y, e, pow2, mag, thr, up):
     return d * d, b
 
 
-def _full_eval(Y, lut, chunk):
+def _full_eval(Y, pow2, chunk):
     """Quantize every row of Y (M, B): exponents E (M,), bins C (M, B), squared errors Err (M, B),
     histogram (16,) and the total squared error (row sums sequential, then chunked)."""
     M, B = Y.shape
-    pow2, mag, thr, up = lut           # (255,), (8,), (7,), (7,): see maxent_eval.LUT
+    mag = _MAG
     E = np.empty(M, np.int64)
     C = np.empty((M, B), np.uint8)
     Err = np.empty((M, B), np.float64)
@@ -93,7 +97,7 @@ def _full_eval(Y, lut, chunk):
             E[r] = e
             row = 0.0
             for k in range(B):
-                q, b = _quant(Y[r, k], e, pow2, mag, thr, up)
+                q, b = _quant(Y[r, k], e, pow2, mag)
                 Err[r, k] = q
                 C[r, k] = b
                 hpart[ch, b] += 1
@@ -131,17 +135,17 @@ def _plane_prep(Y, Err, i, j, chunk):
 
 
 @nb.njit(cache=True, inline="always")
-def _quant_scaled(y, inv, sc, mag, thr, up):
+def _quant_scaled(y, inv, sc, mag):
     """_quant with the scale factors inv = 2^-e and sc = 2^e already looked up (same bits)."""
     ay = abs(y)
     t = ay * inv
-    m = _magnitude_code(t, thr, up)
+    m = _magnitude_code(t)
     d = mag[m] * sc - ay
     b = (m + 8 * (y < 0.0)) * (m != 0)
     return d * d, b
 
 
-def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut, chunk):
+def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
     """Evaluate K rotations of plane (i, j) by angles with cosines cs and sines sn (K,).
 
     Returns the histogram change (K, 16) relative to the histogram without columns i and j, and
@@ -151,7 +155,7 @@ def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut, chunk):
     """
     M, B = Y.shape
     K = cs.shape[0]
-    pow2, mag, thr, up = lut           # (255,), (8,), (7,), (7,): see maxent_eval.LUT
+    mag = _MAG
     nch = (M + chunk - 1) // chunk
     part = np.zeros((nch, K))
     hpart = np.zeros((nch, K, 16), np.int64)
@@ -175,8 +179,8 @@ def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut, chunk):
                 if abs(b) > amax:
                     amax = abs(b)
                 if amax >= lo and amax < hi:
-                    qa, ba = _quant_scaled(a, inv0, sc0, mag, thr, up)
-                    qb, bb2 = _quant_scaled(b, inv0, sc0, mag, thr, up)
+                    qa, ba = _quant_scaled(a, inv0, sc0, mag)
+                    qb, bb2 = _quant_scaled(b, inv0, sc0, mag)
                     part[ch, k] += oer + qa + qb
                 else:
                     e = _scale_exp(amax)
@@ -184,12 +188,12 @@ def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut, chunk):
                     for col in range(B):
                         if col == i or col == j:
                             continue
-                        q, bb = _quant(Y[r, col], e, pow2, mag, thr, up)
+                        q, bb = _quant(Y[r, col], e, pow2, mag)
                         other += q
                         hpart[ch, k, bb] += 1
                         hpart[ch, k, C[r, col]] -= 1
-                    qa, ba = _quant(a, e, pow2, mag, thr, up)
-                    qb, bb2 = _quant(b, e, pow2, mag, thr, up)
+                    qa, ba = _quant(a, e, pow2, mag)
+                    qb, bb2 = _quant(b, e, pow2, mag)
                     part[ch, k] += other + qa + qb
                 hpart[ch, k, ba] += 1
                 hpart[ch, k, bb2] += 1
@@ -203,10 +207,10 @@ def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut, chunk):
     return hist, err
 
 
-def _apply_rotation(Y, E, C, Err, i, j, c, s, lut, chunk):
+def _apply_rotation(Y, E, C, Err, i, j, c, s, pow2, chunk):
     """Rotate columns i, j of Y in place by (c, s) and refresh E, C, Err of the touched entries."""
     M, B = Y.shape
-    pow2, mag, thr, up = lut           # (255,), (8,), (7,), (7,): see maxent_eval.LUT
+    mag = _MAG
     nch = (M + chunk - 1) // chunk
     for ch in nb.prange(nch):
         for r in range(ch * chunk, min(M, (ch + 1) * chunk)):
@@ -223,16 +227,16 @@ def _apply_rotation(Y, E, C, Err, i, j, c, s, lut, chunk):
                     amax = v
             e = _scale_exp(amax)
             if e == E[r]:
-                q, bb = _quant(a, e, pow2, mag, thr, up)
+                q, bb = _quant(a, e, pow2, mag)
                 Err[r, i] = q
                 C[r, i] = bb
-                q, bb = _quant(b, e, pow2, mag, thr, up)
+                q, bb = _quant(b, e, pow2, mag)
                 Err[r, j] = q
                 C[r, j] = bb
             else:
                 E[r] = e
                 for k in range(B):
-                    q, bb = _quant(Y[r, k], e, pow2, mag, thr, up)
+                    q, bb = _quant(Y[r, k], e, pow2, mag)
                     Err[r, k] = q
                     C[r, k] = bb
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..mx import numba_available
-from ..mx.formats import E2M1_THRESHOLDS, E2M1_TIE_UP, E2M1_VALUES, e2m1_magnitude_code
+from ..mx.formats import E2M1_THRESHOLDS, E2M1_VALUES, e2m1_magnitude_code
 from .entropy import N_BINS, entropy_from_counts
 
 #: Rows per deterministic reduction chunk (ME-2.2).
@@ -24,10 +24,6 @@ CHUNK = 2048
 _MAG = np.array(E2M1_VALUES[:8])
 #: POW2[k] = 2^(k - 127), k = 0..254 (every E8M0 scale), exact.
 POW2 = np.array([math.ldexp(1.0, k - 127) for k in range(255)])
-#: Look-up tables every kernel receives as one argument: (POW2, E2M1 magnitudes (8,), the E2M1
-#: decision thresholds (7,) and tie directions (7,) of mx/formats.py). Passed at run time, never
-#: baked into compiled code, so numba's on-disk cache cannot keep a stale table.
-LUT = (POW2, _MAG, np.array(E2M1_THRESHOLDS), np.array(E2M1_TIE_UP))
 #: Largest 2-norm of one input block: keeps every rotated value below 2^127 (finite FLOOR scale).
 MAX_BLOCK_NORM = math.ldexp(1.0, 127)
 
@@ -78,7 +74,7 @@ def _np_row_sum(err: np.ndarray, cols) -> np.ndarray:
     return acc
 
 
-def _np_full_eval(Y: np.ndarray, lut=LUT, chunk: int = CHUNK):
+def _np_full_eval(Y: np.ndarray, pow2=POW2, chunk: int = CHUNK):
     E = _np_scale_exp(np.max(np.abs(Y), axis=1))                  # (M,)
     Err, C = _np_quant(Y, E[:, None])                             # (M, B) each
     hist = np.bincount(C.ravel(), minlength=N_BINS).astype(np.int64)
@@ -92,7 +88,7 @@ def _np_plane_prep(Y, Err, i, j, chunk=CHUNK):
     return om, _np_row_sum(Err, others)
 
 
-def _np_plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut=LUT, chunk=CHUNK):
+def _np_plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2=POW2, chunk=CHUNK):
     M, B = Y.shape
     K = cs.shape[0]
     yi, yj = Y[:, i][None, :], Y[:, j][None, :]                  # (1, M)
@@ -123,7 +119,7 @@ def _np_plane_trials(Y, E, C, om, oe, i, j, cs, sn, lut=LUT, chunk=CHUNK):
     return hist.reshape(K, N_BINS), _np_chunked_sum(row, chunk)
 
 
-def _np_apply_rotation(Y, E, C, Err, i, j, c, s, lut=LUT, chunk=CHUNK):
+def _np_apply_rotation(Y, E, C, Err, i, j, c, s, pow2=POW2, chunk=CHUNK):
     yi, yj = Y[:, i].copy(), Y[:, j].copy()
     a = c * yi - s * yj
     b = s * yi + c * yj
@@ -163,18 +159,18 @@ class Kernels:
             raise MaxentInputError(f"unknown backend {name!r} (use 'auto', 'numba' or 'numpy')")
 
     def full_eval(self, Y):
-        E, C, Err, hist, total = self._full(Y, LUT, self.chunk)
+        E, C, Err, hist, total = self._full(Y, POW2, self.chunk)
         return E, C, Err, np.asarray(hist, np.int64), float(total)
 
     def plane_prep(self, Y, Err, i, j):
         return self._prep(Y, Err, i, j, self.chunk)
 
     def plane_trials(self, Y, E, C, om, oe, i, j, cs, sn):
-        hist, err = self._trials(Y, E, C, om, oe, i, j, cs, sn, LUT, self.chunk)
+        hist, err = self._trials(Y, E, C, om, oe, i, j, cs, sn, POW2, self.chunk)
         return np.asarray(hist, np.int64), np.asarray(err, np.float64)
 
     def apply_rotation(self, Y, E, C, Err, i, j, c, s):
-        self._apply(Y, E, C, Err, i, j, float(c), float(s), LUT, self.chunk)
+        self._apply(Y, E, C, Err, i, j, float(c), float(s), POW2, self.chunk)
 
     def rotate(self, X, R):
         return self._rot(np.ascontiguousarray(X), np.ascontiguousarray(R), self.chunk)
@@ -184,7 +180,37 @@ def get_kernels(backend: str = "auto", chunk: int = CHUNK) -> Kernels:
     """Kernels of ``backend``: "numba", "numpy", or "auto" (numba when installed)."""
     if backend == "auto":
         backend = "numba" if numba_available() else "numpy"
-    return Kernels(backend, chunk)
+    kern = Kernels(backend, chunk)
+    if backend == "numba":
+        _check_numba_table(kern)
+    return kern
+
+
+_NUMBA_CHECKED = False
+
+
+def _check_numba_table(kern: Kernels) -> None:
+    """The numba kernels bake the E2M1 decision table in when compiled and numba's on-disk cache
+    does not notice an edit of mx/formats.py: once per process, compare them with the NumPy twins
+    on rows holding every decision point (thresholds and their neighbours, row max 6 = scale 1)."""
+    global _NUMBA_CHECKED
+    if _NUMBA_CHECKED:
+        return
+    t = np.asarray(E2M1_THRESHOLDS, dtype=np.float64)
+    v = np.concatenate([t, np.nextafter(t, 0.0), np.nextafter(t, 8.0), [0.0, 5.9]])   # (23,)
+    Y = np.zeros((v.size, 8))
+    Y[:, 0], Y[:, 1], Y[:, 2] = 6.0, v, -v                                             # (23, 8)
+    got, want = kern.full_eval(Y), Kernels("numpy", kern.chunk).full_eval(Y)
+    if not (np.array_equal(got[1], want[1]) and np.array_equal(got[3], want[3])):
+        import os
+
+        from . import _numba_maxent
+        raise RuntimeError(
+            "the numba max-entropy kernels on disk were compiled with another E2M1 decision table "
+            "than torq_ref/mx/formats.py; delete "
+            f"{os.path.join(os.path.dirname(_numba_maxent.__file__), '__pycache__')}"
+            "/_numba_maxent.*.nbi and .nbc (numba's cache) and rerun")
+    _NUMBA_CHECKED = True
 
 
 def fixed_order_energy(X: np.ndarray, chunk: int = CHUNK) -> float:

@@ -148,7 +148,7 @@ MX = [
           (f"{T_BACK}::test_numba_equals_numpy",), "the shared E2M1 decision table sends ties to odd codes",
           requires=("numba",)),
     Plant("numba-e2m1-ties-up", "mx", "torq_ref/mx/_numba_kernels.py",
-          "if a > thr[k] or (up[k] and a == thr[k]):", "if a >= thr[k]:",
+          "c += (a >= _THR[k]) if _UP[k] else (a > _THR[k])", "c += a >= _THR[k]",
           (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up",
           requires=("numba",)),
 ]
@@ -246,7 +246,7 @@ MAXENT = [
           (T_KERN,), "the numba evaluator's FLOOR exponent off by one",
           requires=("numba",)),
     Plant("maxent-numba-tie-table", "maxent", "torq_ref/rotations/_numba_maxent.py",
-          "if t > thr[k] or (up[k] and t == thr[k]):", "if t > thr[k]:",
+          "m += (t >= _THR[k]) if _UP[k] else (t > _THR[k])", "m += t > _THR[k]",
           (T_KERN,), "numba evaluator sends every tie down",
           requires=("numba",)),
     Plant("maxent-apply-rotation-shape", "maxent", "torq_ref/rotations/maxent_eval.py",

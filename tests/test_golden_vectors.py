@@ -126,7 +126,40 @@ def test_results_and_variants(committed):
     assert {"NanElementCode", "InfScaleSatfinite"} <= flags
     inv = {f for d in committed.docs.values() for g in d["testGroups"] for t in g["tests"]
            if t["result"] == "invalid" for f in t["flags"]}
-    assert inv == {"KnownDefectTiesAway", "KnownDefectHighNibbleFirst", "KnownDefectScaleZeroAsZero"}
+    assert inv == {"KnownDefectTiesAway", "KnownDefectHighNibbleFirst", "KnownDefectScaleZeroAsZero",
+                   "KnownDefectFloatLog2", "KnownDefectScaleNotClamped",
+                   "KnownDefectDivisorClampedAt2^-126", "KnownDefectFlushedScaleCodeZero",
+                   "KnownDefectNanBlockFiniteScale", "KnownDefectGgufPairNibbles"}
+
+
+@pytest.mark.clause("GV-4.3", "MX-8.3")
+def test_known_defect_quantize_variants_pinned(committed):
+    """Hand-derived: a FLOOR e2m1 block whose max is 8 - ulp (0x40ffffff) has E = 2, so scale
+    127 + 2 - 2 = 0x7f; float32 log2(8 - 2^-21) rounds to 3.0, so the float-log2 defect gives
+    0x80. A block of max 2^-130 has FLOOR code 127 - 130 - 2 < 0: clamped 0x00, wrapped
+    (-5) mod 256 = 0xfb."""
+    q = committed.docs["mx_quantize.json"]
+    floor = next(g for g in q["testGroups"] if g["format"] == "e2m1" and g["scaleRule"] == "floor")
+    ids = {t["tcId"]: t for t in floor["tests"]}
+    def amax_is(t, word):
+        xs = from_hex(ids[t["variantOf"]]["x"], "float32")
+        return np.abs(xs).max() == from_hex(word, "float32")[0]
+    log2 = [t for t in floor["tests"] if t["flags"] == ["KnownDefectFloatLog2"]
+            and amax_is(t, "40ffffff")]
+    assert log2 and {ids[t["variantOf"]]["scale"] for t in log2} == {"7f"}
+    assert {t["scale"] for t in log2} == {"80"}
+    wrap = [t for t in floor["tests"] if t["flags"] == ["KnownDefectScaleNotClamped"]]
+    assert wrap and all(ids[t["variantOf"]]["scale"] == "00" for t in wrap)
+    tiny = np.zeros(32, np.float32); tiny[0] = 2.0 ** -130
+    from torq_ref.golden.defects import unclamped_scale
+    assert unclamped_scale(float(tiny[0]), "e2m1") == 0xFB
+    # ggml block: element j low nibble, j + 16 high; [1.0] + 15 zeros + [-6.0] + 15 zeros, scale 0x7f
+    g = committed.docs["gguf_mxfp4.json"]["testGroups"][0]
+    assert g["layout"] == "ggml-block_mxfp4" and len(g["tests"]) > 100
+    from torq_ref.mx.layout import pack_gguf_mxfp4
+    c = np.zeros(32, np.uint8); c[0] = 0x2; c[16] = 0xF
+    assert to_hex(pack_gguf_mxfp4(np.array([0x7F], np.uint8), c).ravel()) == \
+        "7f f2 " + " ".join(["00"] * 15)
 
 
 @pytest.mark.clause("GV-2.4")

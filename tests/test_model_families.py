@@ -122,6 +122,10 @@ def test_gemma_embedding_is_scaled_by_float32_sqrt_hidden():
         assert np.array_equal(m.embed_tokens(IDS), want)
     q = tiny_model("qwen2", 1)
     assert np.array_equal(q.embed_tokens(IDS), q.embed[IDS])
+    # sqrt(96) is irrational: the float64 model must still use the float32-rounded factor
+    cfg = dict(TINY_CONFIGS["gemma3"], hidden_size=96)
+    m64 = Model(parse_config(cfg), random_tensors(cfg, 0), dtype=np.float64)
+    assert m64.embed_scale == np.float64(np.float32(np.sqrt(96.0))) != np.sqrt(96.0)
 
 
 @pytest.mark.clause("FW-9.5")

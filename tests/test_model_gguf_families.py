@@ -186,6 +186,10 @@ def test_gemma3_sentencepiece_tokenizer(gemma_gguf, tmp_path):
     # merges rank by the merged token's position: "▁t" (earlier) before "he", "▁the" after both
     m = derived_merges([SP, "t", "h", "e", SP + "t", "he", SP + "the", "th"])
     assert m == [(SP, "t"), ("h", "e"), (SP + "t", "he"), ("t", "h")]
+    # two splits of one token: the longer left piece first
+    assert derived_merges(["a", "b", "c", "ab", "bc", "abc"]) == [("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")]
+    # a repeated token ranks by its last position
+    assert derived_merges(["a", "b", "ab", "ba", "ab"]) == [("b", "a"), ("a", "b")]
 
 
 @pytest.mark.clause("FW-6.5", "FW-5.4")
@@ -257,3 +261,13 @@ def test_tiny_family_ggufs_match_transformers(which, qwen_gguf, gemma_gguf, tmp_
         ref = hf(torch.from_numpy(ids), use_cache=False).logits.numpy()
     err = np.abs(load(out).forward(ids) - ref).max()
     assert err < 1e-4, f"{which}: max |ours - transformers| = {err:.3g}"
+
+
+@pytest.mark.clause("FW-7.1", "FW-6.5", "FW-10.4")
+def test_ppl_command_takes_a_gguf_path_and_applies_bos(gemma_gguf, tmp_path, capsys):
+    from torq_ref.model.cli import main
+
+    path, _ = gemma_gguf
+    assert main(["ppl", "--model", str(path), "--cache", str(tmp_path), "--eval-windows", "1", "--window", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "BOS 2" in out and "1x8" in out and str(tmp_path / "imported" / "gemma") in out

@@ -12,4 +12,13 @@ Layout (one job per subpackage; the spec clause prefix is in brackets):
 - ``torq_ref.torq``        the end-to-end TORQ pipeline                [TQ]  spec/TQ.md
 """
 
+import os as _os
+
+# numba's parallel kernels (max-entropy optimizer, codec) run on its OpenMP threading layer, whose
+# threads spin between the many short parallel regions. On a loaded machine that spinning starves
+# everything else: the micro optimizer measured 106 s instead of 3-13 s next to other busy
+# processes on 2 cores (benchmarks/maxent.md). Passive waiting costs nothing measurable when the
+# machine is idle, and results do not depend on it. A value set by the user wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ SUBCOMMAND_MODULES = (
     "torq_ref.conformance.cli",  # conformance: check a kernel from the shell
     "torq_ref.rotations.cli",    # rotation benchmarks
     "torq_ref.experiments.cli",  # rotation experiments on the model's inputs (above model/ and rotations/)
-    "torq_ref.model.cli",        # import-gguf, ppl, bench-forward
+    "torq_ref.model.cli",        # models, import-gguf, ppl, bench-forward
     "torq_ref.selftest.cli",     # selftest --mutations: the planted-bug check
 )
 

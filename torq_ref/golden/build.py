@@ -15,6 +15,7 @@ import numpy as np
 
 from torq_ref import mx
 
+from .defects import quantize_defects
 from .cases import InputCase, block_cases, check_level, element_cases, random_rows
 from .flags import notes_for
 from .hexio import to_hex
@@ -131,6 +132,10 @@ def _quantize_tests(c: InputCase, fmt: str, rule: str, ids) -> list:
                     "flags": list(c.flags) + ["NanElementCode"], "x": main["x"],
                     "scale": main["scale"], "codes": None, "result": "acceptable",
                     "variantOf": tid})
+    for flag, s, codes in quantize_defects(c.x, fmt, rule, int(t.scales.ravel()[0]), t.codes):
+        out.append({"tcId": ids(), "comment": f"known defect {flag[11:]}: wrong", "flags": [flag],
+                    "x": main["x"], "scale": to_hex(np.array([s], np.uint8)),
+                    "codes": to_hex(codes), "result": "invalid", "variantOf": tid})
     if np.isinf(c.x).any() and not np.isnan(c.x).any():
         ts = mx.quantize(x, fmt, scale_rule=rule, saturate_scale=True, backend="numpy")
         out.append({"tcId": ids(), "comment": "satfinite: Inf block gets scale 0xFE",
@@ -279,6 +284,31 @@ def nvfp4_doc(level: str, seed: int) -> dict:
     return _doc("NVFP4 quantize", header, [group])
 
 
+# ----------------------------------------------------------------------------------- gguf
+def gguf_doc(level: str, seed: int) -> dict:
+    """ggml MXFP4 blocks (MX-8.3) of the e2m1 FLOOR quantize cases, with the pair-order defect."""
+    ids = _Ids()
+    tests = []
+    for c in block_cases(positive_values("e2m1"), 6.0, 2, level, seed):
+        t = mx.quantize(c.x.reshape(1, -1), "e2m1", scale_rule="floor", backend="numpy")
+        blk = mx.layout.pack_gguf_mxfp4(t.scales, t.codes).ravel()           # (17,)
+        tid = ids()
+        flags = list(c.flags) + ["GgufBlock"]
+        tests.append({"tcId": tid, "comment": c.comment, "flags": flags, "x": to_hex(c.x),
+                      "block": to_hex(blk), "result": "valid"})
+        pair = np.concatenate([t.scales.ravel(), mx.pack_fp4(t.codes.ravel())])
+        if not np.array_equal(pair, blk):
+            tests.append({"tcId": ids(), "comment": "nibbles in OCP pair order: wrong",
+                          "flags": ["KnownDefectGgufPairNibbles"], "x": to_hex(c.x),
+                          "block": to_hex(pair), "result": "invalid", "variantOf": tid})
+    group = {"type": "GgufMxfp4Block", "format": "e2m1", "blockSize": 32, "scaleRule": "floor",
+             "layout": "ggml-block_mxfp4", "tests": tests}
+    header = ["ggml / GGUF MXFP4 blocks: 32 float32 inputs -> 17 bytes (block_mxfp4: the E8M0",
+              "byte, then qs[j] = code[j] | code[j + 16] << 4; ggml reads the codes as doubled",
+              "E2M1 values times the halved scale 2^(e - 128)). FLOOR scale rule (MX-8.3)."]
+    return _doc("GGUF MXFP4 block", header, [group])
+
+
 # ----------------------------------------------------------------------------------- bulk
 def bulk_files(level: str, seed: int) -> dict:
     """name -> (arrays dict, metadata dict) for the bulk safetensors files."""
@@ -330,4 +360,5 @@ def json_docs(level: str, seed: int) -> dict:
         "scale_swizzle.json": swizzle_doc(),
         "mx_dot_scaled.json": dot_doc(seed),
         "nvfp4_quantize.json": nvfp4_doc(level, seed),
+        "gguf_mxfp4.json": gguf_doc(level, seed),
     }

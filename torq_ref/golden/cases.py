@@ -160,6 +160,11 @@ def block_cases(values: np.ndarray, max_value: float, emax: int, level: str, see
                            for i, m in enumerate(chunk)])
             add(f"one ulp beside ties under scale 2^{k}", ["TieNeighbour"] + flags[1:],
                 np.concatenate([[max_value * sc], nb * -signs]))
+            # ... and the other side of each tie (0.25 - ulp: x + 0.5 rounds up in float32)
+            nb = np.array([_next_down(m * sc) if i % 2 == 0 else _next_up(m * sc)
+                           for i, m in enumerate(chunk)])
+            add(f"one ulp on the other side of ties under scale 2^{k}", ["TieNeighbour"] + flags[1:],
+                np.concatenate([[max_value * sc], nb * signs]))
     # Exact element values (a round trip) under scale 1 and under code 0.
     for k in (0, -127):
         vals = np.concatenate([values, -values])[: block]

@@ -1,13 +1,18 @@
-"""Minimal NumPy Llama / Qwen3 forward pass, GGUF import and perplexity (spec/FW.md).
+"""Minimal NumPy Llama / Qwen3 / Qwen2 / Gemma3 forward pass, GGUF import, model registry and
+perplexity (spec/FW.md).
 
 Public API (stable names):
 
 - :func:`load` (path, dtype) -> :class:`Model`; ``Model.forward(ids, quant=None, capture=None)``
 - hooks: :class:`QuantPlan`, :class:`SiteQuant`, :class:`Transform`, ``SITES``
 - calibration: :class:`ActivationCapture`, :func:`collect_moments`
-- real model: :func:`import_gguf`, :func:`find_gguf`, :func:`default_model_dir`, :func:`ensure_model`
+- the forward pass by parts (FW-2.8): ``Model.embed_tokens``, ``Model.rope_tables``, ``Model.block``,
+  ``Model.head``
+- real models: :func:`ensure_model` (registry name, GGUF or model dir; FW-10.4), ``REGISTRY``,
+  :func:`import_gguf`, :func:`find_gguf`, :func:`default_model_dir`
 - data and metric: :func:`eval_text`, :func:`tokenize_text`, :func:`split_windows`,
-  :func:`eval_windows`, :func:`calibration_windows`, :func:`text_windows`, :func:`perplexity`
+  :func:`eval_windows`, :func:`calibration_windows`, :func:`text_windows`, :func:`bos_token_id`,
+  :func:`perplexity`
 """
 from .capture import ActivationCapture
 from .config import ModelConfig, RopeConfig, parse_config, read_config
@@ -23,13 +28,14 @@ __all__ = [
     "TransformError", "Model", "load", "import_gguf", "find_gguf", "default_model_dir",
     "ensure_model", "cache_dir", "eval_text", "tokenize_text", "split_windows", "eval_windows",
     "calibration_windows", "text_windows", "perplexity", "window_nll", "collect_moments",
+    "bos_token_id", "REGISTRY",
 ]
 
 _LAZY = {
     "import_gguf": "gguf_import", "find_gguf": "gguf_import", "default_model_dir": "gguf_import",
     "ensure_model": "gguf_import", "cache_dir": "gguf_import",
     "eval_text": "data", "tokenize_text": "data", "split_windows": "data", "eval_windows": "data",
-    "calibration_windows": "data", "text_windows": "data",
+    "calibration_windows": "data", "text_windows": "data", "bos_token_id": "data", "REGISTRY": "registry",
     "perplexity": "metrics", "window_nll": "metrics", "collect_moments": "metrics",
 }
 

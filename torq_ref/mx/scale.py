@@ -27,7 +27,13 @@ def scale_codes(amax, fmt: str | ElementFormat, rule: str = "floor", *, saturate
     """
     f = get_format(fmt)
     rule = check_scale_rule(rule)
-    a = np.asarray(amax, dtype=np.float64)
+    raw = np.asarray(amax)
+    if raw.dtype.kind not in "fiu" or raw.dtype == np.bool_:
+        raise TypeError(f"amax must be a real array of block maxima, got dtype {raw.dtype}")
+    a = raw.astype(np.float64)
+    if np.any(a < 0):
+        # A block maximum is a magnitude: a negative one is a caller's bug, not a scale (MX-7.1).
+        raise ValueError(f"amax must be non-negative (or NaN / +Inf); found {a[a < 0].flat[0]!r}")
     nan = np.isnan(a)
     inf = np.isinf(a)
     finite = np.where(nan | inf, 0.0, a)

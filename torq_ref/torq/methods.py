@@ -19,7 +19,7 @@ torq                x @ M then x_b @ R, R fitted on X @ M                       
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,7 +53,6 @@ class TorqConfig:
     scale_rule: str = "floor"
     fmt: str = "e2m1"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def parse_list(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -72,6 +71,8 @@ _ALL_LAYERS = 2**20
 
 
 def _site_seed(seed: int, layer: int, site: str) -> int:
+    """The seed of one site's random draws, derived from the run seed only (TQ-4.5: same seed,
+    same transforms)."""
     return int(np.random.SeedSequence([seed, layer, SITES.index(site)])
                .generate_state(1)[0])
 

@@ -153,14 +153,7 @@ def test_retired_ids_are_not_defined():
 
 #: Clauses implemented in files that other branches are rewriting (issue 15): their citations land
 #: with those branches. Tolerated while missing; delete each entry once its file cites it.
-PENDING_CODE_CITATIONS = {
-    # torq_ref/conformance/ (conformance branch)
-    "CF-2.1", "CF-2.2", "CF-3.4", "CF-4.1", "CF-4.2",
-    # torq_ref/model/ (model branch)
-    "FW-2.7", "FW-3.5", "FW-8.1",
-    # torq_ref/torq/ (the lead: pipeline.py / engine, and the --model options of cli.py)
-    "TQ-1.1", "TQ-3.2", "TQ-4.7",
-}
+PENDING_CODE_CITATIONS: set[str] = set()
 #: Ids cited by files other branches own that spec/ does not define (yet); tolerated, listed so
 #: that they are fixed there: define the clause or correct the citation, then delete the entry.
 PENDING_UNKNOWN: dict[str, str] = {

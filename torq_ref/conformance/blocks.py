@@ -30,7 +30,8 @@ ALL_RULES = ("floor", "rceil", "ceil", "even")
 
 # ------------------------------------------------------------------------------------- judging
 def _variant_match(variants, got_s, got_c, flags, profile):
-    """('acceptable', flags) if an acceptable variant matches, else (None, invalid flags matched)."""
+    """('acceptable', flags) if an acceptable variant matches (CF-2.2), else (None, the flags of
+    the invalid variants matched: CF-3.4 reports the failure with them)."""
     matched = []
     for v in variants:
         vs_ = from_hex(v["scale"], "uint8").reshape(got_s.shape)

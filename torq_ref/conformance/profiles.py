@@ -15,6 +15,9 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
+    """One profile: the scale rule whose golden group is valid (CF-2.1) and the flags and rules
+    that count as acceptable (CF-2.2)."""
+
     name: str
     scale_rule: str
     description: str

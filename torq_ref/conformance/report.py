@@ -39,6 +39,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """CF-4.1: at least one case and none failed."""
         return bool(self.results) and all(r.status != "fail" for r in self.results)
 
     @property
@@ -157,7 +158,7 @@ def hexwords(arr) -> str:
 
 
 def repro_snippet(call: str, inputs: dict, expected: dict, got: dict, clause: str) -> str:
-    """Python that rebuilds the inputs from hex and shows expected vs got."""
+    """CF-4.2: copy-paste Python that rebuilds the inputs from hex and shows expected vs got."""
     lines = ["import numpy as np",
              "def H(s, dt, shape):  # hex words -> array (float32: 8 digits, uint8: 2, float64: 16)",
              "    v = {'float32': np.uint32, 'uint8': np.uint8, 'float64': np.uint64}[dt]",

@@ -91,7 +91,8 @@ def settings_from_args(args):
 
 
 def model_list(args) -> list[str | None]:
-    """The models of a ``run``: --models a,b,c, or the one --model / --model-dir (None: default)."""
+    """The models of a ``run`` (TQ-4.7): --models a,b,c, or the one --model / --model-dir
+    (None: the default model)."""
     if args.models:
         items = [m.strip() for m in args.models.split(",") if m.strip()]
         if not items:

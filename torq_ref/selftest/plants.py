@@ -277,5 +277,32 @@ TRACEABILITY = [
           (f"{T_TRACE}::test_every_normative_clause_is_cited_by_code",), "a clause that no module cites"),
 ]
 
-#: Every plant, in report order. Other areas (the lead's pipeline plants) append here.
-PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY
+T_ENGINE = "tests/test_torq_engine.py"
+
+# The pipeline-wiring escapes of the issue-15 review, as they would read in the layer-streaming
+# engine (spec/TQ.md section 6), and neighbouring wiring bugs.
+PIPELINE = [
+    Plant("pipeline-micro-fitted-on-unscaled-rows", "pipeline", "torq_ref/torq/engine.py",
+          "        data = scaled_cal if method in scaled else cap\n", "        data = cap\n",
+          (f"{T_ENGINE}::test_micro_step_fits_the_scaled_rows",),
+          "the micro rotation is fitted on unscaled rows while the model is scaled"),
+    Plant("pipeline-metrics-on-fitted-rows", "pipeline", "torq_ref/torq/engine.py",
+          "    return X[cfg.micro_rows:]\n", "    return X\n",
+          (f"{T_ENGINE}::test_site_metrics_use_rows_the_micro_step_never_saw",),
+          "site metrics measured on rows the micro optimizer saw"),
+    Plant("pipeline-w4a4-weight-rule-floor", "pipeline", "torq_ref/torq/engine.py",
+          "SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size)",
+          "SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, \"floor\", cfg.block_size)",
+          (f"{T_ENGINE}::test_rows_quantize_with_the_configured_scale_rule",),
+          "W4A4 weights quantized with FLOOR whatever cfg.scale_rule says"),
+    Plant("pipeline-scaled-rows-run-plain-weights", "pipeline", "torq_ref/torq/engine.py",
+          "runner = _scaled_view(model, i, lw) if row.method in scaled else model", "runner = model",
+          (f"{T_ENGINE}::test_engine_equals_whole_model_passes",),
+          "a scaled method's rows run through the unscaled norms"),
+    Plant("pipeline-kld-reversed", "pipeline", "torq_ref/evaluate/token_metrics.py",
+          'kld[i:j] = np.einsum("cv,cv->c", p, lp - lq)', 'kld[i:j] = np.einsum("cv,cv->c", np.exp(lq), lq - lp)',
+          ("tests/test_evaluate_token_metrics.py",), "KL(row || fp32) instead of KL(fp32 || row)"),
+]
+
+#: Every plant, in report order. Other areas append here.
+PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE

@@ -5,7 +5,9 @@ one pass per block: exact exponent arithmetic (``math.frexp`` / ``math.ldexp``),
 rounded in float32 (in float64 for float64 input, ``wide``), and E2M1 round-to-nearest-even as the
 seven decision thresholds of ``formats.E2M1_THRESHOLDS`` / ``E2M1_TIE_UP`` (0.25 < 0.75 <= 1.25 <
 1.75 <= 2.5 < 3.5 <= 5: ``<`` where the tie goes down to the even code, ``<=`` where it goes up).
-tests/test_mx_backends_errors.py proves the bits equal the reference.
+MSE (MX-4.8) refines the FLOOR code with the reference's float64 arithmetic in the same order
+(``_mse_code``). tests/test_mx_backends_errors.py and tests/test_mx_mse.py prove the bits equal
+the reference.
 Every block is independent, so the result does not depend on the number of threads.
 """
 from __future__ import annotations
@@ -22,13 +24,14 @@ try:  # the `fast` extra
 except ImportError:  # pragma: no cover - exercised when numba is absent
     numba = None
 
-_RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3}
+_RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3, "mse": 4}
 _E2M1 = np.array(E2M1_VALUES[:8], dtype=np.float64)
 # The E2M1 decision table of formats.py (MX-3.1) as compile-time constants of the kernels (as
 # run-time arguments they made fake quantization 1.5x slower). numba's on-disk cache does not
 # notice an edit of formats.py, so _check_compiled_table() compares the compiled kernels with
 # the table once per process and refuses to run stale ones.
 _THR = tuple(float(v) for v in E2M1_THRESHOLDS)
+_E2M1_T = tuple(float(v) for v in E2M1_VALUES[:8])   # magnitude code -> value, for MSE errors
 _UP = tuple(bool(v) for v in E2M1_TIE_UP)
 _TABLE_CHECKED = False
 
@@ -93,11 +96,51 @@ if numba is not None:
                     amax = av
         return _scale_code(amax, has_nan, rule, saturate_scale, wide)
 
+    @njit(cache=True, inline="always")
+    def _mse_code(x, b, bs, floor):
+        """MX-4.8: floor or floor + 1, whichever block squared error is strictly smaller (in units
+        of the FLOOR scale, summed left to right in float64, as scale._mse_refine)."""
+        if floor >= 254:
+            return floor
+        m0 = math.ldexp(1.0, 127 - floor)
+        m1 = math.ldexp(1.0, 126 - floor)
+        e0 = 0.0
+        e1 = 0.0
+        for k in range(bs):
+            v = np.float64(x[b, k])
+            xs = v * m0
+            q0 = math.copysign(_E2M1_T[_e2m1_magnitude_code(abs(xs))], xs)
+            h = v * m1
+            q1 = 2.0 * math.copysign(_E2M1_T[_e2m1_magnitude_code(abs(h))], h)
+            d0 = xs - q0
+            d1 = xs - q1
+            e0 = e0 + d0 * d0
+            e1 = e1 + d1 * d1
+        return floor + 1 if e1 < e0 else floor
+
+    @njit(cache=True, inline="always")
+    def _block_code(x, b, bs, rule, saturate_scale, wide):
+        code = _block_scale(x, b, bs, rule, saturate_scale, wide)
+        if rule == 4 and code < 255 and _block_is_finite_nonzero(x, b, bs):
+            return _mse_code(x, b, bs, code)
+        return code
+
+    @njit(cache=True, inline="always")
+    def _block_is_finite_nonzero(x, b, bs):
+        nonzero = False
+        for k in range(bs):
+            v = np.float64(x[b, k])
+            if not math.isfinite(v):
+                return False
+            if v != 0.0:
+                nonzero = True
+        return nonzero
+
     @njit(cache=True, parallel=True)
     def _quantize_kernel(x, rule, saturate_scale, wide, scales, codes):
         nb, bs = x.shape
         for b in prange(nb):
-            code = _block_scale(x, b, bs, rule, saturate_scale, wide)
+            code = _block_code(x, b, bs, rule, saturate_scale, wide)
             scales[b] = code
             if code == 255:
                 for k in range(bs):
@@ -115,7 +158,7 @@ if numba is not None:
     def _fake_quant_kernel(x, rule, saturate_scale, wide, table, out):
         nb, bs = x.shape
         for b in prange(nb):
-            code = _block_scale(x, b, bs, rule, saturate_scale, wide)
+            code = _block_code(x, b, bs, rule, saturate_scale, wide)
             if code == 255:
                 for k in range(bs):
                     out[b, k] = np.nan

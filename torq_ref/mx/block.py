@@ -3,7 +3,7 @@
 For each block of ``block_size`` consecutive elements along ``axis``:
 
     amax  = max |x_i|                       (NaN if any x_i is NaN)
-    s     = scale_codes(amax, fmt, rule)    (torq_ref.mx.scale)
+    s     = scale_codes(amax, fmt, rule)    (torq_ref.mx.scale; MSE: block_scale_codes, MX-4.8)
     P_i   = encode(x_i / 2^(s-127), fmt)    (exact power-of-two scaling, RNE, saturating)
 
 A block whose scale is 0xFF (NaN) carries the format's NaN element code in every element (MX-5.4).
@@ -113,13 +113,11 @@ def quantize(x, fmt: str = "e2m1", *, block_size: int = 32, axis: int = -1, scal
 
 def _quantize_reference(blocks: np.ndarray, f, rule: str, saturate_scale: bool, dtype):
     """Pure NumPy reference of MX-5.2..5.4 on (..., nb, bs) blocks -> (scales (..., nb), codes)."""
-    from .scale import scale_codes
+    from .scale import block_scale_codes
 
     wide = blocks.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        amax = np.max(np.abs(wide), axis=-1)               # NaN propagates
     working = np.float64 if dtype == np.float64 else np.float32
-    scales = scale_codes(amax, f, rule, saturate_scale=saturate_scale, working_dtype=working)
+    scales = block_scale_codes(wide, f, rule, saturate_scale=saturate_scale, working_dtype=working)
     shared_exp = scales.astype(np.int64) - E8M0_BIAS
     shared_exp = np.where(scales == E8M0_NAN, 0, shared_exp)
     scaled = np.ldexp(wide, -shared_exp[..., None])         # exact: power-of-two scaling in float64

@@ -81,7 +81,7 @@ FORMATS: dict[str, ElementFormat] = {
     "int8": ElementFormat("int8", 0, 6, 0, 0, 127.0 / 64.0, False, False, 0x7F),
 }
 
-SCALE_RULES = ("floor", "rceil", "ceil", "even")
+SCALE_RULES = ("floor", "rceil", "ceil", "even", "mse")
 
 E8M0_BIAS = 127
 E8M0_NAN = 0xFF

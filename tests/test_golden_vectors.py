@@ -177,8 +177,32 @@ def test_hex_encoding_round_trip():
 def test_rule_groups_share_inputs(committed):
     q = committed.docs["mx_quantize.json"]
     xs = [[t["x"] for t in g["tests"] if t["result"] == "valid"] for g in q["testGroups"]
-          if g["format"] == "e2m1"]
+          if g["format"] == "e2m1" and g["scaleRule"] != "mse"]
     assert len(xs) == 4 and all(x == xs[0] for x in xs)
+
+
+@pytest.mark.clause("GV-2.6", "GV-4.2", "MX-4.8")
+def test_mse_group_small_last_and_pinned(committed):
+    """The MSE group: last, a few KB, the hand blocks of tests/test_mx_mse.py pinned here by hand
+    (scales from the derivations there), the picked shared inputs FLOOR + 1 exactly where flagged."""
+    q = committed.docs["mx_quantize.json"]
+    g = q["testGroups"][-1]
+    assert (g["format"], g["scaleRule"]) == ("e2m1", "mse")
+    assert len(json.dumps(g)) < 16_000
+    t = g["tests"]
+    assert _by_comment(t, "mse: 32 x 7.5, FLOOR saturates (error 72), FLOOR+1 error 8")["scale"] == "80"
+    assert set(_by_comment(t, "mse: 32 x 7.5, FLOOR saturates (error 72), FLOOR+1 error 8")["codes"].split()) == {"06"}
+    assert _by_comment(t, "mse: [4, 0.5, 0...], FLOOR exact, FLOOR+1 error 0.25")["scale"] == "7f"
+    tie = _by_comment(t, "mse: 32 x 7.0, both errors 32, the tie keeps FLOOR")
+    assert tie["scale"] == "7f" and set(tie["codes"].split()) == {"07"}
+    assert _by_comment(t, "mse: [7.5, 0.5, 0.5, 0.5, 0...], squared errors 2.25 / 1.0 (absolute 1.5 / 2.0)")["scale"] == "80"
+    assert _by_comment(t, "mse: zero block")["scale"] == "00"
+    floor = {u["x"]: u for u in _group(q, format="e2m1", scaleRule="floor")["tests"] if u["result"] == "valid"}
+    shared = [u for u in t if u["result"] == "valid" and not u["comment"].startswith("mse: ")]
+    assert len(shared) >= 6 and all(u["x"] in floor for u in shared)
+    for u in shared:
+        d = int(u["scale"], 16) - int(floor[u["x"]]["scale"], 16)
+        assert d == (1 if "MseFloorPlusOne" in u["flags"] else 0), u["comment"]
 
 
 @pytest.mark.clause("GV-3.1")

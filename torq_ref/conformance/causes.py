@@ -73,7 +73,7 @@ CAUSES: dict[str, tuple[str, str]] = {
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
-RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5"}
+RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5", "mse": "MX-4.8"}
 _ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "SubnormalFlush", "TieDirection", "TieNeighbour",
                   "Saturation", "ElementRounding")
 
@@ -225,7 +225,8 @@ def rules_followed(x, got_s, fmt: str, rule: str, block: int = 32,
     b = np.asarray(x, np.float64).reshape(got_s.shape + (block,))
     with np.errstate(invalid="ignore"):
         amax = np.abs(b).max(-1)
-    base = mx.scale_codes(amax, fmt, rule)
+    # MSE (MX-4.8) needs the block values; the amax rules need only amax
+    base = mx.block_scale_codes(b, fmt, rule) if rule == "mse" else mx.scale_codes(amax, fmt, rule)
     out = []
     for r in rules:
         if r == rule:

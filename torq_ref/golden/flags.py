@@ -58,6 +58,14 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     _f("Random", "BASIC", "MX-5.3",
        "Weighted random draw (TestFloat style): exponents biased toward boundaries."),
     # block level
+    _f("MseFloorPlusOne", "BASIC", "MX-4.8",
+       "Under the MSE rule the block's squared error is strictly smaller at FLOOR's code + 1: the "
+       "scale is FLOOR + 1 (a FLOOR kernel gives one less)."),
+    _f("MseFloorKept", "BASIC", "MX-4.8",
+       "Under the MSE rule FLOOR's code has the strictly smaller squared error: the scale is FLOOR's."),
+    _f("MseTie", "EDGE_CASE", "MX-4.8",
+       "Under the MSE rule both candidates have the same squared error: the tie keeps FLOOR's code "
+       "(a kernel that takes FLOOR + 1 on ties fails here)."),
     _f("ZeroBlock", "EDGE_CASE", "MX-4.6",
        "All elements are +-0: scale code 0x00 and zero codes of the same sign."),
     _f("ScaleBoundary", "EDGE_CASE", "MX-4.2",

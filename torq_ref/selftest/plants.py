@@ -151,6 +151,9 @@ MX = [
           "c += (a >= _THR[k]) if _UP[k] else (a > _THR[k])", "c += a >= _THR[k]",
           (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up",
           requires=("numba",)),
+    Plant("mse-tie-goes-up", "mx", "torq_ref/mx/scale.py",
+          "up = cand & (e1 < e0)", "up = cand & (e1 <= e0)",
+          ("tests/test_mx_mse.py::test_pinned_blocks",), "MSE rule (MX-4.8) takes FLOOR + 1 on a tie"),
 ]
 
 CONFORMANCE_CODEC = [

@@ -1,4 +1,4 @@
-"""GPTQ for MX weight formats, in NumPy (spec/TQ.md TQ-7; Frantar et al., "GPTQ: Accurate
+"""GPTQ for MX weight formats, in NumPy (spec/TQ.md TQ-7, measured against RTN in TQ-7.3; Frantar et al., "GPTQ: Accurate
 Post-Training Quantization for Generative Pre-trained Transformers", ICLR 2023, arXiv 2210.17323).
 
 A linear layer y = x W^T, W (out, n), with calibration inputs of second moment H = E[x x^T] (n, n)

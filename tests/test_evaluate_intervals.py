@@ -132,3 +132,20 @@ def test_paired_errors_and_one_window():
         paired_ci([1.0, 2.0], [1.0, 2.0], level=95)
     d, lo, hi = paired_ci([2.0], [1.5])
     assert d == 0.5 and np.isnan(lo) and np.isnan(hi)
+
+
+@pytest.mark.clause("EV-2.5")
+def test_windows_to_separate_matches_its_definition():
+    from scipy.stats import t as student_t
+
+    from torq_ref.evaluate import windows_to_separate
+
+    d = np.random.default_rng(8).normal(0.05, 0.2, size=10)
+    n = windows_to_separate(d)
+    m, sd = abs(d.mean()), d.std(ddof=1)
+    ok = lambda k: student_t.ppf(0.975, k - 1) * sd / np.sqrt(k) < m   # noqa: E731
+    assert ok(n) and not ok(n - 1)
+    assert windows_to_separate([0.1, 0.1, 0.1]) == 2 and windows_to_separate([0.3]) is None
+    assert windows_to_separate([0.1, -0.1]) is None
+    assert windows_to_separate(d * 10) == n                           # scale free
+    assert windows_to_separate(d, level=0.99) > n

@@ -101,7 +101,12 @@ def test_ties_are_intervals_containing_zero():
     assert same["dkld_ci"][0] <= 0 <= same["dkld_ci"][1]
     assert not better["dnll_tie"] and not better["dkld_tie"] and better["dkld_ci"][1] < 0
     one = summarize([_row("hadamard32", "W16A4", [2.0], [0.1], [0.8]), _row("torq", "W16A4", [1.0], [0.05], [0.9])])
-    assert one[1]["vs_hadamard32"]["dkld_tie"] and np.isnan(one[1]["vs_hadamard32"]["dkld_ci"][0])
+    assert one[1]["vs_hadamard32"]["dkld_tie"] and one[1]["vs_hadamard32"]["dkld_ci"] == [None, None]
+    assert one[1]["kld_se"] is None and one[1]["nll_se"] is None        # strict JSON: null, not NaN
+    import json
+
+    json.dumps(one, allow_nan=False)
+    assert "| 0.0500 | 90.0 | -0.0500 tie | -1.0000 tie |" in metrics_table(one)
 
 
 @pytest.mark.clause("EV-3.4")

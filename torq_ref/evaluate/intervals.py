@@ -88,3 +88,26 @@ def paired_ci(a, b, weights=None, *, level: float = 0.95, method: str = "t", n_b
     boot = np.sum(ws * d[idx], axis=1) / ws.sum(axis=1)              # (B,)
     lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
     return mean, float(lo), float(hi)
+
+
+def windows_to_separate(d, weights=None, *, level: float = 0.95, max_windows: int = 100000) -> int | None:
+    """Planning figure (EV-2.5): the smallest window count W' >= 2 at which a paired t interval with
+    the observed mean difference and per-window spread of ``d`` (W >= 2 values) would exclude 0,
+    t_{W'-1} sd / sqrt(W') < |mean|; None when the spread is unknown (one window) or the mean is 0.
+    ``sd`` is the cluster spread of EV-2.2 scaled to one window: se(d) sqrt(W)."""
+    from scipy.stats import t as student_t
+
+    v, w = _vectors(d, weights, "d")
+    if v.size < 2:
+        return None
+    mean = abs(float(np.dot(w, v) / w.sum()))
+    sd = window_se(v, w) * np.sqrt(v.size)
+    if mean == 0:
+        return None
+    if sd == 0:
+        return 2
+    q = 0.5 + level / 2
+    for n in range(2, max_windows + 1):
+        if student_t.ppf(q, n - 1) * sd / np.sqrt(n) < mean:
+            return n
+    return None

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import copy
 
-from .intervals import IntervalError, paired_ci, weighted_mean, window_se
+from .intervals import IntervalError, paired_ci, weighted_mean, window_se, windows_to_separate
 
 #: methods that get no comparison against the baseline
 UNCOMPARED = ("fp32",)
+
+
+def _num(v: float):
+    """A float, or None where it is undefined (nan: one window), so that results.json stays
+    strict JSON (EV-3.1)."""
+    return None if v != v else float(v)
 
 
 def _weights(row: dict):
@@ -45,11 +51,11 @@ def summarize(results_rows, baseline: str = "hadamard32", seed: int = 0, *, leve
         w = _weights(r)
         try:
             r["nll"] = weighted_mean(r["window_nll"], w)
-            r["nll_se"] = window_se(r["window_nll"], w)
+            r["nll_se"] = _num(window_se(r["window_nll"], w))
             for key in ("kld", "top1"):
                 if f"window_{key}" in r:
                     r[key] = weighted_mean(r[f"window_{key}"], w)
-                    r[f"{key}_se"] = window_se(r[f"window_{key}"], w)
+                    r[f"{key}_se"] = _num(window_se(r[f"window_{key}"], w))
         except IntervalError as err:
             raise IntervalError(f"{_where(r)}: {err}") from None
     for r in rows:
@@ -65,8 +71,10 @@ def summarize(results_rows, baseline: str = "hadamard32", seed: int = 0, *, leve
             if col not in r or col not in b:
                 continue
             d, lo, hi = paired_ci(r[col], b[col], w, level=level, method=method, seed=seed)
-            cmp[key], cmp[f"{key}_ci"] = d, [lo, hi]
+            cmp[key], cmp[f"{key}_ci"] = d, [_num(lo), _num(hi)]
             cmp[f"{key}_tie"] = bool(lo <= 0 <= hi) if lo == lo else True     # no interval: a tie
+            diff = [x - y for x, y in zip(r[col], b[col])]
+            cmp[f"{key}_windows_needed"] = windows_to_separate(diff, w, level=level)
         r[f"vs_{baseline}"] = cmp
     return rows
 
@@ -75,7 +83,7 @@ def _diff_cell(cmp: dict | None, key: str, digits: int) -> str:
     if not cmp or key not in cmp:
         return "-"
     lo, hi = cmp[f"{key}_ci"]
-    ci = "" if lo != lo else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    ci = "" if lo is None or lo != lo else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
     return f"{cmp[key]:+.{digits}f}{ci}" + (" tie" if cmp[f"{key}_tie"] else "")
 
 
@@ -90,7 +98,8 @@ def metrics_table(rows, baseline: str = "hadamard32") -> str:
     for r in rows:
         cmp = r.get(f"vs_{baseline}")
         kld = "-" if "kld" not in r else (
-            f"{r['kld']:.4f}" + ("" if r["kld_se"] != r["kld_se"] else f" +- {r['kld_se']:.4f}"))
+            f"{r['kld']:.4f}" + ("" if r["kld_se"] is None or r["kld_se"] != r["kld_se"]
+                                 else f" +- {r['kld_se']:.4f}"))
         top1 = "-" if "top1" not in r else f"{100 * r['top1']:.1f}"
         cells = [r["method"], r["setting"], f"{r['ppl']:.2f}", kld, top1,
                  _diff_cell(cmp, "dkld", 4), _diff_cell(cmp, "dnll", 4)]

@@ -14,7 +14,8 @@ site        linear layers fed          input width
 A site may carry a :class:`SiteQuant`: an orthogonal :class:`Transform` ``T`` acting on the last
 axis of row vectors, then an MX fake quantizer ``Q`` (torq_ref.mx, any element format / scale
 rule) on the activations, and optionally RTN MX quantization ``Qw`` of the weights along their
-input dimension in the transformed basis. With ``y = x W^T`` and ``T`` orthogonal:
+input dimension in the transformed basis (or GPTQ, ``weight_quant="gptq"``, spec/TQ.md TQ-7,
+which needs the site's input second moment). With ``y = x W^T`` and ``T`` orthogonal:
 
 * folded:  ``y = Q(T(x)) . Qw(T(W))^T``              (T applied to the rows of W, once)
 * online:  ``y = T^-1(Q(T(x))) . T^-1(Qw(T(W)))^T``  (or ``W`` itself when weights stay float)
@@ -32,6 +33,8 @@ from .errors import ModelError
 
 SITES = ("qkv", "o", "gate_up", "down")
 MODES = ("folded", "online")
+#: how the weights of a site are quantized when ``weight_fmt`` is set (TQ-7.4)
+WEIGHT_QUANTS = ("rtn", "gptq")
 
 
 class TransformError(ModelError):
@@ -146,6 +149,13 @@ class SiteQuant:
     weight_fmt: str | None = None
     weight_scale_rule: str = "floor"
     block_size: int = 32
+    weight_quant: str = "rtn"            # "rtn" or "gptq" (TQ-7.4)
+    gptq_damp: float = 0.01
+    gptq_act_order: bool = True
+
+    def __post_init__(self):
+        if self.weight_quant not in WEIGHT_QUANTS:
+            raise ModelError(f"weight_quant {self.weight_quant!r} unknown; use one of {WEIGHT_QUANTS}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,12 +191,13 @@ class QuantPlan:
     def uniform(cls, act_fmt: str | None = "e2m1", scale_rule: str = "floor", *,
                 weight_fmt: str | None = None, weight_scale_rule: str = "floor",
                 transforms: Mapping[tuple[int, str], Transform] | None = None,
-                mode: str = "folded", block_size: int = 32) -> "QuantPlan":
+                mode: str = "folded", block_size: int = 32, weight_quant: str = "rtn") -> "QuantPlan":
         """Same formats everywhere; ``transforms[(layer, site)]`` where given (FW-3.2)."""
-        base = SiteQuant(None, act_fmt, scale_rule, weight_fmt, weight_scale_rule, block_size)
+        base = SiteQuant(None, act_fmt, scale_rule, weight_fmt, weight_scale_rule, block_size, weight_quant)
         sites = {}
         for key, t in (transforms or {}).items():
-            sites[key] = SiteQuant(t, act_fmt, scale_rule, weight_fmt, weight_scale_rule, block_size)
+            sites[key] = SiteQuant(t, act_fmt, scale_rule, weight_fmt, weight_scale_rule, block_size,
+                                   weight_quant)
         return cls(default=base, sites=sites, mode=mode)
 
 
@@ -222,14 +233,28 @@ class PreparedSite:
         return x
 
 
-def prepare_site(weight: np.ndarray, quant: SiteQuant, mode: str) -> PreparedSite:
-    """Precompute the weight of a site for a plan (folding, weight RTN) (FW-3.3, FW-3.4)."""
+def prepare_site(weight: np.ndarray, quant: SiteQuant, mode: str,
+                 moment: np.ndarray | None = None) -> PreparedSite:
+    """Precompute the weight of a site for a plan (folding, weight RTN or GPTQ) (FW-3.3, FW-3.4).
+
+    ``moment``: the site's second moment C (n, n) of the untransformed inputs, needed only by
+    ``weight_quant="gptq"``, which uses the Hessian of the transformed inputs, D^T C D (TQ-7.4)."""
     n = weight.shape[1]
     t = None if quant.transform is None else quant.transform.materialize(n)
     w = weight.astype(np.float64)
     if t is not None:
         w = t.apply(w)                                       # rows of W transformed: T(W) (out, n)
-    if quant.weight_fmt is not None:
+    if quant.weight_fmt is not None and quant.weight_quant == "gptq":
+        from torq_ref.quant import gptq_quantize, transformed_hessian
+
+        if moment is None:
+            raise ModelError("weight_quant='gptq' needs the site's input second moment (moment=...)")
+        if np.shape(moment) != (n, n):
+            raise ModelError(f"moment has shape {np.shape(moment)}; the site width needs ({n}, {n})")
+        w = gptq_quantize(w, transformed_hessian(moment, t), fmt=quant.weight_fmt,
+                          scale_rule=quant.weight_scale_rule, block_size=quant.block_size,
+                          damp=quant.gptq_damp, act_order=quant.gptq_act_order)
+    elif quant.weight_fmt is not None:
         w = fake_quant(w, quant.weight_fmt, quant.weight_scale_rule, quant.block_size)
     if t is not None and mode == "online":
         w = t.apply_inverse(w) if quant.weight_fmt is not None else weight.astype(np.float64)

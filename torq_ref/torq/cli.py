@@ -8,7 +8,8 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("run", help="TORQ end to end on a real model: the PPL / KLD / top-1 table, JSON and figures")
     p.add_argument("--methods", default=None,
-                   help="comma list of fp32,rtn,random-orthogonal,hadamard32,torq-macro,torq-micro,torq (default: all)")
+                   help="comma list of fp32,rtn,random-orthogonal,hadamard32,torq-macro,torq-micro,torq,"
+                        "smoothrot,duquant,mr-gptq (default: all)")
     p.add_argument("--settings", default=None, help="comma list of W16A4,W4A4 (default: both)")
     p.add_argument("--eval-windows", type=int, default=8, help="512-token evaluation windows (default 8)")
     p.add_argument("--calib-windows", type=int, default=4, help="512-token calibration windows (default 4)")
@@ -32,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--micro-rows", type=int, default=None, help="calibration rows per site for the micro step")
     p.add_argument("--scale-alpha", type=float, default=None,
                    help="exponent of the micro level's channel scale step, 0 = off (default 0.5, TQ-2.7)")
+    p.add_argument("--weight-quant", default="rtn", choices=("rtn", "gptq"),
+                   help="how W4A4 rows quantize the weights: rtn (default) or gptq (TQ-7.4; mr-gptq always uses gptq)")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
     p.add_argument("--order", default="macro-micro", choices=("macro-micro", "micro-macro"),
                    help="composition of the full method (default macro-micro, see spec/TQ.md TQ-2.5)")
@@ -80,6 +83,7 @@ def settings_from_args(args):
             cfg_kw[key] = getattr(args, key)
     if not 0 <= args.holdout < 1:
         raise SettingsError("--holdout must be in [0, 1)")
+    cfg_kw["weight_quant"] = getattr(args, "weight_quant", "rtn")
     cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
                      per_block=args.per_block, order=args.order, **cfg_kw)
     spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,
@@ -150,5 +154,13 @@ def _run(args) -> int:
             for p in write_figures(results, out):
                 print(f"figure: {p}")
         print(f"total time: {results['timings']['total_s'] / 60:.1f} min")
-        done.append(path)
+        done.append((label, path))
+    if several:                    # the cross-model report of the runs just made (spec/EV.md EV-4)
+        from torq_ref.evaluate.cross_model import cross_model_table, load_results, write_report
+
+        res = load_results([label for label, _ in done], [p for _, p in done])
+        print("\n## all models\n")
+        print(cross_model_table(res))
+        for p in write_report(res, Path(args.out or "out") / "report", figure=not args.no_figures):
+            print(f"report: {p}")
     return 0

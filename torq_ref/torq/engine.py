@@ -25,7 +25,7 @@ import numpy as np
 from torq_ref.model.capture import ActivationCapture
 from torq_ref.model.hooks import SITES, SiteQuant, prepare_site
 
-from .methods import SCALED_METHODS, SettingsError, TorqConfig, site_transform
+from .methods import SCALED_METHODS, SettingsError, TorqConfig, site_transform, weight_quant_of
 
 #: windows per batched layer call (bounds the attention and MLP temporaries)
 WINDOW_BATCH = 4
@@ -75,7 +75,9 @@ def plan_site(method: str, setting: str, transform, cfg: TorqConfig) -> SiteQuan
     if method == "fp32":
         return None
     weight_fmt = cfg.fmt if setting == "W4A4" else None
-    return SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size)
+    return SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size,
+                     weight_quant=weight_quant_of(method, cfg), gptq_damp=cfg.gptq_damp,
+                     gptq_act_order=cfg.gptq_act_order)
 
 
 class Row:
@@ -114,9 +116,13 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
         cap = ActivationCapture(layers=[i], moments=True, inputs=True, max_rows=2 * cfg.micro_rows)
         x_cal = _run_layer(model, i, x_cal, rope, {}, capture=cap)              # TQ-6.1
         timings["calibration_s"] += time.perf_counter() - t0
-        transforms, weights = _layer_transforms(model, i, cap, methods, scaled, cfg, cache,
-                                                per_site, site_metrics, timings)
-        del cap                                      # the layer's statistics end here (TQ-6.1)
+        transforms, weights, views = _layer_transforms(model, i, cap, methods, scaled, cfg, cache,
+                                                       per_site, site_metrics, timings)
+        # GPTQ rows need the second moment of their sites' inputs, as their model saw it (TQ-7.4)
+        moments = {flag: {site: v.moment(i, site) for site in SITES} for flag, v in views.items()
+                   if any(r.setting == "W4A4" and (r.method in scaled) == flag
+                          and weight_quant_of(r.method, cfg) == "gptq" for r in rows)}
+        del cap, views                               # the layer's statistics end here (TQ-6.1)
         for row in rows:                                                         # TQ-6.3
             t0 = time.perf_counter()
             lw = weights[row.method in scaled]
@@ -124,7 +130,9 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
             for site in SITES:
                 q = plan_site(row.method, row.setting, transforms[row.method][site], cfg)
                 if q is not None:
-                    prepared[site] = prepare_site(lw.site_weight(site), q, "folded")
+                    kw = {"moment": moments[row.method in scaled][site]} if (
+                        q.weight_fmt is not None and q.weight_quant == "gptq") else {}
+                    prepared[site] = prepare_site(lw.site_weight(site), q, "folded", **kw)
             runner = _scaled_view(model, i, lw) if row.method in scaled else model
             row.hidden = _run_layer(runner, i, row.hidden, rope, prepared)
             row.seconds += time.perf_counter() - t0
@@ -144,8 +152,9 @@ def _note_layer(i: int, n: int, t_start: float, progress: bool) -> None:
 def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cache: dict,
                       per_site: dict, site_metrics, timings: dict):
     """TQ-6.2: the transforms {method: {site: Transform | None}} of layer i from its capture,
-    the site metrics (into ``per_site``), and the layer's weights {False: plain, True: scaled}.
-    Scaled methods (the scale step, TQ-2.7) read the capture as the scaled model saw it."""
+    the site metrics (into ``per_site``), the layer's weights {False: plain, True: scaled} and the
+    calibration views {False: cap, True: scaled view}. Scaled methods (the scale step, TQ-2.7)
+    read the capture as the scaled model saw it."""
     from .scale_step import NORM_OF_SITE, ScaledCalibration, channel_scales, scaled_layer
 
     weights = {False: model.layers[i]}
@@ -169,7 +178,8 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
                 per_site[method][f"{i}:{site}"] = m
         key = f"build_{method}_s"
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-    return transforms, weights
+    views = {False: cap} if scaled_cal is None else {False: cap, True: scaled_cal}
+    return transforms, weights, views
 
 
 def _scaled_view(model, i: int, lw):

@@ -15,6 +15,9 @@ hadamard32          x_b @ H32 in every 32-block (BRQ / MR-GPTQ style)           
 torq-macro          x @ M, M = macro_rotation(C) (inter-block, Schur-Horn based)       TQ-2.3
 torq-micro          x_b @ R, R = maxent_rotation(X) (intra-block, max entropy)        TQ-2.4
 torq                x @ M then x_b @ R, R fitted on X @ M                             TQ-2.5
+smoothrot           scale step, then x_b @ H32 (SmoothRot, no fitted rotation)        TQ-2.8
+duquant             scale step, then ((x R1) P) R2 (DuQuant, 32-blocks, zig-zag P)    TQ-2.9
+mr-gptq             x_b @ H32, weights by GPTQ at W4A4 (MR-GPTQ)                      TQ-2.10
 ==================  ==============================================================  =========
 """
 from __future__ import annotations
@@ -25,10 +28,16 @@ import numpy as np
 
 from torq_ref.model.hooks import SITES
 
-METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq")
-#: methods whose micro level starts with the scale step (TQ-2.7)
-SCALED_METHODS = ("torq-micro", "torq")
+METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq",
+           "smoothrot", "duquant", "mr-gptq")
+#: methods that start with the scale step (TQ-2.7): TORQ's micro level, and the smoothing peers
+#: with the same alpha rule (TQ-2.8, TQ-2.9)
+SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant")
 SETTINGS = ("W16A4", "W4A4")
+#: weight quantizers of the W4A4 rows (TQ-7.4)
+WEIGHT_QUANTS = ("rtn", "gptq")
+#: methods whose W4A4 weights are always GPTQ (TQ-2.10)
+GPTQ_METHODS = ("mr-gptq",)
 
 
 class SettingsError(ValueError):
@@ -49,10 +58,20 @@ class TorqConfig:
     full_macro_strategy: str = "block_hadamard"   # the macro level of the full method (TQ-2.5)
     scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
+    weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)
+    gptq_damp: float = 0.01              # GPTQ dampening, share of mean(diag H) (TQ-7.1)
+    gptq_act_order: bool = True          # GPTQ columns by decreasing H_jj (TQ-7.1)
+    duquant_steps: int = 16              # greedy steps per DuQuant block rotation (TQ-2.9)
     block_size: int = 32
     scale_rule: str = "floor"
     fmt: str = "e2m1"
     seed: int = 0
+
+
+def weight_quant_of(method: str, cfg: TorqConfig) -> str:
+    """How a W4A4 row of ``method`` quantizes its weights: "gptq" for mr-gptq (TQ-2.10), else
+    ``cfg.weight_quant`` (``--weight-quant``, TQ-7.4)."""
+    return "gptq" if method in GPTQ_METHODS else cfg.weight_quant
 
 
 def parse_list(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -123,8 +142,15 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
             q = _memo(cache, ("random-orthogonal", site),
                       lambda: baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, _ALL_LAYERS, site)))
         return Transform(matrix=q, block_size=b), info
-    if method == "hadamard32":
+    if method in ("hadamard32", "smoothrot", "mr-gptq"):
+        # smoothrot: the scale step (applied by the caller, SCALED_METHODS) then this (TQ-2.8);
+        # mr-gptq: this, with GPTQ weights at W4A4 (TQ-2.10)
         return Transform(block=baselines.sylvester_hadamard(b), block_size=b), info
+    if method == "duquant":
+        from .duquant import duquant_transform
+
+        return duquant_transform(X[: cfg.micro_rows], b, cfg.duquant_steps,
+                                 _site_seed(cfg.seed, layer, site)), info
     if method == "torq-macro":
         return Transform(matrix=macro_transform(C, cfg), block_size=b), info
     if method == "torq-micro":

@@ -50,3 +50,36 @@ def test_codec_other_kinds():
     assert check("pack", mx.pack_fp4).passed
     assert check("swizzle", mx.swizzle_scales).passed
     assert check("dot_scaled", lambda a, b, c, d: deq(a, b) @ deq(c, d).T).passed
+
+
+def _mse_ties_up(x):
+    """A planted MSE kernel that takes FLOOR + 1 on ties (MX-4.8 keeps FLOOR)."""
+    t = mx.quantize(x, scale_rule="floor", backend="numpy")
+    s, c = t.scales.copy(), t.codes.copy()
+    for r in range(x.shape[0]):
+        f = int(s[r, 0])
+        if f >= 254 or not np.isfinite(x[r]).all():
+            continue
+        c1 = mx.encode(np.ldexp(x[r].astype(np.float64), 126 - f), "e2m1")
+        e0 = np.sum((x[r] - mx.decode(c[r], "e2m1") * 2.0 ** (f - 127)) ** 2)
+        e1 = np.sum((x[r] - mx.decode(c1, "e2m1") * 2.0 ** (f - 126)) ** 2)
+        if e1 <= e0:
+            s[r, 0], c[r] = f + 1, c1
+    return s, c
+
+
+@pytest.mark.clause("CF-2.1", "MX-4.8", "GV-2.6")
+def test_mse_profile():
+    rep = check("quantize", _q("mse"), profile="mse")
+    assert rep.passed and rep.counts["acceptable"] == 0 and rep.counts["pass"] >= 15, str(rep)
+    fq = check("fake-quant", lambda x: mx.quantize_dequantize(x, scale_rule="mse"), profile="mse")
+    assert fq.passed, str(fq)
+    # a FLOOR kernel fails exactly the MseFloorPlusOne blocks, diagnosed as FLOOR's scale
+    floor = check("quantize", _q("floor"), profile="mse")
+    bad = floor.failures
+    assert bad and all("MseFloorPlusOne" in r.flags and r.cause == "OtherScaleRule" and r.rule == "floor"
+                       for r in bad)
+    assert floor.per_flag["MseFloorPlusOne"]["fail"] == len(bad)
+    # ties up: the tie block (and the zero block, whose errors are both 0) fail, nothing else
+    up = check("quantize", _mse_ties_up, profile="mse")
+    assert {f for r in up.failures for f in r.flags} == {"MseTie", "ZeroBlock"}, str(up)

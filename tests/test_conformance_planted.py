@@ -170,7 +170,8 @@ def test_scale_code_zero_bugs_fail(kernel):
     assert not rep.passed
     assert rep.per_flag["ScaleCodeZero"]["fail"] > 0
     z = [r for r in rep.failures if "ScaleCodeZero" in r.flags]
-    assert z and {r.clause for r in z} == {"MX-4.1"}
+    # a code-0 block whose expected codes are all signed zeros shows only the sign of zero
+    assert z and {r.clause for r in z if r.cause != "SignedZero"} == {"MX-4.1"}
     assert {m for r in z for m in r.matched} & {"DivisorClampedAt2^-126", "FlushedScaleCodeZero"} and {r.output for r in z} == {"codes"}
     # blocks far from code 0 are untouched
     assert rep.per_flag["Saturation"]["fail"] == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -125,7 +126,40 @@ def test_results_and_variants(committed):
     assert {"NanElementCode", "InfScaleSatfinite"} <= flags
     inv = {f for d in committed.docs.values() for g in d["testGroups"] for t in g["tests"]
            if t["result"] == "invalid" for f in t["flags"]}
-    assert inv == {"KnownDefectTiesAway", "KnownDefectHighNibbleFirst", "KnownDefectScaleZeroAsZero"}
+    assert inv == {"KnownDefectTiesAway", "KnownDefectHighNibbleFirst", "KnownDefectScaleZeroAsZero",
+                   "KnownDefectFloatLog2", "KnownDefectScaleNotClamped",
+                   "KnownDefectDivisorClampedAt2^-126", "KnownDefectFlushedScaleCodeZero",
+                   "KnownDefectNanBlockFiniteScale", "KnownDefectGgufPairNibbles"}
+
+
+@pytest.mark.clause("GV-4.3", "MX-8.3")
+def test_known_defect_quantize_variants_pinned(committed):
+    """Hand-derived: a FLOOR e2m1 block whose max is 8 - ulp (0x40ffffff) has E = 2, so scale
+    127 + 2 - 2 = 0x7f; float32 log2(8 - 2^-21) rounds to 3.0, so the float-log2 defect gives
+    0x80. A block of max 2^-130 has FLOOR code 127 - 130 - 2 < 0: clamped 0x00, wrapped
+    (-5) mod 256 = 0xfb."""
+    q = committed.docs["mx_quantize.json"]
+    floor = next(g for g in q["testGroups"] if g["format"] == "e2m1" and g["scaleRule"] == "floor")
+    ids = {t["tcId"]: t for t in floor["tests"]}
+    def amax_is(t, word):
+        xs = from_hex(ids[t["variantOf"]]["x"], "float32")
+        return np.abs(xs).max() == from_hex(word, "float32")[0]
+    log2 = [t for t in floor["tests"] if t["flags"] == ["KnownDefectFloatLog2"]
+            and amax_is(t, "40ffffff")]
+    assert log2 and {ids[t["variantOf"]]["scale"] for t in log2} == {"7f"}
+    assert {t["scale"] for t in log2} == {"80"}
+    wrap = [t for t in floor["tests"] if t["flags"] == ["KnownDefectScaleNotClamped"]]
+    assert wrap and all(ids[t["variantOf"]]["scale"] == "00" for t in wrap)
+    tiny = np.zeros(32, np.float32); tiny[0] = 2.0 ** -130
+    from torq_ref.golden.defects import unclamped_scale
+    assert unclamped_scale(float(tiny[0]), "e2m1") == 0xFB
+    # ggml block: element j low nibble, j + 16 high; [1.0] + 15 zeros + [-6.0] + 15 zeros, scale 0x7f
+    g = committed.docs["gguf_mxfp4.json"]["testGroups"][0]
+    assert g["layout"] == "ggml-block_mxfp4" and len(g["tests"]) > 100
+    from torq_ref.mx.layout import pack_gguf_mxfp4
+    c = np.zeros(32, np.uint8); c[0] = 0x2; c[16] = 0xF
+    assert to_hex(pack_gguf_mxfp4(np.array([0x7F], np.uint8), c).ravel()) == \
+        "7f f2 " + " ".join(["00"] * 15)
 
 
 @pytest.mark.clause("GV-2.4")
@@ -143,8 +177,32 @@ def test_hex_encoding_round_trip():
 def test_rule_groups_share_inputs(committed):
     q = committed.docs["mx_quantize.json"]
     xs = [[t["x"] for t in g["tests"] if t["result"] == "valid"] for g in q["testGroups"]
-          if g["format"] == "e2m1"]
+          if g["format"] == "e2m1" and g["scaleRule"] != "mse"]
     assert len(xs) == 4 and all(x == xs[0] for x in xs)
+
+
+@pytest.mark.clause("GV-2.6", "GV-4.2", "MX-4.8")
+def test_mse_group_small_last_and_pinned(committed):
+    """The MSE group: last, a few KB, the hand blocks of tests/test_mx_mse.py pinned here by hand
+    (scales from the derivations there), the picked shared inputs FLOOR + 1 exactly where flagged."""
+    q = committed.docs["mx_quantize.json"]
+    g = q["testGroups"][-1]
+    assert (g["format"], g["scaleRule"]) == ("e2m1", "mse")
+    assert len(json.dumps(g)) < 16_000
+    t = g["tests"]
+    assert _by_comment(t, "mse: 32 x 7.5, FLOOR saturates (error 72), FLOOR+1 error 8")["scale"] == "80"
+    assert set(_by_comment(t, "mse: 32 x 7.5, FLOOR saturates (error 72), FLOOR+1 error 8")["codes"].split()) == {"06"}
+    assert _by_comment(t, "mse: [4, 0.5, 0...], FLOOR exact, FLOOR+1 error 0.25")["scale"] == "7f"
+    tie = _by_comment(t, "mse: 32 x 7.0, both errors 32, the tie keeps FLOOR")
+    assert tie["scale"] == "7f" and set(tie["codes"].split()) == {"07"}
+    assert _by_comment(t, "mse: [7.5, 0.5, 0.5, 0.5, 0...], squared errors 2.25 / 1.0 (absolute 1.5 / 2.0)")["scale"] == "80"
+    assert _by_comment(t, "mse: zero block")["scale"] == "00"
+    floor = {u["x"]: u for u in _group(q, format="e2m1", scaleRule="floor")["tests"] if u["result"] == "valid"}
+    shared = [u for u in t if u["result"] == "valid" and not u["comment"].startswith("mse: ")]
+    assert len(shared) >= 6 and all(u["x"] in floor for u in shared)
+    for u in shared:
+        d = int(u["scale"], 16) - int(floor[u["x"]]["scale"], 16)
+        assert d == (1 if "MseFloorPlusOne" in u["flags"] else 0), u["comment"]
 
 
 @pytest.mark.clause("GV-3.1")
@@ -248,3 +306,71 @@ def test_thorough_level_is_deterministic_and_larger():
     assert a == b
     d = json.loads(a["MANIFEST.json"])
     assert d["totalCases"] > json.loads((GOLDEN / "MANIFEST.json").read_text())["totalCases"]
+
+
+# ------------------------------------------------------------------- readers name the broken file
+def _copy_with_manifest(tmp_path, rel: str, new_bytes: bytes):
+    """A copy of golden/ where file ``rel`` is replaced and MANIFEST.json re-hashed to match it, so
+    only the reader's own checks stand between the corrupt file and the caller."""
+    import shutil
+    root = tmp_path / "g"
+    shutil.copytree(GOLDEN, root, ignore=shutil.ignore_patterns("model"))
+    (root / rel).write_bytes(new_bytes)
+    manifest = json.loads((root / "MANIFEST.json").read_text("ascii"))
+    for e in manifest["files"]:
+        if e["path"] == rel:
+            e["sha256"], e["bytes"] = gio.sha256(new_bytes), len(new_bytes)
+    (root / "MANIFEST.json").write_bytes(gio.dump_json(manifest))
+    return root
+
+
+@pytest.mark.clause("GV-6.1")
+def test_safetensors_reader_rejects_bad_headers():
+    good = gio.write_safetensors({"a": np.arange(6, dtype=np.uint8).reshape(2, 3)}, {"k": "v"})
+    oversized = struct.pack("<Q", 10**9) + good[8:]
+    with pytest.raises(golden.GoldenFormatError, match=r"f\.safetensors: .*header length 1000000000 exceeds"):
+        gio.read_safetensors(oversized, "f.safetensors")
+    with pytest.raises(golden.GoldenFormatError, match="truncated"):
+        gio.read_safetensors(good[:-2], "f.safetensors")
+    with pytest.raises(golden.GoldenFormatError, match="not JSON"):
+        gio.read_safetensors(struct.pack("<Q", 4) + b"{{{{", "f.safetensors")
+    bad_dtype = good.replace(b'"U8"', b'"Q8"')
+    with pytest.raises(golden.GoldenFormatError, match="array 'a' has a malformed header"):
+        gio.read_safetensors(bad_dtype, "f.safetensors")
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_names_a_truncated_bulk_file(tmp_path):
+    rel = "bulk/quantize_e2m1_floor.safetensors"
+    root = _copy_with_manifest(tmp_path, rel, (GOLDEN / rel).read_bytes()[:-100])
+    with pytest.raises(golden.GoldenFormatError, match=r"quantize_e2m1_floor\.safetensors: .*truncated"):
+        golden.read_tree(root)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_names_a_corrupt_json_file(tmp_path):
+    rel = "mx_encode.json"
+    root = _copy_with_manifest(tmp_path, rel, (GOLDEN / rel).read_bytes()[:-40])
+    with pytest.raises(golden.GoldenFormatError, match=r"mx_encode\.json: not valid ASCII JSON"):
+        golden.read_tree(root)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_validates_duplicate_tcids(tmp_path, committed):
+    doc = json.loads(json.dumps(committed.docs["mx_encode.json"]))
+    tests = doc["testGroups"][0]["tests"]
+    tests[1]["tcId"] = tests[0]["tcId"]
+    root = _copy_with_manifest(tmp_path, "mx_encode.json", gio.dump_json(doc))
+    with pytest.raises(golden.GoldenFormatError, match=r"mx_encode\.json: tcId values are not unique"):
+        golden.read_tree(root)
+    from torq_ref import conformance
+    with pytest.raises(golden.GoldenFormatError, match="tcId"):
+        conformance.check("encode", lambda x, fmt: None, golden_dir=root)
+
+
+@pytest.mark.clause("GV-6.1")
+def test_read_tree_names_a_missing_file(tmp_path):
+    root = _copy_with_manifest(tmp_path, "fp4_pack.json", b"")
+    (root / "fp4_pack.json").unlink()
+    with pytest.raises(golden.GoldenFormatError, match=r"fp4_pack\.json: named in MANIFEST.json"):
+        golden.read_tree(root)

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from torq_ref import mx
 from torq_ref.rotations.entropy import (MAX_ENTROPY_BITS, EntropyInputError, code_entropy,
                                         code_histogram, entropy_from_counts)
-from torq_ref.rotations.maxent import heavy_tailed_activations
+from torq_ref.rotations.synthetic import heavy_tailed_activations
 
 
 def _entropy_by_values(x, block_size=32):

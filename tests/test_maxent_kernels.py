@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from torq_ref import mx
+from torq_ref.mx import numba_available
 from torq_ref.rotations import maxent as M
+from torq_ref.rotations import maxent_eval as ME
 from torq_ref.rotations.entropy import code_entropy, code_histogram, entropy_from_counts
 
 BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
-    not M.numba_available(), reason="numba (the `fast` extra) is not installed"))]
+    not numba_available(), reason="numba (the `fast` extra) is not installed"))]
 
 
 def _rows(seed=0, T=96, nb=3, special=True):
@@ -33,7 +35,7 @@ def _rows(seed=0, T=96, nb=3, special=True):
 @pytest.mark.clause("ME-2.1", "ME-2.3")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_full_evaluation_equals_the_codec(backend):
-    kern = M.get_kernels(backend)
+    kern = ME.get_kernels(backend)
     Y = _rows(1)
     E, C, Err, hist, total = kern.full_eval(Y)
     t = mx.quantize(Y, "e2m1", block_size=32, scale_rule="floor")
@@ -77,14 +79,14 @@ def test_chunked_sum_order():
         for x in v[start:start + 2048]:
             acc += x
         expect += acc
-    assert M._np_chunked_sum(v, 2048) == expect
+    assert ME._np_chunked_sum(v, 2048) == expect
 
 
 @pytest.mark.clause("ME-4.1")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_incremental_trials_equal_full_evaluation(backend, seed):
-    kern = M.get_kernels(backend, chunk=64)               # several chunks on small data
+    kern = ME.get_kernels(backend, chunk=64)               # several chunks on small data
     Y = _rows(seed)
     E, C, Err, hist, _ = kern.full_eval(Y)
     rng = np.random.default_rng(seed)
@@ -109,7 +111,7 @@ def test_incremental_trials_equal_full_evaluation(backend, seed):
 @pytest.mark.clause("ME-4.1")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_accepting_a_move_equals_full_evaluation(backend):
-    kern = M.get_kernels(backend, chunk=64)
+    kern = ME.get_kernels(backend, chunk=64)
     Y = _rows(5)
     E, C, Err, hist, _ = kern.full_eval(Y)
     for (i, j, th) in [(2, 9, 0.3), (0, 31, -1.2), (4, 5, 1e-3), (6, 7, 2.9)]:
@@ -130,25 +132,25 @@ def test_fast_exponent_test_equals_the_floor_rule():
         np.nextafter(np.ldexp(1.0, np.arange(-130, 128)), 0.0),
         np.random.default_rng(0).lognormal(0, 30, 2000)])
     amax = amax[amax < M.MAX_BLOCK_NORM]       # the optimizer's domain (ME-3.10)
-    e = M._np_scale_exp(amax)
+    e = ME._np_scale_exp(amax)
     # FLOOR rule from the codec's scales
     blocks = np.zeros((amax.size, 32))
     blocks[:, 0] = amax
     ref = np.asarray(mx.quantize(blocks, "e2m1").scales).ravel().astype(np.int64) - 127
     assert np.array_equal(e, ref)
     for e0 in range(-127, 125):
-        lo = 0.0 if e0 == -127 else M.POW2[129 + e0]
-        hi = M.POW2[130 + e0]
+        lo = 0.0 if e0 == -127 else ME.POW2[129 + e0]
+        hi = ME.POW2[130 + e0]
         assert np.array_equal((amax >= lo) & (amax < hi), e == e0), e0
 
 
 @pytest.mark.clause("ME-4.3")
-@pytest.mark.skipif(not M.numba_available(), reason="numba (the `fast` extra) is not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba (the `fast` extra) is not installed")
 def test_numba_kernels_equal_numpy_bit_for_bit():
     import numba
 
-    kp = M.get_kernels("numpy", chunk=64)
-    kn = M.get_kernels("numba", chunk=64)
+    kp = ME.get_kernels("numpy", chunk=64)
+    kn = ME.get_kernels("numba", chunk=64)
     X = _rows(7)
     R = np.linalg.qr(np.random.default_rng(1).standard_normal((32, 32)))[0]
     Y = kp.rotate(X, R)
@@ -177,7 +179,7 @@ def test_numba_kernels_equal_numpy_bit_for_bit():
 
 
 @pytest.mark.clause("ME-2.2", "ME-4.3")
-@pytest.mark.skipif(not M.numba_available(), reason="numba (the `fast` extra) is not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba (the `fast` extra) is not installed")
 def test_result_independent_of_thread_count():
     import numba
 
@@ -196,17 +198,17 @@ def test_result_independent_of_thread_count():
 
 
 @pytest.mark.clause("ME-4.3")
-@pytest.mark.skipif(not M.numba_available(), reason="numba (the `fast` extra) is not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba (the `fast` extra) is not installed")
 def test_serial_and_parallel_numba_builds_agree():
     from torq_ref.rotations import _numba_maxent as K
 
     Y = _rows(9)
-    a = K.full_eval.serial(Y, M.POW2, 64)
-    b = K.full_eval.parallel(Y, M.POW2, 64)
+    a = K.full_eval.serial(Y, ME.POW2, 64)
+    b = K.full_eval.parallel(Y, ME.POW2, 64)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     E, C, Err, _, _ = a
     om, oe = K.plane_prep.serial(Y, Err, 2, 7, 64)
     th = np.linspace(-1, 1, 5)
-    t1 = K.plane_trials.serial(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), M.POW2, 64)
-    t2 = K.plane_trials.parallel(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), M.POW2, 64)
+    t1 = K.plane_trials.serial(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.POW2, 64)
+    t2 = K.plane_trials.parallel(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.POW2, 64)
     assert all(np.array_equal(x, y) for x, y in zip(t1, t2))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from torq_ref.mx import numba_available
 from torq_ref.rotations import maxent as M
 from torq_ref.rotations.baselines import sylvester_hadamard
 from torq_ref.rotations.entropy import code_entropy
@@ -58,10 +59,23 @@ def test_objective_never_decreases(long_run):
         assert s.objective_cal == pytest.approx(s.entropy_cal - rep.beta * s.nmse_cal, abs=1e-15)
 
 
+def _spy_planes(monkeypatch):
+    """Record (i, j, theta, gain on all rows) of every plane decision the optimizer makes."""
+    trace = []
+    decide = M._decide_plane
+
+    def spy(full, sub, i, j, beta):
+        out = decide(full, sub, i, j, beta)
+        trace.append((None, i, j, out[0], out[1]))
+        return out
+
+    monkeypatch.setattr(M, "_decide_plane", spy)
+    return trace
+
+
 @pytest.mark.clause("ME-3.3")
 def test_every_accepted_move_raises_the_objective(monkeypatch):
-    trace = []
-    monkeypatch.setattr(M, "_TRACE", trace)
+    trace = _spy_planes(monkeypatch)
     M.maxent_rotation(X_SMALL[:100], holdout=0.0, max_sweeps=1, search_rows=None)
     assert len(trace) == 496                                  # every plane visited once
     assert {(i, j) for _, i, j, _, _ in trace} == {(i, j) for i in range(32) for j in range(i + 1, 32)}
@@ -74,8 +88,7 @@ def test_every_accepted_move_raises_the_objective(monkeypatch):
 
 @pytest.mark.clause("ME-3.3")
 def test_subset_search_is_confirmed_on_all_rows(monkeypatch):
-    trace = []
-    monkeypatch.setattr(M, "_TRACE", trace)
+    trace = _spy_planes(monkeypatch)
     X = M.heavy_tailed_activations(300, 32, seed=3)
     _, rep = M.maxent_rotation(X, holdout=0.0, max_sweeps=2, search_rows=64)
     gains = np.array([g for *_, g in trace])
@@ -143,7 +156,7 @@ def test_same_seed_bit_identical_other_seed_differs():
 
 
 @pytest.mark.clause("ME-3.6", "ME-4.3")
-@pytest.mark.skipif(not M.numba_available(), reason="numba (the `fast` extra) is not installed")
+@pytest.mark.skipif(not numba_available(), reason="numba (the `fast` extra) is not installed")
 def test_numba_and_numpy_optimizers_agree():
     X = M.heavy_tailed_activations(96, 64, seed=8)
     a = M.maxent_rotation(X, max_sweeps=2, search_rows=100, backend="numba")
@@ -286,3 +299,13 @@ def test_rounding_guard_restores_the_previous_rotation(monkeypatch):
     R, rep = M.maxent_rotation(X, block_size=8, holdout=0.0, max_sweeps=3, search_rows=None)
     assert rep.stop_reason == "rounding"
     assert np.array_equal(R, sylvester_hadamard(8)) and len(rep.sweeps) == 1
+
+
+@pytest.mark.clause("ME-3.1", "ME-3.10")
+@pytest.mark.parametrize("shape", [(16, 16), (32, 16), (3, 32, 32), (2, 16, 16), (32,)])
+def test_apply_rotation_names_a_wrong_r_shape(shape):
+    X = np.ones((4, 64))
+    with pytest.raises(M.MaxentInputError, match=r"R must have shape \(32, 32\) .* or \(2, 32, 32\)"):
+        M.apply_rotation(X, np.zeros(shape))
+    with pytest.raises(M.MaxentInputError, match="not divisible by block_size"):
+        M.apply_rotation(np.ones((4, 40)), np.eye(32))

@@ -267,3 +267,41 @@ def test_causal_and_rows_independent():
     assert np.abs(out[0, 6:] - ref[0, 6:]).max() > 1e-3
     assert np.abs(out[1] - ref[1]).max() < 1e-5
     assert np.abs(m.forward(ids[1:]) [0] - ref[1]).max() < 1e-5
+
+
+@pytest.mark.clause("FW-1.7")
+def test_safetensors_reader_checks_the_header(tmp_path):
+    """Every header fault is a WeightsFormatError naming the file; good files round-trip."""
+    import json as _json
+    import struct
+
+    from torq_ref.model.errors import WeightsFormatError
+    from torq_ref.model.weights import read_tensors
+
+    def write(name, header, body):
+        h = _json.dumps(header).encode()
+        p = tmp_path / name
+        p.write_bytes(struct.pack("<Q", len(h)) + h + body)
+        return p
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    bf = (np.array([1.5, -2.0], dtype=np.float32).view(np.uint32) >> 16).astype("<u2")
+    good = write("good.safetensors", {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+                                      "b": {"dtype": "BF16", "shape": [2], "data_offsets": [24, 28]},
+                                      "__metadata__": {"x": "y"}}, a.tobytes() + bf.tobytes())
+    got = read_tensors([good])
+    assert np.array_equal(got["a"], a) and got["b"].tolist() == [1.5, -2.0]
+    assert read_tensors([good], dtype=np.float64)["a"].dtype == np.float64
+    cases = {
+        "short.safetensors": b"\x01\x00",
+        "long.safetensors": struct.pack("<Q", 10**6) + b"{}",
+        "nojson.safetensors": struct.pack("<Q", 3) + b"{x}",
+    }
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+    write("trunc.safetensors", {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}, b"\0" * 20)
+    write("shape.safetensors", {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 24]}}, b"\0" * 24)
+    write("dtype.safetensors", {"a": {"dtype": "I64", "shape": [3], "data_offsets": [0, 24]}}, b"\0" * 24)
+    for name in list(cases) + ["trunc.safetensors", "shape.safetensors", "dtype.safetensors"]:
+        with pytest.raises(WeightsFormatError, match=name.split(".")[0]):
+            read_tensors([tmp_path / name])

@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from torq_ref import mx
 
-RULES = ["floor", "rceil", "ceil", "even"]
+RULES = list(mx.SCALE_RULES)   # every rule, MSE (MX-4.8) included
 F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -61,7 +61,7 @@ POWERS = {-126: (0, 0), -100: (25, 24), -64: (61, 60), 3: (128, 127), 10: (135, 
 
 @pytest.mark.clause("MX-4.2", "MX-4.3", "MX-4.4", "MX-4.5", "MX-4.6")
 @pytest.mark.parametrize("name, amax, expected", SCALE_CASES, ids=[c[0] for c in SCALE_CASES])
-@pytest.mark.parametrize("rule_index", range(4), ids=RULES)
+@pytest.mark.parametrize("rule_index", range(4), ids=RULES[:4])   # MSE: tests/test_mx_mse.py
 def test_scale_codes_written_out(name, amax, expected, rule_index):
     rule = RULES[rule_index]
     t = mx.quantize(block(amax, -amax / 2), scale_rule=rule, backend="numpy")
@@ -84,16 +84,40 @@ def test_powers_of_two_and_one_ulp_below(k):
 
 @pytest.mark.clause("MX-4.6", "MX-5.2", "MX-5.4")
 @pytest.mark.parametrize("rule", RULES)
-def test_nan_and_inf_blocks(rule):
-    t = mx.quantize(block(np.nan, 1, 2), scale_rule=rule)
+@pytest.mark.parametrize("backend", ["numpy", "auto"])      # the reference itself, and the fast path
+def test_nan_and_inf_blocks(rule, backend):
+    q = lambda x, **kw: mx.quantize(x, scale_rule=rule, backend=backend, **kw)
+    t = q(block(np.nan, 1, 2))
     assert t.scales[0] == 0xFF and np.all(t.codes == 0x7)
-    t = mx.quantize(block(np.nan, np.inf), scale_rule=rule, saturate_scale=True)
+    t = q(block(np.nan, np.inf), saturate_scale=True)
     assert t.scales[0] == 0xFF
-    t = mx.quantize(block(np.inf, 1, -2), scale_rule=rule)
+    t = q(block(np.inf, 1, -2))
     assert t.scales[0] == 0xFF and np.all(t.codes == 0x7)
-    t = mx.quantize(block(-np.inf, 1, -2), scale_rule=rule, saturate_scale=True)
+    t = q(block(-np.inf, 1, -2), saturate_scale=True)
     assert t.scales[0] == 0xFE
     assert list(t.codes[:4]) == [0xF, 0x0, 0x8, 0x0]
+
+
+@pytest.mark.clause("MX-5.4")
+@pytest.mark.parametrize("fmt", sorted(mx.FORMATS))
+def test_nan_block_gets_the_positive_nan_code_in_every_format(fmt):
+    """MX-5.4: every element of a 0xFF block is the format's positive NaN code, whatever the sign
+    of the NaN (-NaN here) and whatever the other elements."""
+    x = block(-np.nan, -3.0, 0.5)
+    assert np.signbit(x[0])
+    t = mx.quantize(x, fmt, backend="numpy")
+    want = {"e2m1": 0x7, "e2m3": 0x1F, "e3m2": 0x1F, "e4m3": 0x7F, "e5m2": 0x7E, "int8": 0x7F}[fmt]
+    assert t.scales[0] == 0xFF and np.all(t.codes == want)
+
+
+@pytest.mark.clause("MX-4.6")
+def test_scale_range_written_out_on_the_reference():
+    """MX-4.6 on scale_codes itself (no backend involved): e2m1 (emax 2), FLOOR.
+    2^200: 127 + 200 - 2 = 325 > 254 -> 0xFF, or 0xFE with saturate_scale; Inf likewise;
+    2^129: 127 + 129 - 2 = 254 stays; 2^-140: 127 - 140 - 2 < 0 -> 0; NaN -> 0xFF always."""
+    amax = np.array([2.0**200, np.inf, 2.0**129, 2.0**-140, np.nan, 0.0])
+    assert mx.scale_codes(amax, "e2m1").tolist() == [0xFF, 0xFF, 254, 0, 0xFF, 0]
+    assert mx.scale_codes(amax, "e2m1", saturate_scale=True).tolist() == [0xFE, 0xFE, 254, 0, 0xFF, 0]
 
 
 @pytest.mark.clause("MX-5.3")
@@ -220,3 +244,35 @@ def test_block_value_is_scale_times_element():
     v = mx.dequantize(t)
     per = np.repeat(2.0 ** (t.scales.astype(int) - 127), 32)
     assert np.array_equal(v, mx.E2M1_VALUES[t.codes] * per)
+
+
+# EVEN and CEIL for formats with mbits > 1, derived by hand from MX-4.4 / MX-4.5 (not from vectors
+# the codec generated). amax = m * 2^E, m in [1, 2):
+#   e4m3: emax 8, mbits 3 -> EVEN carries when m >= 2 - 2^-4 = 1.9375; CEIL when m > 1.
+#   e3m2: emax 4, mbits 2 -> EVEN carries when m >= 2 - 2^-3 = 1.875;  CEIL when m > 1.
+#   FLOOR code = 127 + E - emax; e.g. e4m3 amax 1.9 (E = 0) -> 119, amax 1.9375 -> EVEN 120.
+# (fmt, amax, floor, ceil, even)
+HIGH_MBITS_CASES = [
+    ("e4m3", 1.0, 119, 119, 119),                  # m = 1: no carry for either rule
+    ("e4m3", up(1.0), 119, 120, 119),              # m just above 1: CEIL carries
+    ("e4m3", 1.75, 119, 120, 119),                 # the e2m1 EVEN threshold: no carry for e4m3
+    ("e4m3", 1.9, 119, 120, 119),                  # 1.9 < 1.9375
+    ("e4m3", down(1.9375), 119, 120, 119),         # one float32 ulp below the threshold
+    ("e4m3", 1.9375, 119, 120, 120),               # the threshold itself carries (>=)
+    ("e4m3", 448.0, 127, 128, 127),                # 448 = 1.75 * 2^8: E = 8, 1.75 < 1.9375
+    ("e4m3", 496.0, 127, 128, 128),                # 496 = 1.9375 * 2^8
+    ("e3m2", 1.8, 123, 124, 123),                  # 1.8 < 1.875
+    ("e3m2", down(1.875), 123, 124, 123),
+    ("e3m2", 1.875, 123, 124, 124),
+    ("e3m2", 28.0, 127, 128, 127),                 # 28 = 1.75 * 2^4: below 1.875, FLOOR = EVEN
+    ("e3m2", 30.0, 127, 128, 128),                 # 30 = 1.875 * 2^4
+]
+
+
+@pytest.mark.clause("MX-4.2", "MX-4.4", "MX-4.5")
+@pytest.mark.parametrize("fmt, amax, floor, ceil, even", HIGH_MBITS_CASES,
+                         ids=[f"{c[0]}-{c[1]!r}" for c in HIGH_MBITS_CASES])
+def test_even_and_ceil_hand_derived_for_mbits_above_one(fmt, amax, floor, ceil, even):
+    for rule, want in (("floor", floor), ("ceil", ceil), ("even", even)):
+        assert mx.scale_codes(np.float32(amax), fmt, rule) == want, rule
+        assert mx.quantize(block(amax, -amax / 2), fmt, scale_rule=rule).scales[0] == want, rule

@@ -103,3 +103,38 @@ def test_nvfp4_bad_input():
         mx.quantize_nvfp4(np.zeros(20, np.float32))
     with pytest.raises(ValueError, match="global_scale"):
         mx.quantize_nvfp4(np.zeros(16, np.float32), global_scale=0.0)
+
+
+@pytest.mark.clause("MX-9.2")
+def test_nvfp4_block_scale_saturates_at_448():
+    """Hand-derived (MX-9.2) with g = 1: block amax 6000 gives sb = 6000 / 6 = 1000 > 448, so the
+    E4M3 scale saturates to 448 (code 0x7E, not the NaN code 0x7F); denom = 448, and
+    6000 / 448 = 13.4 saturates to E2M1 6 (0x7), 1344 / 448 = 3 (0x5), -224 / 448 = -0.5 (0x9),
+    100 / 448 = 0.223 rounds to 0 (0x0)."""
+    x = np.zeros(16, np.float32)
+    x[:4] = [6000.0, 1344.0, -224.0, 100.0]
+    t = mx.quantize_nvfp4(x, global_scale=1.0)
+    assert t.scales[0] == 0x7E
+    assert list(t.codes[:4]) == [0x7, 0x5, 0x9, 0x0]
+    assert list(mx.dequantize(t)[:4]) == [2688.0, 1344.0, -224.0, 0.0]
+    # g = 0.5: sb = 1 / 6 / 0.5 = 1/3 -> e4m3 RNE 0.333... -> 0x2B (0.34375 = 1.375 * 2^-2)
+    y = np.zeros(16, np.float32)
+    y[0] = 1.0
+    assert mx.quantize_nvfp4(y, global_scale=0.5).scales[0] == 0x2B
+
+
+@pytest.mark.clause("MX-9.3", "MX-7.1")
+@pytest.mark.parametrize("bad", ["x", None.__class__, [1.0], True, np.array([1.0, 2.0])])
+def test_nvfp4_global_scale_type_is_checked(bad):
+    if bad is None.__class__:
+        bad = object()
+    with pytest.raises(TypeError, match="global_scale must be a positive finite float"):
+        mx.quantize_nvfp4(np.ones(16, np.float32), global_scale=bad)
+
+
+@pytest.mark.clause("MX-8.2", "MX-7.1")
+@pytest.mark.parametrize("rows, cols", [(1.5, 4), (2, 4.0), (True, 4), (-1, 4)])
+def test_unswizzle_rows_cols_must_be_ints(rows, cols):
+    buf = np.zeros(512, np.uint8)
+    with pytest.raises(ValueError, match="must be a non-negative int"):
+        mx.unswizzle_scales(buf, rows, cols)

@@ -55,7 +55,7 @@ def test_gptq_is_sequential_obs_least_squares(act_order, batch):
 
 
 @pytest.mark.clause("TQ-7.1")
-@pytest.mark.parametrize("rule", ["floor", "rceil", "even"])
+@pytest.mark.parametrize("rule", ["floor", "rceil", "even", "mse"])
 def test_gptq_with_isotropic_inputs_is_rtn(rule):
     _, W, _ = _layer(2)
     for H in (np.eye(128), 3.0 * np.eye(128)):

@@ -151,3 +151,14 @@ def test_mxfp4_nmse():
     assert mxfp4_nmse(np.zeros((2, 32))) == 0.0
     exact = np.tile([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -6.0], 4)[None]
     assert mxfp4_nmse(exact) == 0.0
+
+
+@pytest.mark.clause("SH-3.4")
+@pytest.mark.parametrize("seed", [None, -1, 1.5, "0", True])
+def test_seed_must_be_an_int(seed):
+    from torq_ref.rotations.baselines import random_orthogonal, random_sign_hadamard
+
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        random_orthogonal(8, seed=seed)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        random_sign_hadamard(8, seed=seed)

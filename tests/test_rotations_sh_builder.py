@@ -338,3 +338,67 @@ def test_some_orders_need_more_than_n_minus_1_rotations():
     best = min(minimize(residual, s0, args=(seq,), method="BFGS").fun
                for seq in itertools.product(planes, repeat=3) for s0 in starts)
     assert best > 0.99                                     # the minimum is exactly 1
+
+
+# --------------------------------------------------------------- pinned sequences, derived by hand
+R2 = 1.0 / np.sqrt(2.0)
+
+
+@pytest.mark.clause("SH-2.4", "SH-2.7")
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_pinned_sequence_last_excess_rank_first(backend):
+    """C = diag(4, 3, 1, 0), constant target 2 (SH-2.4, worked by hand):
+    deviations by rank (= index here) are (+2, +1, -1, -2). Step 1 takes the LAST excess rank
+    (index 1, +1) and the first later deficit (index 2, -1); the gaps tie (1 <= 1), so index 1 is
+    the one pinned: p = 1, q = 2, z = 2. SH-2.7 with a = 3, b = 1, m = 0: t = (3 - 2) /
+    (0 + sqrt(0 - (3 - 2)(1 - 2))) = 1, c = s = 1/sqrt 2; both diagonals become 2 (index 2 is
+    then within tolerance too). Step 2: indices 0 (+2) and 3 (-2), a = 4, b = 0, m = 0 (untouched
+    by step 1): t = 2 / sqrt(4) = 1 again. Taking the FIRST excess rank instead would start with
+    the plane (2, 0)."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    q = schur_horn(np.diag([4.0, 3.0, 1.0, 0.0]), backend=backend)
+    assert q.i.tolist() == [1, 0] and q.j.tolist() == [2, 3]
+    assert q.c.tolist() == [R2, R2] and q.s.tolist() == [R2, R2]
+
+
+@pytest.mark.clause("SH-2.4")
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_pinned_swap_cycle_order(backend):
+    """C = diag(3, 2, 1), target (1, 3, 2): the target is a permutation of diag(C), so no rotation
+    is needed, only swaps (SH-2.4). Ranks are the indices (0, 1, 2); sorted target values
+    (3, 2, 1) belong to indices (1, 2, 0), so the value at index 0 goes to 1, 1 to 2, 2 to 0:
+    one 3-cycle. Walking it from its smallest index gives the swaps (0, 1) then (0, 2), each
+    c = 0, s = 1 (2 = cycle length - 1)."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    c = np.diag([3.0, 2.0, 1.0])
+    q = schur_horn(c, np.array([1.0, 3.0, 2.0]), backend=backend)
+    assert q.i.tolist() == [0, 0] and q.j.tolist() == [1, 2]
+    assert q.c.tolist() == [0.0, 0.0] and q.s.tolist() == [1.0, 1.0]
+    m = q.matrix()
+    assert np.diag(m.T @ c @ m).tolist() == [1.0, 3.0, 2.0]
+
+
+@pytest.mark.clause("SH-2.7")
+def test_pinned_two_by_two_step_both_branches():
+    """SH-2.7 on [[a, m], [m, b]], written out by hand.
+    |t| <= 1: a = 3, b = 1, m = 0, z = 2: t = 1 / sqrt(0 + 1 * 1) = 1, c = 1 / sqrt(1 + 1), s = c.
+    |t| > 1 (never chosen by the builder, whose pinned index has the smaller gap, but defined):
+    a = 0, b = 1, m = 0, z = 0.9: t = -0.9 / sqrt(0 + 0.9 * 0.1) = -0.9 / 0.3 = -3 (rounded),
+    u = 1 / t, w = 1 / sqrt(1 + u^2), c = |u| w = 1 / sqrt 10, s = -w = -3 / sqrt 10; the new
+    A_pp = c^2 a + s^2 b - 2 c s m = 0.9. m = 0 and z = b (zero denominator): the swap (0, 1);
+    z = a: the identity (1, 0)."""
+    from torq_ref.rotations.schur_horn import _angle
+
+    c, s_, z = _angle(3.0, 1.0, 0.0, 2.0)
+    assert (c, s_, z) == (1.0 / np.sqrt(2.0), 1.0 / np.sqrt(2.0), 2.0)
+    tt = -0.9 / np.sqrt(0.0 - (0.0 - 0.9) * (1.0 - 0.9))
+    u = 1.0 / tt
+    w = 1.0 / np.sqrt(1.0 + u * u)
+    c, s_, z = _angle(0.0, 1.0, 0.0, 0.9)
+    assert (c, s_) == (abs(u) * w, -w) and abs(c - 1 / np.sqrt(10)) < 1e-15
+    assert abs(c * c * 0.0 + s_ * s_ * 1.0 - 0.9) < 1e-15
+    assert _angle(0.0, 1.0, 0.0, 1.0) == (0.0, 1.0, 1.0)
+    assert _angle(2.0, 1.0, 0.5, 2.0) == (1.0, 0.0, 2.0)
+    assert _angle(1.0, 2.0, 0.0, 5.0)[2] == 2.0           # z clamped into [min(a, b), max(a, b)]

@@ -6,11 +6,13 @@ import argparse
 import numpy as np
 import pytest
 
+from torq_ref.experiments import cli as exp_cli
+from torq_ref.experiments.inter_block import run_comparison
 from torq_ref.rotations import cli as rot_cli
 from torq_ref.rotations.baselines import block_hadamard, hadamard
 from torq_ref.rotations.inter_block import (
-    STRATEGIES, choose_strategy, compare_strategies, macro_rotation, run_comparison,
-    select_macro_rotation, synthetic_split)
+    STRATEGIES, choose_strategy, compare_strategies, macro_rotation, select_macro_rotation,
+    synthetic_split)
 from torq_ref.rotations.metrics import second_moment
 
 
@@ -85,7 +87,9 @@ def test_compare_and_choose(data):
 
 def _parse(argv):
     p = argparse.ArgumentParser()
-    rot_cli.register(p.add_subparsers())
+    sub = p.add_subparsers()
+    rot_cli.register(sub)
+    exp_cli.register(sub)
     return p.parse_args(argv)
 
 
@@ -113,3 +117,15 @@ def test_bench_cli_small(capsys):
     out = capsys.readouterr().out
     assert "| 64 |" in out and "| 200 |" in out and "| yes |" in out
     assert "NO" not in out
+
+
+@pytest.mark.clause("SH-5.4", "ME-5.2")
+def test_rotations_never_import_the_model():
+    """House rule: the experiments that need torq_ref.model sit above it; rotations/ is below it."""
+    import re
+    from pathlib import Path
+
+    import torq_ref.rotations as R
+    for path in sorted(Path(R.__file__).parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"torq_ref\.model|from \.\.model|import model", text), path.name

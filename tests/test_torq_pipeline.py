@@ -248,3 +248,44 @@ def test_micro_after_block_hadamard_macro_starts_from_identity(monkeypatch):
     site_transform("torq", 0, "o", C, X, replace(CFG, full_macro_strategy="block_hadamard_schur_horn"))
     site_transform("torq", 0, "o", C, X, replace(CFG, full_macro_strategy="schur_horn"))
     assert seen == ["identity", "hadamard"]      # H H = I: no second Hadamard after one in the macro
+
+
+@pytest.mark.clause("TQ-4.6", "TQ-4.7")
+def test_model_and_dtype_options(tmp_path, capsys):
+    from torq_ref.cli import build_parser, main
+    from torq_ref.torq.cli import model_label, model_list, settings_from_args
+
+    parse = build_parser().parse_args
+    spec, _ = settings_from_args(parse(["run", "--model", "gemma3-270m", "--dtype", "float64"]))
+    assert (spec.model, spec.dtype) == ("gemma3-270m", "float64")
+    spec, _ = settings_from_args(parse(["run"]))
+    assert (spec.model, spec.dtype) == (None, "float32")
+    args = parse(["run", "--models", "smollm2-135m, qwen2.5-coder-0.5b"])
+    assert model_list(args) == ["smollm2-135m", "qwen2.5-coder-0.5b"]
+    assert model_list(parse(["run"])) == [None] and model_label(None) == "smollm2-135m"
+    assert model_label(str(tmp_path / "My-Model.gguf")) == "My-Model"
+    with pytest.raises(SettingsError, match="not both"):
+        settings_from_args(parse(["run", "--model", "a", "--models", "a,b"]))
+    # an unknown model: exit 2 with a message naming it, before any work
+    assert main(["run", "--model", "no-such-model", "--out", str(tmp_path)]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    # too few calibration rows for held-out site metrics (TQ-6.2): refused while parsing
+    with pytest.raises(SettingsError, match="micro_rows"):
+        settings_from_args(parse(["run", "--calib-windows", "1", "--micro-rows", "600"]))
+
+
+@pytest.mark.clause("TQ-4.3", "TQ-4.6")
+def test_results_metric_keys_and_float64(tiny, windows):
+    ev, ca = windows
+    spec = RunSpec(methods=("fp32", "hadamard32", "rtn"), settings=("W16A4",), eval_windows=2,
+                   calib_windows=2, window=48, progress=False)
+    out = evaluate_methods(tiny, ev, ca, spec, CFG)
+    by = {r["method"]: r for r in out["results"]}
+    for r in by.values():
+        assert {"kld", "kld_se", "top1", "window_kld", "window_top1", "window_n"} <= set(r)
+    assert set(by["rtn"]["vs_hadamard32"]) >= {"dnll", "dnll_ci", "dkld", "dkld_ci"}
+    assert "vs_hadamard32" not in by["fp32"] and "vs_hadamard32" not in by["hadamard32"]
+    t64 = tiny_model("llama", seed=3, dtype=np.float64)
+    out64 = evaluate_methods(t64, ev, ca, spec, CFG)
+    r32, r64 = by["rtn"], {r["method"]: r for r in out64["results"]}["rtn"]
+    assert r64["ppl"] != r32["ppl"] and abs(np.log(r64["ppl"] / r32["ppl"])) < 0.05

@@ -1,54 +1,212 @@
-"""Traceability: every spec clause has a test, and every test names real clauses (spec/README.md)."""
+"""Traceability (spec/README.md): the spec's clause ids, the code and the tests cannot drift apart.
+
+- every clause has a test that names it with ``@pytest.mark.clause``;
+- every clause that is not "(informative)" is cited by the code that implements it (torq_ref/);
+- every id cited anywhere (code, tests, docs, golden notes) is a clause, or a section that has
+  clauses; retired ids appear only in the retired list of spec/README.md;
+- every path a spec file names as the implementation ("Implemented in", "Implementation:",
+  section headings) exists.
+"""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLAUSE_DEF = re.compile(r"^\s*(?:[-*]\s*)?\*\*([A-Z]{2,3}-\d+(?:\.\d+)*)\*\*", re.M)
+# An id is <PREFIX>-<section>[.<item>...][letter], e.g. MX-4.2, SH-2.4a; a clause line starts with
+# its id in bold (optionally as a list item).
+ID = r"[A-Z]{2,3}-\d+(?:\.\d+)*[a-z]?"
+CLAUSE_DEF = re.compile(rf"^[ \t]*(?:[-*][ \t]*)?\*\*({ID})(?: \(informative\))?\*\*", re.M)
 CLAUSE_REF = re.compile(r"clause\(([^)]*)\)")
-CLAUSE_ID = re.compile(r"[A-Z]{2,3}-\d+(?:\.\d+)*")
+CLAUSE_ID = re.compile(rf"(?<![\w-])({ID})(?![\w.]*\d)(?!\w)")
+PREFIX_ROW = re.compile(r"^\|\s*([A-Z]{2,3})\s*\|\s*\[\w+\.md\]", re.M)
+RETIRED_LINE = re.compile(r"^- \*\*retired\*\* (.*)$", re.M)
+HEADING = re.compile(r"^#{2,}\s.*$", re.M)
+PATH_TOKEN = re.compile(r"`([\w.*-]+(?:/[\w.*-]*)*(?:\.py|/))`")
 
 
-def spec_clauses() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for path in sorted((ROOT / "spec").glob("*.md")):
+def _spec_files() -> list[Path]:
+    return sorted(p for p in (ROOT / "spec").glob("*.md") if p.name != "README.md")
+
+
+def prefixes() -> set[str]:
+    return set(PREFIX_ROW.findall((ROOT / "spec" / "README.md").read_text(encoding="utf-8")))
+
+
+def retired_ids() -> set[str]:
+    text = (ROOT / "spec" / "README.md").read_text(encoding="utf-8")
+    return {cid for line in RETIRED_LINE.findall(text) for cid in re.findall(ID, line.split(":")[0])}
+
+
+def spec_clauses() -> dict[str, dict]:
+    """id -> {"file", "informative"}; informative when the clause line or its heading says so."""
+    found: dict[str, dict] = {}
+    for path in _spec_files():
         text = path.read_text(encoding="utf-8")
-        for cid in CLAUSE_DEF.findall(text):
+        headings = [(m.start(), m.group(0)) for m in HEADING.finditer(text)]
+        for m in CLAUSE_DEF.finditer(text):
+            cid = m.group(1)
             if cid in found:
-                raise AssertionError(f"clause {cid} defined twice ({found[cid]} and {path.name})")
-            found[cid] = path.name
+                raise AssertionError(f"clause {cid} defined twice ({found[cid]['file']} and {path.name})")
+            start = text.rfind("\n", 0, m.start(1)) + 1
+            line = text[start: text.find("\n", m.start(1))]
+            heading = next((h for pos, h in reversed(headings) if pos < m.start()), "")
+            found[cid] = {"file": path.name,
+                          "informative": "(informative" in line or "(informative" in heading}
     return found
 
 
-def referenced_clauses() -> dict[str, list[str]]:
+def test_marks() -> dict[str, list[str]]:
     refs: dict[str, list[str]] = {}
     for path in sorted((ROOT / "tests").rglob("*.py")):
         if path.name == Path(__file__).name:
             continue
         for args in CLAUSE_REF.findall(path.read_text(encoding="utf-8")):
-            for cid in CLAUSE_ID.findall(args):
+            for cid in re.findall(ID, args):
                 refs.setdefault(cid, []).append(path.name)
     return refs
 
 
+test_marks.__test__ = False            # a helper, not a test
+
+
+def code_citations() -> dict[str, set[str]]:
+    """Clause ids cited by the implementation (torq_ref/, without the planted-bug texts)."""
+    cites: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "torq_ref").rglob("*.py")):
+        if path.parts[-2:] == ("selftest", "plants.py"):      # patch texts, not implementation
+            continue
+        for cid in CLAUSE_ID.findall(path.read_text(encoding="utf-8")):
+            cites.setdefault(cid, set()).add(str(path.relative_to(ROOT)))
+    return cites
+
+
+def _citing_sources():
+    """(name, text) of everything that may cite a clause id."""
+    globs = ["torq_ref/**/*.py", "tests/**/*.py", "benchmarks/**/*.py", "spec/*.md", "*.md",
+             "results/*.md", "benchmarks/**/*.md"]
+    seen = set()
+    for g in globs:
+        for path in sorted(ROOT.glob(g)):
+            if path in seen or path.name == Path(__file__).name:
+                continue
+            seen.add(path)
+            yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
+    for path in sorted((ROOT / "golden").glob("*.json")):
+        if path.name == "MANIFEST.json":
+            continue
+        notes = json.loads(path.read_text("ascii")).get("notes", {})
+        text = " ".join(str(n.get("clause", "")) for n in notes.values() if isinstance(n, dict))
+        yield str(path.relative_to(ROOT)), text
+
+
+def unknown_citations() -> dict[str, set[str]]:
+    clauses = spec_clauses()
+    sections = {cid.split(".")[0] for cid in clauses}
+    known_prefixes = prefixes()
+    retired = retired_ids()
+    bad: dict[str, set[str]] = {}
+    for name, text in _citing_sources():
+        for cid in CLAUSE_ID.findall(text):
+            if cid.split("-")[0] not in known_prefixes:
+                continue                                   # e.g. "GPT-2"
+            if cid in clauses or ("." not in cid and cid in sections):
+                continue
+            if cid in retired and name == "spec/README.md":
+                continue
+            if cid in PENDING_UNKNOWN and name == PENDING_UNKNOWN[cid].split()[0]:
+                continue
+            bad.setdefault(cid, set()).add(name)
+    return bad
+
+
 def test_spec_has_clauses():
-    assert len(spec_clauses()) > 0
+    assert len(spec_clauses()) > 100
+    assert prefixes() >= {"MX", "GV", "CF", "SH", "ME", "FW", "TQ", "ST"}
 
 
 def test_every_clause_has_a_test():
-    untested = sorted(set(spec_clauses()) - set(referenced_clauses()))
+    marks = test_marks()
+    untested = sorted(c for c, info in spec_clauses().items() if not info["informative"] and c not in marks)
     assert not untested, f"spec clauses with no test naming them: {untested}"
 
 
 def test_every_named_clause_exists():
     clauses = spec_clauses()
-    unknown = {c: files for c, files in referenced_clauses().items() if c not in clauses}
+    unknown = {c: files for c, files in test_marks().items() if c not in clauses}
     assert not unknown, f"tests name clauses that spec/ does not define: {unknown}"
 
 
-@pytest.mark.parametrize("text, expected", [("**MX-1.2** x", ["MX-1.2"]), ("- **SH-3** y", ["SH-3"]), ("MX-1.2 no bold", [])])
+def test_every_cited_id_exists():
+    bad = unknown_citations()
+    assert not bad, f"ids cited that are neither clauses nor sections (or are retired): {bad}"
+
+
+def test_retired_ids_are_not_defined():
+    retired = retired_ids()
+    assert {"MX-2.4", "MX-2.5"} <= retired
+    assert not retired & set(spec_clauses()), "a retired id is defined again"
+
+
+#: Clauses implemented in files that other branches are rewriting (issue 15): their citations land
+#: with those branches. Tolerated while missing; delete each entry once its file cites it.
+PENDING_CODE_CITATIONS: set[str] = set()
+#: Ids cited by files other branches own that spec/ does not define (yet); tolerated, listed so
+#: that they are fixed there: define the clause or correct the citation, then delete the entry.
+PENDING_UNKNOWN: dict[str, str] = {
+    # "TQ-9.9": "torq_ref/torq/foo.py (what it names)",
+}
+
+
+def test_every_normative_clause_is_cited_by_code():
+    cited = code_citations()
+    missing = sorted(c for c, info in spec_clauses().items()
+                     if not info["informative"] and c not in cited and c not in PENDING_CODE_CITATIONS)
+    assert not missing, f"clauses no module of torq_ref/ cites (cite the id where it is implemented): {missing}"
+    done = sorted(c for c in PENDING_CODE_CITATIONS if c in cited)
+    assert not done, f"now cited by code, delete from PENDING_CODE_CITATIONS: {done}"
+
+
+#: The package each spec file's bare module names (`block.py`, `mx/block.py`) are relative to.
+PACKAGE_OF = {"MX.md": "mx", "GV.md": "golden", "CF.md": "conformance", "SH.md": "rotations",
+              "ME.md": "rotations", "FW.md": "model", "TQ.md": "torq", "ST.md": "selftest"}
+
+
+def _implementation_paths() -> list[tuple[str, str]]:
+    """(spec file, path) for every backticked .py file or directory a spec file names (the
+    "Implemented in" pointers, section headings and any other mention)."""
+    return [(spec.name, p) for spec in _spec_files()
+            for p in PATH_TOKEN.findall(spec.read_text(encoding="utf-8"))]
+
+
+def _resolves(spec_name: str, path: str) -> bool:
+    bases = [ROOT, ROOT / "torq_ref"]
+    if spec_name in PACKAGE_OF:
+        bases.append(ROOT / "torq_ref" / PACKAGE_OF[spec_name])
+    return any(list(b.glob(path.rstrip("/"))) for b in bases)
+
+
+def test_every_implementation_path_exists():
+    pointers = _implementation_paths()
+    assert len(pointers) > 20
+    missing = [(s, p) for s, p in pointers if not _resolves(s, p)]
+    assert not missing, f"spec files name implementation paths that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("**MX-1.2** x", ["MX-1.2"]), ("- **SH-3** y", ["SH-3"]), ("MX-1.2 no bold", []),
+    ("**SH-2.4a** The bound", ["SH-2.4a"]), ("**ME-3.10** bad", ["ME-3.10"]),
+    ("**EV-2.4 (informative)** Why", ["EV-2.4"])])
 def test_clause_pattern(text, expected):
     assert CLAUSE_DEF.findall(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("see SH-2.4a and MX-4.2.", ["SH-2.4a", "MX-4.2"]), ("(ME-3.10)", ["ME-3.10"]),
+    ("spec/SH.md SH-2", ["SH-2"]), ("GPT-2 tokenizer", ["GPT-2"]), ("x-MX-1.2", []),
+    ("SH-2.4b,", ["SH-2.4b"])])
+def test_citation_pattern(text, expected):
+    assert CLAUSE_ID.findall(text) == expected

@@ -14,11 +14,13 @@ import sys
 SUBCOMMAND_MODULES = (
     "torq_ref.torq.cli",         # run: the end-to-end TORQ table (the main job)
     "torq_ref.evaluate.cli",     # report: the cross-model table of several runs
-    "torq_ref.mx.cli",           # demo, sweep-e2m1, bench-codec
+    "torq_ref.mx.cli",           # demo, bench-codec
     "torq_ref.golden.cli",       # golden: regenerate golden/
     "torq_ref.conformance.cli",  # conformance: check a kernel from the shell
-    "torq_ref.rotations.cli",    # rotation experiments and benchmarks
+    "torq_ref.rotations.cli",    # rotation benchmarks
+    "torq_ref.experiments.cli",  # rotation experiments on the model's inputs (above model/ and rotations/)
     "torq_ref.model.cli",        # models, import-gguf, ppl, bench-forward
+    "torq_ref.selftest.cli",     # selftest --mutations: the planted-bug check
 )
 
 

@@ -129,3 +129,163 @@ def triton_dot_scaled(a_s, a_c, b_s, b_c):
     out = torch.zeros((pm, pn), dtype=torch.float32, device=dev)
     kernel[(1,)](a, sa, b, sb, out, pm, pn, k)
     return out.cpu().numpy()[:m, :n]
+
+
+# ------------------------------------------------------------------------- gguf-py (llama.cpp)
+def gguf_block(x):
+    """gguf.quants.quantize(x, MXFP4): ggml block_mxfp4 bytes (rows, K/32 * 17)."""
+    from gguf.quants import GGMLQuantizationType, quantize
+    return quantize(np.ascontiguousarray(x), GGMLQuantizationType.MXFP4)
+
+
+def gguf_dequantize(s, c):
+    """gguf.quants.dequantize of the ggml blocks that hold (scales, codes) (layout MX-8.3)."""
+    from gguf.quants import GGMLQuantizationType, dequantize
+
+    from torq_ref.mx.layout import pack_gguf_mxfp4
+    blocks = pack_gguf_mxfp4(s, c).reshape(s.shape[0], -1)
+    return dequantize(blocks, GGMLQuantizationType.MXFP4)
+
+
+# ------------------------------------------------------------------------- PyTorch core casts
+def _torch_cast(x, dtype_name):
+    import torch
+    return torch.from_numpy(x.copy()).to(getattr(torch, dtype_name)).view(torch.uint8).numpy()
+
+
+def torch_encode_e4m3(x):
+    return _torch_cast(x, "float8_e4m3fn")
+
+
+def torch_encode_e5m2(x):
+    return _torch_cast(x, "float8_e5m2")
+
+
+# ------------------------------------------------------------------------- transformers (gpt-oss)
+def transformers_dequantize(s, c):
+    """transformers.integrations.mxfp4.convert_moe_packed_tensors, float32 output: the gpt-oss
+    MXFP4 checkpoint loader (blocks of 16 bytes, pair-packed low nibble first; uint8 scales)."""
+    import torch
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    rows, nb = s.shape
+    blocks = (c[:, 0::2] | (c[:, 1::2] << 4)).reshape(1, rows, nb, 16)
+    out = convert_moe_packed_tensors(torch.from_numpy(blocks), torch.from_numpy(s.reshape(1, rows, nb)),
+                                     dtype=torch.float32)                    # (1, K, rows)
+    return out[0].T.contiguous().numpy()
+
+
+# ------------------------------------------------------------------------- NVIDIA ModelOpt
+def modelopt_quantize_mxfp4(x):
+    """modelopt MXFP4QTensor.quantize(x, 32): E8M0 scales and packed E2M1 codes."""
+    import torch
+    from modelopt.torch.quantization.qtensor.mxfp4_tensor import MXFP4QTensor
+    with np.errstate(all="ignore"):
+        q, s = MXFP4QTensor.quantize(torch.from_numpy(x.copy()), 32)
+    packed = q._quantized_data.view(torch.uint8).numpy().reshape(x.shape[0], -1)
+    c = np.empty(x.shape, np.uint8)
+    c[:, 0::2] = packed & 0xF
+    c[:, 1::2] = packed >> 4
+    return s.view(torch.uint8).numpy().reshape(x.shape[0], -1), c
+
+
+def modelopt_quantize_nvfp4(x, g):
+    """modelopt NVFP4QTensor.quantize(x, 16, weights_scaling_factor_2=g) (decode-side g)."""
+    import torch
+    from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+    q, s, _ = NVFP4QTensor.quantize(torch.from_numpy(x.copy()), 16,
+                                    weights_scaling_factor_2=torch.tensor(np.float32(g)))
+    packed = q._quantized_data.view(torch.uint8).numpy().reshape(x.shape[0], -1)
+    c = np.empty(x.shape, np.uint8)
+    c[:, 0::2] = packed & 0xF
+    c[:, 1::2] = packed >> 4
+    return s.view(torch.uint8).numpy().reshape(x.shape[0], -1), c
+
+
+# ------------------------------------------------------------------------- compressed-tensors
+def _ct_args(group, mx_scale):
+    import torch
+    from compressed_tensors.quantization import QuantizationArgs
+    from compressed_tensors.quantization.quant_args import FP8_E4M3_DATA
+    return QuantizationArgs(num_bits=4, type="float", strategy="group" if mx_scale else "tensor_group",
+                            symmetric=True, group_size=group,
+                            scale_dtype=torch.uint8 if mx_scale else FP8_E4M3_DATA.dtype,
+                            zp_dtype=torch.uint8 if mx_scale else FP8_E4M3_DATA.dtype)
+
+
+def compressed_tensors_fake_quant_mxfp4(x):
+    """compressed-tensors MXFP4 (preset scheme MXFP4): calculate_qparams then fake_quantize."""
+    import torch
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+    from compressed_tensors.quantization.utils import calculate_qparams
+    args = _ct_args(32, True)
+    t = torch.from_numpy(x.copy())
+    b = t.reshape(x.shape[0], -1, 32)
+    with np.errstate(all="ignore"):
+        scale, zp = calculate_qparams(b.amin(-1), b.amax(-1), args)
+        y = fake_quantize(t, scale, zp, args)
+    return y.numpy()
+
+
+def compressed_tensors_quantize_nvfp4(x, g_enc):
+    """compressed-tensors NVFP4: its global_scale is the reciprocal g_enc = 448 * 6 / amax
+    (profile nvfp4-reciprocal); E4M3 scales from calculate_qparams, codes from _quantize."""
+    import ml_dtypes
+    import torch
+    from compressed_tensors.quantization.lifecycle.forward_helpers import _quantize
+    from compressed_tensors.quantization.utils import calculate_qparams
+    args = _ct_args(16, False)
+    t = torch.from_numpy(x.copy())
+    b = t.reshape(x.shape[0], -1, 16)
+    gs = torch.tensor([np.float32(g_enc)])
+    scale, zp = calculate_qparams(b.amin(-1), b.amax(-1), args, global_scale=gs)
+    q = _quantize(t.reshape(x.shape[0], -1, 16), scale.unsqueeze(-1),
+                  None, torch.tensor(-6.0), torch.tensor(6.0), args, global_scale=gs)
+    vals = q.reshape(x.shape).float().numpy()
+    codes = vals.astype(ml_dtypes.float4_e2m1fn).view(np.uint8) & 0xF
+    # scales come back as float32 already rounded to E4M3: the cast is exact
+    return scale.to(torch.float8_e4m3fn).view(torch.uint8).numpy().reshape(x.shape[0], -1), codes
+
+
+# ------------------------------------------------------------------------- microxcaling (Microsoft)
+def _microxcaling(x, rnd):
+    """mx.mx_ops._quantize_mx from microsoft/microxcaling (not on PyPI: set MICROXCALING_PATH to a
+    checkout; its code is not part of this repository)."""
+    import sys
+    path = os.environ.get("MICROXCALING_PATH")
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    import torch
+    from mx.mx_ops import _quantize_mx
+    return _quantize_mx(torch.from_numpy(x.copy()), 8, "fp4_e2m1", shared_exp_method="max", axes=[-1],
+                        block_size=32, round=rnd).numpy()
+
+
+def microxcaling_fake_quant_nearest(x):
+    return _microxcaling(x, "nearest")
+
+
+def microxcaling_fake_quant_even(x):
+    return _microxcaling(x, "even")
+
+
+# ------------------------------------------------------------------------- brevitas (AMD)
+_BREVITAS = {}
+
+
+def brevitas_fake_quant_mxfp4(x):
+    """brevitas QuantIdentity with its OCP MX act quantizer (MXFloat8e4m3Act) at 4 bits, E2M1,
+    groups of 32 along the last axis, eval mode: the dequantized values."""
+    import torch
+    if "m" not in _BREVITAS:
+        import brevitas.nn as qnn
+        from brevitas.quant.experimental.mx_quant_ocp import MXFloat8e4m3Act
+
+        class MXFP4Act(MXFloat8e4m3Act):
+            bit_width = 4
+            exponent_bit_width = 2
+            mantissa_bit_width = 1
+            group_dim = -1
+            group_size = 32
+        _BREVITAS["m"] = qnn.QuantIdentity(act_quant=MXFP4Act, return_quant_tensor=False).eval()
+    with torch.no_grad(), np.errstate(all="ignore"):
+        return _BREVITAS["m"](torch.from_numpy(x.copy())).numpy()

@@ -1,10 +1,15 @@
 """Run real implementations through the harness and print CONFORMANCE.md rows.
 
-    TRITON_INTERPRET=1 PYTHONPATH=.:benchmarks/conformance python benchmarks/conformance/run_table.py [--gpu] [--out FILE]
+    TRITON_INTERPRET=1 PYTHONPATH=.:benchmarks/conformance [MICROXCALING_PATH=DIR] \
+        python benchmarks/conformance/run_table.py [--out FILE] [--details FILE] [--only NAMES]
+
+A row whose library is missing says so ("could not run") and the others go on (CONFORMANCE.md
+says how to install them).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -13,17 +18,68 @@ import adaptors as A
 from torq_ref.conformance import check
 
 CPU_ROWS = [
-    ("ml_dtypes 0.6 astype(float4_e2m1fn)", "encode", A.ml_dtypes_encode, "ocp", "e2m1"),
-    ("torchao 0.18 to_mx FLOOR (fp4)", "quantize", A.torchao_quantize_floor, "torchao", "e2m1"),
-    ("torchao 0.18 to_mx RCEIL (fp4)", "quantize", A.torchao_quantize_rceil, "torchao-rceil", "e2m1"),
-    ("torchao 0.18 to_mx FLOOR (fp8 e4m3)", "quantize", A.torchao_quantize_mxfp8_floor, "torchao", "e4m3"),
-    ("torchao 0.18 pack_uint4", "pack", A.torchao_pack, "ocp", "e2m1"),
-    ("torchao 0.18 to_blocked", "swizzle", A.torchao_swizzle, "ocp", "e2m1"),
+    ("ml_dtypes astype(float4_e2m1fn)", "encode", A.ml_dtypes_encode, "ocp", "e2m1"),
+    ("torchao to_mx FLOOR (fp4)", "quantize", A.torchao_quantize_floor, "torchao", "e2m1"),
+    ("torchao to_mx RCEIL (fp4)", "quantize", A.torchao_quantize_rceil, "torchao-rceil", "e2m1"),
+    ("torchao to_mx FLOOR (fp8 e4m3)", "quantize", A.torchao_quantize_mxfp8_floor, "torchao", "e4m3"),
+    ("torchao pack_uint4", "pack", A.torchao_pack, "ocp", "e2m1"),
+    ("torchao to_blocked", "swizzle", A.torchao_swizzle, "ocp", "e2m1"),
     ("JAX scaled_matmul quantize mxfp8 (e4m3)", "quantize", A.jax_quantize_mxfp8, "nvidia", "e4m3"),
     ("JAX quantize, mxfp8 mode with e2m1 data", "quantize", A.jax_quantize_mxfp4, "nvidia", "e2m1"),
     ("JAX scaled_matmul quantize nvfp4", "quantize", A.jax_quantize_nvfp4, "ocp", "nvfp4"),
-    ("Triton tl.dot_scaled e2m1 x e2m1", "dot_scaled", A.triton_dot_scaled, "ocp", "e2m1"),
+    ("Triton tl.dot_scaled e2m1 x e2m1 (interpreter)", "dot_scaled", A.triton_dot_scaled, "ocp", "e2m1"),
+    ("gguf-py quants.quantize MXFP4", "gguf-block", A.gguf_block, "ocp", "e2m1"),
+    ("gguf-py quants.dequantize MXFP4", "dequantize", A.gguf_dequantize, "ocp", "e2m1"),
+    ("PyTorch .to(float8_e4m3fn)", "encode", A.torch_encode_e4m3, "ocp", "e4m3"),
+    ("PyTorch .to(float8_e5m2)", "encode", A.torch_encode_e5m2, "ocp", "e5m2"),
+    ("transformers mxfp4 convert_moe_packed_tensors (float32)", "dequantize",
+     A.transformers_dequantize, "ocp", "e2m1"),
+    ("ModelOpt MXFP4QTensor.quantize", "quantize", A.modelopt_quantize_mxfp4, "nvidia", "e2m1"),
+    ("ModelOpt NVFP4QTensor.quantize", "quantize", A.modelopt_quantize_nvfp4, "ocp", "nvfp4"),
+    ("compressed-tensors MXFP4 fake_quantize", "fake-quant", A.compressed_tensors_fake_quant_mxfp4,
+     "even", "e2m1"),
+    ("compressed-tensors NVFP4 (reciprocal global_scale)", "quantize",
+     A.compressed_tensors_quantize_nvfp4, "nvfp4-reciprocal", "nvfp4"),
+    ("brevitas QuantIdentity, MX act quantizer at E2M1", "fake-quant", A.brevitas_fake_quant_mxfp4,
+     "ocp", "e2m1"),
+    ("microxcaling _quantize_mx fp4 round=nearest", "fake-quant", A.microxcaling_fake_quant_nearest,
+     "ocp", "e2m1"),
+    ("microxcaling _quantize_mx fp4 round=even", "fake-quant", A.microxcaling_fake_quant_even,
+     "ocp", "e2m1"),
 ]
+
+#: distributions whose version the table prints (microxcaling is a checkout: MICROXCALING_PATH)
+LIBRARIES = ("ml_dtypes", "torch", "torchao", "jax", "jaxlib", "triton", "gguf", "transformers",
+             "nvidia-modelopt", "compressed-tensors", "brevitas", "numpy")
+
+
+#: row name prefix -> the distribution whose version the row carries
+ROW_LIBRARY = {"ml_dtypes": "ml_dtypes", "torchao": "torchao", "JAX": "jax", "Triton": "triton",
+               "gguf-py": "gguf", "PyTorch": "torch", "transformers": "transformers",
+               "ModelOpt": "nvidia-modelopt", "compressed-tensors": "compressed-tensors",
+               "brevitas": "brevitas"}
+
+
+def row_version(name: str) -> str:
+    from importlib import metadata
+    if name.startswith("microxcaling"):
+        return "checkout " + os.environ.get("MICROXCALING_COMMIT", "7bc4195")
+    lib = next((v for k, v in ROW_LIBRARY.items() if name.startswith(k)), None)
+    try:
+        return f"{lib} {metadata.version(lib)}" if lib else "?"
+    except metadata.PackageNotFoundError:
+        return f"{lib} not installed"
+
+
+def versions() -> str:
+    from importlib import metadata
+    out = []
+    for lib in LIBRARIES:
+        try:
+            out.append(f"{lib} {metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{lib} (not installed)")
+    return ", ".join(out)
 
 
 def row(name, kind, fn, profile, fmt, device):
@@ -32,13 +88,30 @@ def row(name, kind, fn, profile, fmt, device):
     except Exception as err:  # noqa: BLE001
         return f"| {name} | {device} | {kind} {fmt} | {profile} | - | - | - | could not run: {type(err).__name__}: {str(err)[:160]} |", None
     c = rep.counts
-    bad = ", ".join(f"{cl} {v['fail']}" for cl, v in rep.per_clause.items() if v["fail"])
-    acc = ", ".join(f"{f} {v['acceptable']}" for f, v in rep.per_flag.items() if v["acceptable"])
+    causes = rep.per_cause
+    bad = ", ".join(f"{k} {v['fail']} ({v['clause']})" for k, v in causes.items() if v["fail"])
+    acc_c = ", ".join(f"{k} {v['acceptable']}" for k, v in causes.items() if v["acceptable"])
+    acc = ", ".join(f"{f} {v['acceptable']}" for f, v in rep.per_flag.items()
+                    if v["acceptable"] and f in ("NanElementCode", "InfScaleSatfinite"))
     kd = ", ".join(f"{k} {v}" for k, v in rep.known_defects.items())
-    note = "; ".join(x for x in (f"fail by clause: {bad}" if bad else "", f"acceptable: {acc}" if acc else "",
+    note = "; ".join(x for x in (f"fail by cause: {bad}" if bad else "",
+                                 f"acceptable: {', '.join(y for y in (acc, acc_c) if y)}" if acc or acc_c else "",
                                  f"matches {kd}" if kd else "") if x)
     return (f"| {name} | {device} | {kind} {fmt} | {profile} | {c['pass']} | {c['acceptable']} | "
             f"{c['fail']} | {note or 'all pass'} |"), rep
+
+
+def first_per_cause(rep) -> str:
+    """The summary and the first failing case of each cause, with its reproduction."""
+    seen, parts = set(), [rep.summary()]
+    for r in rep.failures:
+        key = (r.cause, r.rule)
+        if key in seen:
+            continue
+        seen.add(key)
+        parts.append(f"\n--- {r.cause}{'[' + r.rule + ']' if r.rule else ''} first at {r.source} "
+                     f"breaks {r.clause}: {r.detail}\n{r.repro}")
+    return "\n".join(parts)
 
 
 def main(argv=None):
@@ -54,12 +127,14 @@ def main(argv=None):
     for name, kind, fn, prof, fmt in CPU_ROWS:
         if args.only and not any(s in name for s in args.only.split(",")):
             continue
+        name = f"{name} [{row_version(name)}]"
         line, rep = row(name, kind, fn, prof, fmt, args.device)
         print(line, flush=True)
         lines.append(line)
         if rep is not None and not rep.passed:
-            details.append(f"## {name}\n\n```\n{rep}\n```\n")
-    text = "\n".join(lines) + "\n"
+            details.append(f"## {name}\n\n```\n{first_per_cause(rep)}\n```\n")
+    text = "\n".join(lines) + "\n\nVersions: " + versions() + "\n"
+    print("Versions:", versions())
     if args.out:
         open(args.out, "w").write(text)
     if args.details:

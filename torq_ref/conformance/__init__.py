@@ -4,7 +4,9 @@
     report = check("quantize", my_kernel, profile="nvidia")
     assert report.passed, str(report)
 
-Kinds and their calling conventions are in :mod:`torq_ref.conformance.kinds`; profiles (the
+Kinds and their calling conventions are in :mod:`torq_ref.conformance.kinds` and
+:mod:`torq_ref.conformance.blocks` (quantize, fake-quant, gguf-block); the cause classifier in
+:mod:`torq_ref.conformance.causes`; profiles (the
 legitimate variants: scale rule, satfinite, NaN element codes) in
 :mod:`torq_ref.conformance.profiles`. Levels: "quick" (JSON vectors only), "default" (JSON +
 the committed bulk files), "thorough" (JSON + bulk regenerated at the thorough level).
@@ -15,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .kinds import KINDS, RUNNERS, ConventionError
-from .profiles import PROFILES, Profile, ProfileError, get_profile
+from .profiles import PROFILES, Profile, ProfileError, get_profile, with_accumulate_u
 from .report import CaseResult, Report
 
 LEVELS = ("quick", "default", "thorough")
@@ -57,4 +59,4 @@ def check(kind: str, fn, *, profile="ocp", level: str = "default", fmt: str = "e
 
 
 __all__ = ["KINDS", "LEVELS", "PROFILES", "CaseResult", "ConventionError", "KindError", "Profile",
-           "ProfileError", "Report", "check", "get_profile", "load_vectors"]
+           "ProfileError", "Report", "check", "get_profile", "load_vectors", "with_accumulate_u"]

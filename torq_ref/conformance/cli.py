@@ -1,17 +1,23 @@
 """``python -m torq_ref conformance --kernel MODULE:FUNCTION --kind KIND ...`` (spec/CF.md CF-1.3)."""
 from __future__ import annotations
 
+from .common import KINDS
+
 
 def register(sub):
     p = sub.add_parser("conformance", help="check a kernel against the golden vectors")
     p.add_argument("--kernel", required=True, help="MODULE:FUNCTION of the kernel under test")
     p.add_argument("--kind", required=True,
-                   choices=("encode", "quantize", "dequantize", "pack", "swizzle", "dot_scaled"))
-    p.add_argument("--profile", default="ocp", help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule")
+                   choices=KINDS)
+    p.add_argument("--profile", default="ocp",
+                   help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal; "
+                        "options after '+': ocp+unsigned-zero (spec/CF.md CF-2.4)")
     p.add_argument("--level", default="default", choices=("quick", "default", "thorough"))
     p.add_argument("--fmt", default="e2m1", help="element format: e2m1 (default), e4m3, ..., nvfp4")
     p.add_argument("--golden-dir", default=None, help="read vectors from this directory")
     p.add_argument("--max-failures", type=int, default=5)
+    p.add_argument("--accumulate-u", type=float, default=None,
+                   help="dot_scaled accumulator unit roundoff (default 2^-24, float32; CF-3.6)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_run)
 
@@ -20,9 +26,11 @@ def _run(args) -> int:
     import json
 
     from . import check
+    from .profiles import with_accumulate_u
     from .plugin import load_kernel
 
-    rep = check(args.kind, load_kernel(args.kernel), profile=args.profile, level=args.level,
+    rep = check(args.kind, load_kernel(args.kernel),
+                profile=with_accumulate_u(args.profile, args.accumulate_u), level=args.level,
                 fmt=args.fmt, golden_dir=args.golden_dir, max_failures=args.max_failures)
     print(json.dumps(rep.to_dict(), indent=1) if args.json else str(rep))
     return 0 if rep.passed else 1

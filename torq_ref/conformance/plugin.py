@@ -13,10 +13,13 @@ import importlib
 def pytest_addoption(parser):
     g = parser.getgroup("torq-ref conformance")
     g.addoption("--kernel", default=None, help="MODULE:FUNCTION of the kernel under test")
-    g.addoption("--kind", default="quantize", help="encode|quantize|dequantize|pack|swizzle|dot_scaled")
+    g.addoption("--kind", default="quantize",
+                help="encode|quantize|dequantize|pack|swizzle|dot_scaled|fake-quant|gguf-block")
     g.addoption("--profile", default="ocp", help="ocp|nvidia|torchao|torchao-rceil|ceil|even|any-rule")
     g.addoption("--ct-level", default="default", help="quick|default|thorough")
     g.addoption("--fmt", default="e2m1", help="element format (e2m1, e4m3, ..., nvfp4)")
+    g.addoption("--accumulate-u", type=float, default=None,
+                help="dot_scaled accumulator unit roundoff (default 2^-24; CF-3.6)")
 
 
 def load_kernel(spec: str):

@@ -6,7 +6,7 @@ other scale rules are acceptable, and the accumulation precision assumed for dot
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class ProfileError(ValueError):
@@ -15,6 +15,9 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
+    """One profile: the scale rule whose golden group is valid (CF-2.1) and the flags and rules
+    that count as acceptable (CF-2.2)."""
+
     name: str
     scale_rule: str
     description: str
@@ -24,6 +27,12 @@ class Profile:
     accumulate_u: float = 2.0 ** -24
     evidence: str = ""
     extra: dict = field(default_factory=dict)
+    #: "exact" (spec: -0 stays -0) or "acceptable": a block or element whose only difference is
+    #: +0 written for a negative value that rounds to zero counts as acceptable (CF-2.4)
+    signed_zero: str = "exact"
+    #: NVFP4 tensor-scale convention (CF-2.5): "decode" (the kernel gets g, MX-9.2) or
+    #: "reciprocal" (the kernel gets g_enc = fp32(1 / g), MX-9.4)
+    nvfp4_global: str = "decode"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -43,6 +52,16 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("ceil", "ceil", "torchao ScaleCalculationMode.CEIL.", evidence="torchao 0.18"),
     Profile("even", "even", "torchao ScaleCalculationMode.EVEN; vLLM's CUTLASS MXFP4 path.",
             evidence="torchao 0.18; vLLM"),
+    Profile("mse", "mse",
+            "The software MSE scale rule (MX-4.8): per block FLOOR's code or FLOOR + 1, whichever "
+            "quantized block has the smaller squared error (ties keep FLOOR); the small e2m1 MSE "
+            "group of mx_quantize.json (GV-2.6), no bulk vectors.",
+            evidence="torq-ref issue 13; spec/MX.md MX-4.8"),
+    Profile("nvfp4-reciprocal", "floor",
+            "NVFP4 with the reciprocal tensor scale: the kernel gets g_enc = fp32(1 / g) "
+            "(448 * 6 / amax, compressed-tensors' global_scale) and multiplies by it (MX-9.4).",
+            nvfp4_global="reciprocal",
+            evidence="compressed-tensors 0.20 quantization/utils/helpers.py generate_gparam"),
     Profile("any-rule", "floor",
             "FLOOR is valid; the same block under RCEIL, CEIL or EVEN is acceptable "
             "(ScaleRuleVariant). For kernels whose rule is unknown.",
@@ -50,10 +69,33 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
 ]}
 
 
+#: options a profile name may carry after "+" (CF-2.4): name -> Profile field values
+OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"}}
+
+
 def get_profile(profile) -> Profile:
+    """A Profile, a profile name, or a name with options: "ocp+unsigned-zero"."""
     if isinstance(profile, Profile):
         return profile
-    try:
-        return PROFILES[profile]
-    except KeyError:
-        raise ProfileError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}") from None
+    if not isinstance(profile, str):
+        raise ProfileError(f"profile must be a name or a Profile, got {type(profile).__name__}")
+    base, *opts = profile.split("+")
+    if base not in PROFILES:
+        raise ProfileError(f"unknown profile {base!r}; known: {', '.join(PROFILES)}")
+    p = PROFILES[base]
+    for o in opts:
+        if o not in OPTIONS:
+            raise ProfileError(f"unknown profile option {o!r} in {profile!r}; known: {', '.join(OPTIONS)}")
+        p = replace(p, name=f"{p.name}+{o}", **OPTIONS[o])
+    return p
+
+
+def with_accumulate_u(profile, accumulate_u=None) -> Profile:
+    """The profile with the dot_scaled accumulator unit roundoff replaced (CF-3.6); None keeps it."""
+    p = get_profile(profile)
+    if accumulate_u is None:
+        return p
+    u = accumulate_u
+    if isinstance(u, bool) or not isinstance(u, (int, float)) or not (0 < float(u) < 1):
+        raise ProfileError(f"accumulate_u must be a number in (0, 1), got {accumulate_u!r}")
+    return replace(p, accumulate_u=float(u))

@@ -10,6 +10,7 @@ from torq_ref.golden.flags import FLAGS
 STATUSES = ("pass", "acceptable", "fail")
 
 
+
 @dataclass
 class CaseResult:
     """One case: where it comes from, its flags, how it went, and if it failed why."""
@@ -23,6 +24,8 @@ class CaseResult:
     repro: str = ""
     matched: list = dc_field(default_factory=list)   # acceptable / invalid flags matched
     count: int = 1              # bulk passes are aggregated into one result
+    cause: str = ""             # what differs, by name (causes.CAUSES; CF-3.7)
+    rule: str = ""              # the other scale rule the cause is reported against, if any
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """CF-4.1: at least one case and none failed."""
         return bool(self.results) and all(r.status != "fail" for r in self.results)
 
     @property
@@ -82,6 +86,22 @@ class Report:
                     c[m] += r.count
         return dict(c)
 
+    @property
+    def per_cause(self) -> dict:
+        """cause -> {"fail": n, "acceptable": n, "first": source of the first case} for every
+        failing or acceptable case that carries a cause, however many (CF-3.7)."""
+        out: dict = {}
+        for r in self.results:
+            if r.status == "pass" or not r.cause:
+                continue
+            key = f"{r.cause}[{r.rule}]" if r.rule else r.cause
+            d = out.setdefault(key, {"fail": 0, "acceptable": 0, "first": r.source, "clause": r.clause})
+            d[r.status] += r.count
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1]["fail"], kv[0])))
+
+    def failing_causes(self) -> set:
+        return {r.cause for r in self.failures}
+
     def failing_flags(self) -> set:
         return {f for r in self.failures for f in r.flags}
 
@@ -100,6 +120,11 @@ class Report:
         bad = {f: v for f, v in self.per_flag.items() if v["fail"]}
         if bad:
             lines.append("  failing flags: " + ", ".join(f"{f} ({v['fail']})" for f, v in bad.items()))
+        causes = self.per_cause
+        if causes:
+            lines.append("  causes: " + ", ".join(
+                f"{c} ({v['clause']}) fail {v['fail']}" + (f" acceptable {v['acceptable']}" if v["acceptable"] else "")
+                + f", first {v['first']}" for c, v in causes.items()))
         if self.known_defects:
             lines.append("  outputs matching known defects: " +
                          ", ".join(f"{k} ({v})" for k, v in self.known_defects.items()))
@@ -109,7 +134,8 @@ class Report:
         parts = [self.summary()]
         for r in self.failures[: self.max_failures]:
             parts.append(f"\n--- FAIL {r.source} flags={r.flags} breaks {r.clause} "
-                         f"({r.output}): {r.detail}\n{r.repro}")
+                         f"({r.output}, cause {r.cause or '-'}"
+                         f"{' under ' + r.rule if r.rule else ''}): {r.detail}\n{r.repro}")
         more = sum(r.count for r in self.failures) - min(self.max_failures, len(self.failures))
         if more > 0:
             parts.append(f"\n... and {more} more failing cases")
@@ -119,7 +145,9 @@ class Report:
         return {"kind": self.kind, "profile": self.profile, "level": self.level, "fmt": self.fmt,
                 "passed": self.passed, "counts": self.counts, "perFlag": self.per_flag,
                 "perClause": self.per_clause, "knownDefects": self.known_defects,
+                "perCause": self.per_cause,
                 "failures": [{"source": r.source, "flags": r.flags, "clause": r.clause,
+                              "cause": r.cause, "rule": r.rule,
                               "output": r.output, "detail": r.detail, "repro": r.repro}
                              for r in self.failures[: self.max_failures]]}
 
@@ -130,7 +158,7 @@ def hexwords(arr) -> str:
 
 
 def repro_snippet(call: str, inputs: dict, expected: dict, got: dict, clause: str) -> str:
-    """Python that rebuilds the inputs from hex and shows expected vs got."""
+    """CF-4.2: copy-paste Python that rebuilds the inputs from hex and shows expected vs got."""
     lines = ["import numpy as np",
              "def H(s, dt, shape):  # hex words -> array (float32: 8 digits, uint8: 2, float64: 16)",
              "    v = {'float32': np.uint32, 'uint8': np.uint8, 'float64': np.uint64}[dt]",
@@ -165,7 +193,9 @@ FLAG_CLAUSE_TEXT = {
     "MX-5.6": "dequantize = value(code) * 2^(s-127); 0xFF -> NaN",
     "MX-8.1": "element 2i in the low nibble",
     "MX-8.2": "cuBLAS 128x4 scale swizzle, zero padded",
+    "MX-8.3": "ggml block_mxfp4: the E8M0 byte, then qs[j] = code j | code j+16 << 4",
     "MX-9.2": "NVFP4 float32 RNE steps",
+    "MX-9.4": "NVFP4 reciprocal convention: sb = amax/6 * g_enc, denom = S / g_enc",
     "CF-1.2": "kind calling convention (shapes, dtypes)",
     "CF-3.6": "dot_scaled within the accumulation tolerance",
 }

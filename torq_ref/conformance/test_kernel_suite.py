@@ -19,18 +19,20 @@ def _opt(config, name, default=None):
 def report(request):
     from torq_ref.conformance import check
     from torq_ref.conformance.plugin import load_kernel
+    from torq_ref.conformance.profiles import with_accumulate_u
 
     spec = _opt(request.config, "--kernel")
     if not spec:
         pytest.skip("no --kernel MODULE:FUNCTION given (see torq_ref.conformance.plugin)")
     return check(_opt(request.config, "--kind", "quantize"), load_kernel(spec),
-                 profile=_opt(request.config, "--profile", "ocp"),
+                 profile=with_accumulate_u(_opt(request.config, "--profile", "ocp"),
+                                           _opt(request.config, "--accumulate-u")),
                  level=_opt(request.config, "--ct-level", "default"),
                  fmt=_opt(request.config, "--fmt", "e2m1"), max_failures=5)
 
 
 SOURCES = ["mx_encode", "mx_quantize", "nvfp4_quantize", "mx_dequantize", "fp4_pack",
-           "scale_swizzle", "mx_dot_scaled", "bulk"]
+           "scale_swizzle", "mx_dot_scaled", "gguf_mxfp4", "bulk"]
 
 
 @pytest.mark.parametrize("source", SOURCES)

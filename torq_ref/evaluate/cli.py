@@ -1,4 +1,4 @@
-"""``python -m torq_ref report``: the cross-model table and KLD figure (spec/EV.md section 4)."""
+"""``python -m torq_ref report``: the cross-model table and KLD figure (spec/EV.md section 4, EV-4.4)."""
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,10 @@
 
 Case generation follows Berkeley TestFloat (cases.py), the file layout Project Wycheproof
 (JSON with a schema, a notes table of flags, results valid / acceptable / invalid).
+
+Clauses: GV-1.1 the files of ``golden/`` and GV-1.2 ``MANIFEST.json`` (written by ``io.serialize``),
+GV-3.1 / GV-3.2 inputs (``cases.py``), GV-4.1 expected outputs (``build.py``), GV-5.1 the command
+(``cli.py``), GV-6.1 reading (``io.read_tree``).
 """
 from __future__ import annotations
 

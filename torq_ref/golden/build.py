@@ -3,6 +3,11 @@
 Builds the in-memory vector set: JSON documents (dicts, Wycheproof layout) and bulk array files
 (dict name -> arrays + metadata). :mod:`torq_ref.golden.io` writes them; the harness reads the
 same structures, from disk or straight from here.
+
+Clauses: GV-2.1 the document layout and GV-2.2 tests with unique ``tcId`` and results
+valid / acceptable / invalid (``variantOf``), GV-2.5 same inputs across scale-rule groups, GV-4.1
+outputs from ``torq_ref.mx`` (``backend="numpy"``). GV-4.2: the committed bytes are also
+pinned by hand in tests/test_golden_vectors.py, never computed here.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 
 from torq_ref import mx
 
+from .defects import quantize_defects
 from .cases import InputCase, block_cases, check_level, element_cases, random_rows
 from .flags import notes_for
 from .hexio import to_hex
@@ -21,7 +27,10 @@ SCHEMA_NAME = "mx_vectors.schema.json"
 
 ELEMENT_FORMATS = ("e2m1", "e2m3", "e3m2", "e4m3", "e5m2", "int8")
 #: (format, rule) groups of the JSON quantize file; bulk adds the other formats under FLOOR.
-QUANTIZE_GROUPS = [("e2m1", r) for r in mx.SCALE_RULES] + [("e4m3", "floor"), ("e4m3", "rceil")]
+#: The amax rules share the full input set (GV-2.5); the MSE rule (MX-4.8) has a small group of its
+#: own at the end of the file (GV-2.6), and no bulk file.
+AMAX_RULES = ("floor", "rceil", "ceil", "even")
+QUANTIZE_GROUPS = [("e2m1", r) for r in AMAX_RULES] + [("e4m3", "floor"), ("e4m3", "rceil")]
 BULK_QUANTIZE = QUANTIZE_GROUPS + [(f, "floor") for f in ("e2m3", "e3m2", "e5m2", "int8")]
 
 
@@ -106,6 +115,8 @@ def quantize_doc(level: str, seed: int) -> dict:
             tests.extend(_quantize_tests(c, fmt, rule, ids))
         groups.append({"type": "MxQuantize", "format": fmt, "blockSize": 32, "scaleRule": rule,
                        "layout": "unpacked", "tests": tests})
+    groups.append({"type": "MxQuantize", "format": "e2m1", "blockSize": 32, "scaleRule": "mse",
+                   "layout": "unpacked", "tests": _mse_tests(case_cache["e2m1"], ids)})
     header = ["Block quantize: 32 float32 inputs, the E8M0 scale code and 32 element codes",
               "(unpacked, one code per byte). Groups share their inputs; they differ in format",
               "and scale rule. NaN / Inf blocks carry acceptable variants (NanElementCode,",
@@ -113,7 +124,43 @@ def quantize_doc(level: str, seed: int) -> dict:
     return _doc("MX block quantize", header, groups)
 
 
-def _quantize_tests(c: InputCase, fmt: str, rule: str, ids) -> list:
+def _mse_hand_cases() -> list:
+    """The hand-derived MSE blocks of tests/test_mx_mse.py (derivations there), as inputs."""
+    def blk(head):
+        x = np.zeros(32, np.float32)
+        x[:len(head)] = head
+        return x
+    return [InputCase("mse: 32 x 7.5, FLOOR saturates (error 72), FLOOR+1 error 8", ["MseFloorPlusOne"],
+                      blk([7.5] * 32)),
+            InputCase("mse: [4, 0.5, 0...], FLOOR exact, FLOOR+1 error 0.25", ["MseFloorKept"],
+                      blk([4.0, 0.5])),
+            InputCase("mse: 32 x 7.0, both errors 32, the tie keeps FLOOR", ["MseTie"], blk([7.0] * 32)),
+            InputCase("mse: [7.5, 0.5, 0.5, 0.5, 0...], squared errors 2.25 / 1.0 (absolute 1.5 / 2.0)",
+                      ["MseFloorPlusOne"], blk([7.5, 0.5, 0.5, 0.5])),
+            InputCase("mse: zero block", ["ZeroBlock"], blk([]))]
+
+
+def _mse_tests(shared: list, ids) -> list:
+    """GV-2.6: the MSE group, the hand blocks then, from the shared e2m1 inputs, the first block
+    of each flag where MSE differs from FLOOR, and the first NaN and Inf blocks."""
+    picked, seen = [], set()
+    for c in shared:
+        x = c.x.reshape(1, -1)
+        up = (mx.quantize(x, scale_rule="mse", backend="numpy").scales
+              != mx.quantize(x, scale_rule="floor", backend="numpy").scales).any()
+        key = c.flags[0] if up else ("NaNBlock" if "NaNBlock" in c.flags else
+                                     "InfBlock" if "InfBlock" in c.flags else None)
+        if key is None or (key, up) in seen:
+            continue
+        seen.add((key, up))
+        picked.append(InputCase(c.comment, list(c.flags) + (["MseFloorPlusOne"] if up else []), c.x))
+    tests = []
+    for c in _mse_hand_cases() + picked:
+        tests.extend(_quantize_tests(c, "e2m1", "mse", ids, defects=False))
+    return tests
+
+
+def _quantize_tests(c: InputCase, fmt: str, rule: str, ids, defects: bool = True) -> list:
     x = c.x.reshape(1, -1)
     t = mx.quantize(x, fmt, scale_rule=rule, backend="numpy")
     tid = ids()
@@ -126,6 +173,11 @@ def _quantize_tests(c: InputCase, fmt: str, rule: str, ids) -> list:
                     "flags": list(c.flags) + ["NanElementCode"], "x": main["x"],
                     "scale": main["scale"], "codes": None, "result": "acceptable",
                     "variantOf": tid})
+    for flag, s, codes in (quantize_defects(c.x, fmt, rule, int(t.scales.ravel()[0]), t.codes)
+                           if defects else ()):
+        out.append({"tcId": ids(), "comment": f"known defect {flag[11:]}: wrong", "flags": [flag],
+                    "x": main["x"], "scale": to_hex(np.array([s], np.uint8)),
+                    "codes": to_hex(codes), "result": "invalid", "variantOf": tid})
     if np.isinf(c.x).any() and not np.isnan(c.x).any():
         ts = mx.quantize(x, fmt, scale_rule=rule, saturate_scale=True, backend="numpy")
         out.append({"tcId": ids(), "comment": "satfinite: Inf block gets scale 0xFE",
@@ -274,6 +326,31 @@ def nvfp4_doc(level: str, seed: int) -> dict:
     return _doc("NVFP4 quantize", header, [group])
 
 
+# ----------------------------------------------------------------------------------- gguf
+def gguf_doc(level: str, seed: int) -> dict:
+    """ggml MXFP4 blocks (MX-8.3) of the e2m1 FLOOR quantize cases, with the pair-order defect."""
+    ids = _Ids()
+    tests = []
+    for c in block_cases(positive_values("e2m1"), 6.0, 2, level, seed):
+        t = mx.quantize(c.x.reshape(1, -1), "e2m1", scale_rule="floor", backend="numpy")
+        blk = mx.layout.pack_gguf_mxfp4(t.scales, t.codes).ravel()           # (17,)
+        tid = ids()
+        flags = list(c.flags) + ["GgufBlock"]
+        tests.append({"tcId": tid, "comment": c.comment, "flags": flags, "x": to_hex(c.x),
+                      "block": to_hex(blk), "result": "valid"})
+        pair = np.concatenate([t.scales.ravel(), mx.pack_fp4(t.codes.ravel())])
+        if not np.array_equal(pair, blk):
+            tests.append({"tcId": ids(), "comment": "nibbles in OCP pair order: wrong",
+                          "flags": ["KnownDefectGgufPairNibbles"], "x": to_hex(c.x),
+                          "block": to_hex(pair), "result": "invalid", "variantOf": tid})
+    group = {"type": "GgufMxfp4Block", "format": "e2m1", "blockSize": 32, "scaleRule": "floor",
+             "layout": "ggml-block_mxfp4", "tests": tests}
+    header = ["ggml / GGUF MXFP4 blocks: 32 float32 inputs -> 17 bytes (block_mxfp4: the E8M0",
+              "byte, then qs[j] = code[j] | code[j + 16] << 4; ggml reads the codes as doubled",
+              "E2M1 values times the halved scale 2^(e - 128)). FLOOR scale rule (MX-8.3)."]
+    return _doc("GGUF MXFP4 block", header, [group])
+
+
 # ----------------------------------------------------------------------------------- bulk
 def bulk_files(level: str, seed: int) -> dict:
     """name -> (arrays dict, metadata dict) for the bulk safetensors files."""
@@ -325,4 +402,5 @@ def json_docs(level: str, seed: int) -> dict:
         "scale_swizzle.json": swizzle_doc(),
         "mx_dot_scaled.json": dot_doc(seed),
         "nvfp4_quantize.json": nvfp4_doc(level, seed),
+        "gguf_mxfp4.json": gguf_doc(level, seed),
     }

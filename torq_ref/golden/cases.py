@@ -11,6 +11,8 @@ Only INPUTS are made here; the expected outputs come from the oracle (torq_ref.m
 
 ``level`` is the coverage knob: ``"default"`` (CI sized) or ``"thorough"`` (larger grid, more
 random draws). Every function is deterministic in (level, seed).
+
+Clauses: GV-3.1 the three input sources, GV-3.2 the coverage levels and determinism.
 """
 from __future__ import annotations
 
@@ -158,6 +160,11 @@ def block_cases(values: np.ndarray, max_value: float, emax: int, level: str, see
                            for i, m in enumerate(chunk)])
             add(f"one ulp beside ties under scale 2^{k}", ["TieNeighbour"] + flags[1:],
                 np.concatenate([[max_value * sc], nb * -signs]))
+            # ... and the other side of each tie (0.25 - ulp: x + 0.5 rounds up in float32)
+            nb = np.array([_next_down(m * sc) if i % 2 == 0 else _next_up(m * sc)
+                           for i, m in enumerate(chunk)])
+            add(f"one ulp on the other side of ties under scale 2^{k}", ["TieNeighbour"] + flags[1:],
+                np.concatenate([[max_value * sc], nb * signs]))
     # Exact element values (a round trip) under scale 1 and under code 0.
     for k in (0, -127):
         vals = np.concatenate([values, -values])[: block]

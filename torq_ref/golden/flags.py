@@ -58,6 +58,14 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     _f("Random", "BASIC", "MX-5.3",
        "Weighted random draw (TestFloat style): exponents biased toward boundaries."),
     # block level
+    _f("MseFloorPlusOne", "BASIC", "MX-4.8",
+       "Under the MSE rule the block's squared error is strictly smaller at FLOOR's code + 1: the "
+       "scale is FLOOR + 1 (a FLOOR kernel gives one less)."),
+    _f("MseFloorKept", "BASIC", "MX-4.8",
+       "Under the MSE rule FLOOR's code has the strictly smaller squared error: the scale is FLOOR's."),
+    _f("MseTie", "EDGE_CASE", "MX-4.8",
+       "Under the MSE rule both candidates have the same squared error: the tie keeps FLOOR's code "
+       "(a kernel that takes FLOOR + 1 on ties fails here)."),
     _f("ZeroBlock", "EDGE_CASE", "MX-4.6",
        "All elements are +-0: scale code 0x00 and zero codes of the same sign."),
     _f("ScaleBoundary", "EDGE_CASE", "MX-4.2",
@@ -122,6 +130,30 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
        "profile accepts."),
     _f("KnownDefectScaleZeroAsZero", "KNOWN_DEFECT", "MX-4.1",
        "Scale code 0x00 decoded as 0.0 (Triton's software dot_scaled): wrong."),
+    _f("KnownDefectFloatLog2", "KNOWN_DEFECT", "MX-4.7",
+       "The block exponent taken through a float32 log2, which rounds up just below 2^k (and "
+       "for RCEIL down just above it): the scale is one off. Wrong."),
+    _f("KnownDefectScaleNotClamped", "KNOWN_DEFECT", "MX-4.6",
+       "A scale code below 0x00 wrapped modulo 256 instead of clamped to 0x00 (a uint8 cast of "
+       "a negative exponent, e.g. gguf-py 0.19 MXFP4): wrong."),
+    _f("KnownDefectDivisorClampedAt2^-126", "KNOWN_DEFECT", "MX-4.1",
+       "Scale code 0x00 applied as 2^-126 (the smallest normal float32) instead of 2^-127: "
+       "every element of the block is halved. Wrong."),
+    _f("KnownDefectFlushedScaleCodeZero", "KNOWN_DEFECT", "MX-4.1",
+       "A scale-code-0x00 block written as all +0 codes (a reciprocal 2^127 that overflows, "
+       "or FTZ): wrong."),
+    _f("KnownDefectNanBlockFiniteScale", "KNOWN_DEFECT", "MX-5.2",
+       "A NaN block given the finite scale of its other elements (NaN dropped by a max that "
+       "ignores it, or a satfinite cast of NaN): wrong; NaN gives 0xFF."),
+    _f("KnownDefectGgufPairNibbles", "KNOWN_DEFECT", "MX-8.3",
+       "A ggml MXFP4 block whose nibbles are in OCP pair order (element 2j low, 2j+1 high) "
+       "instead of ggml's j / j+16: wrong."),
+    _f("UnsignedZero", "LEGITIMATE", "MX-3.3",
+       "Harness only: the output differs only in +0 written for a negative value that rounds "
+       "to zero, and the profile carries the unsigned-zero option (CF-2.4)."),
+    _f("GgufBlock", "BASIC", "MX-8.3",
+       "ggml block_mxfp4: the E8M0 byte, then 16 bytes with element j in the low nibble and "
+       "element j + 16 in the high nibble."),
 ]}
 
 

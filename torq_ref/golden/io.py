@@ -6,6 +6,9 @@
   beyond the 8-byte alignment, no timestamps), so regeneration is byte-identical; any safetensors
   reader (the ``safetensors`` package, or :func:`read_safetensors`) loads them.
 - MANIFEST.json: every file with its sha256, size, case count; generator version, level, seed.
+
+Clauses: GV-1.2 the manifest, GV-2.1 schema validation, GV-5.2 the deterministic safetensors
+writer, GV-6.1 the readers (each error names the file).
 """
 from __future__ import annotations
 
@@ -48,20 +51,42 @@ def write_safetensors(arrays: dict, metadata: dict) -> bytes:
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
-def read_safetensors(data: bytes) -> tuple[dict, dict]:
-    """(arrays, metadata) from safetensors bytes."""
+def read_safetensors(data: bytes, name: str = "<bytes>") -> tuple[dict, dict]:
+    """(arrays, metadata) from safetensors bytes; ``name`` (the file) is named in every error.
+
+    GV-6.1: the header length, the header JSON, each array's dtype, shape and data offsets are
+    checked against the buffer, so a truncated or oversized file is an error, never a guess.
+    """
     if len(data) < 8:
-        raise GoldenFormatError("safetensors file shorter than its 8-byte header length")
+        raise GoldenFormatError(f"{name}: safetensors file shorter than its 8-byte header length")
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
+    if n > len(data) - 8:
+        raise GoldenFormatError(f"{name}: safetensors header length {n} exceeds the file "
+                                f"({len(data)} bytes): truncated or not a safetensors file")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GoldenFormatError(f"{name}: safetensors header is not JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise GoldenFormatError(f"{name}: safetensors header is not a JSON object")
     meta = header.pop("__metadata__", {})
     base = 8 + n
+    body = len(data) - base
     arrays = {}
-    for name, info in header.items():
-        lo, hi = info["data_offsets"]
-        dt = np.dtype(_ST_BACK[info["dtype"]]).newbyteorder("<")
-        arrays[name] = np.frombuffer(data[base + lo: base + hi], dtype=dt).astype(
-            dt.newbyteorder("="), copy=True).reshape(info["shape"])
+    for key, info in header.items():
+        try:
+            lo, hi = (int(v) for v in info["data_offsets"])
+            dt = np.dtype(_ST_BACK[info["dtype"]]).newbyteorder("<")
+            shape = tuple(int(d) for d in info["shape"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise GoldenFormatError(f"{name}: array {key!r} has a malformed header entry ({err!r})") from None
+        want = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        if not 0 <= lo <= hi <= body or hi - lo != want or min(shape, default=0) < 0:
+            raise GoldenFormatError(
+                f"{name}: array {key!r} needs bytes {lo}..{hi} ({want} for shape {list(shape)}) but "
+                f"the data section has {body} bytes: truncated or inconsistent file")
+        arrays[key] = np.frombuffer(data[base + lo: base + hi], dtype=dt).astype(
+            dt.newbyteorder("="), copy=True).reshape(shape)
     return arrays, meta
 
 
@@ -82,16 +107,30 @@ def validate_doc(doc: dict) -> None:
         jsonschema.validate(doc, schema())
     except jsonschema.ValidationError as err:
         raise GoldenFormatError(f"schema violation: {err.message} at {list(err.absolute_path)}") from err
-    n = sum(len(g["tests"]) for g in doc["testGroups"])
-    if n != doc["numberOfTests"]:
-        raise GoldenFormatError(f"numberOfTests {doc['numberOfTests']} != {n} tests present")
-    used = {f for g in doc["testGroups"] for t in g["tests"] for f in t["flags"]}
-    missing = used - set(doc["notes"])
+    check_doc_structure(doc)
+
+
+def check_doc_structure(doc, name: str = "vector file") -> None:
+    """The checks that need no jsonschema (GV-2.2, GV-2.3): counts, flags with notes, unique tcIds.
+
+    ``read_tree`` runs them on every file it loads, so a corrupt tree is rejected on reading."""
+    try:
+        groups = doc["testGroups"]
+        tests = [t for g in groups for t in g["tests"]]
+        n_declared = doc["numberOfTests"]
+        used = {f for t in tests for f in t["flags"]}
+        notes = set(doc["notes"])
+        ids = [t["tcId"] for t in tests]
+    except (KeyError, TypeError) as err:
+        raise GoldenFormatError(f"{name}: not a vector document (missing or malformed {err})") from None
+    if len(tests) != n_declared:
+        raise GoldenFormatError(f"{name}: numberOfTests {n_declared} != {len(tests)} tests present")
+    missing = used - notes
     if missing:
-        raise GoldenFormatError(f"flags without a notes entry: {sorted(missing)}")
-    ids = [t["tcId"] for g in doc["testGroups"] for t in g["tests"]]
+        raise GoldenFormatError(f"{name}: flags without a notes entry: {sorted(missing)}")
     if len(ids) != len(set(ids)):
-        raise GoldenFormatError("tcId values are not unique within the file")
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise GoldenFormatError(f"{name}: tcId values are not unique within the file (repeated: {dup})")
 
 
 def sha256(data: bytes) -> str:
@@ -152,12 +191,26 @@ def write_tree(vectors, out_dir: Path) -> dict:
 def verify_manifest(root: Path) -> dict:
     """Check every file named in root/MANIFEST.json against its sha256 and size; return manifest."""
     root = Path(root)
-    manifest = json.loads((root / "MANIFEST.json").read_text("ascii"))
+    manifest = _load_json(root / "MANIFEST.json")
     for entry in manifest["files"]:
-        data = (root / entry["path"]).read_bytes()
+        try:
+            data = (root / entry["path"]).read_bytes()
+        except OSError as err:
+            raise GoldenFormatError(f"{root / entry['path']}: named in MANIFEST.json but unreadable "
+                                    f"({err.strerror})") from None
         if sha256(data) != entry["sha256"] or len(data) != entry["bytes"]:
             raise GoldenFormatError(f"{entry['path']}: content does not match MANIFEST.json")
     return manifest
+
+
+def _load_json(path: Path):
+    """Parse one golden JSON file; a bad file is a GoldenFormatError naming it (GV-2.5)."""
+    try:
+        return json.loads(Path(path).read_text("ascii"))
+    except OSError as err:
+        raise GoldenFormatError(f"{path}: cannot read ({err.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GoldenFormatError(f"{path}: not valid ASCII JSON ({err})") from None
 
 
 def read_tree(root: Path):
@@ -172,9 +225,12 @@ def read_tree(root: Path):
         if path.startswith("schema/"):
             continue
         if path.endswith(".json"):
-            docs[path] = json.loads((root / path).read_text("ascii"))
+            doc = _load_json(root / path)
+            if isinstance(doc, dict) and "testGroups" in doc:
+                check_doc_structure(doc, str(root / path))
+            docs[path] = doc
         elif path.endswith(".safetensors"):
             name = path[len("bulk/"):-len(".safetensors")]
-            bulk[name] = read_safetensors((root / path).read_bytes())
+            bulk[name] = read_safetensors((root / path).read_bytes(), str(root / path))
     return VectorSet(docs=docs, bulk=bulk, level=manifest["level"], seed=manifest["seed"],
                      generator_version=manifest["generatorVersion"])

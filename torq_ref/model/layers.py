@@ -68,7 +68,8 @@ def merge_heads(x: np.ndarray) -> np.ndarray:
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float | None = None,
                      window: int | None = None) -> np.ndarray:
-    """FW-2.3: softmax(q k^T * scale + causal mask) v with grouped KV heads.
+    """FW-2.3: softmax(q k^T * scale + causal mask) v with grouped KV heads (causal, rows
+    independent: FW-2.7).
 
     q (B, H, S, d); k, v (B, K, S, d); query head j reads KV head j // (H / K). ``scale`` defaults
     to d^-0.5; with ``window`` W a query at position t sees only keys t - W < s <= t (FW-9.6).

@@ -156,7 +156,8 @@ class Model:
 
     # ------------------------------------------------------------------ quantization plan
     def prepare(self, plan: QuantPlan | None) -> None:
-        """Precompute the weights of a plan (folding, weight RTN); forward() calls it lazily."""
+        """Precompute the weights of a plan (folding, weight RTN); forward() calls it lazily and
+        reuses them while the same plan object is passed (FW-3.5)."""
         if plan is self._plan:
             return
         prepared = {}

@@ -89,7 +89,7 @@ def write_model_dir(cfg: dict, tensors: dict[str, np.ndarray], out_dir: str | Pa
 
 
 def tiny_model(name: str = "llama", seed: int = 0, dtype=np.float32):
-    """A :class:`Model` built from ``TINY_CONFIGS[name]`` and seeded random weights."""
+    """A :class:`Model` built from ``TINY_CONFIGS[name]`` and seeded random weights (FW-8.1)."""
     from .model import Model
 
     cfg = TINY_CONFIGS[name]

@@ -41,48 +41,64 @@ def weight_files(model_dir: str | Path) -> list[Path]:
     raise WeightsFormatError(f"{d} has no model.safetensors (or sharded index)")
 
 
-def read_tensors(files: list[Path], dtype=np.float32) -> dict[str, np.ndarray]:
-    """All tensors of the files as numpy arrays of ``dtype`` (bfloat16 is widened via ml_dtypes-free bit shift)."""
-    from safetensors import safe_open
+#: safetensors dtype codes this reader takes (BF16 is widened by placing its bits high, FW-1.5)
+_ST_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "BF16": "<u2"}
 
+
+def read_tensors(files: list[Path], dtype=np.float32) -> dict[str, np.ndarray]:
+    """All tensors of the files as numpy arrays of ``dtype`` (FW-1.4, FW-1.5, FW-1.7).
+
+    The header is parsed and checked here and every tensor is read with plain file reads, one at
+    a time, straight into its array: peak memory is the arrays plus one tensor, with no memory map
+    of the file (whose touched pages would count in the resident set until it is closed)."""
     out: dict[str, np.ndarray] = {}
     for f in files:
         if f.suffix != ".safetensors":
             raise WeightsFormatError(f"{f.name}: only .safetensors weights are read")
-        try:
-            with safe_open(str(f), framework="numpy") as h:
-                for name in h.keys():
-                    out[name] = np.ascontiguousarray(h.get_tensor(name), dtype=dtype)
-        except TypeError:  # bfloat16 is not a numpy dtype: read raw and widen
-            out.update(_read_bf16_aware(f, dtype))
-        except Exception as err:  # safetensors raises its own error types on bad headers
-            if isinstance(err, WeightsFormatError):
-                raise
-            raise WeightsFormatError(f"{f.name} is not a readable safetensors file: {err}") from err
+        out.update(_read_safetensors(f, np.dtype(dtype)))
     return out
 
 
-def _read_bf16_aware(f: Path, dtype) -> dict[str, np.ndarray]:
-    raw = f.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    base = 8 + n
-    kinds = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": "bf16"}
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        kind = kinds.get(info["dtype"])
-        if kind is None:
-            raise WeightsFormatError(f"{f.name}:{name}: dtype {info['dtype']} is not supported")
-        a, b = info["data_offsets"]
-        buf = raw[base + a: base + b]
-        if kind == "bf16":
-            bits = np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16
-            arr = bits.view(np.float32)
-        else:
-            arr = np.frombuffer(buf, dtype=np.dtype(kind).newbyteorder("<"))
-        out[name] = np.ascontiguousarray(arr.reshape(info["shape"]), dtype=dtype)
+def _read_safetensors(f: Path, dtype: np.dtype) -> dict[str, np.ndarray]:
+    def bad(why: str) -> WeightsFormatError:
+        return WeightsFormatError(f"{f.name} is not a readable safetensors file: {why}")
+
+    size = f.stat().st_size
+    with open(f, "rb") as h:
+        head = h.read(8)
+        if len(head) < 8:
+            raise bad("shorter than its 8-byte header length")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise bad(f"header length {n} exceeds the file ({size} bytes)")
+        try:
+            header = json.loads(h.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise bad(f"header is not JSON ({err})") from None
+        if not isinstance(header, dict):
+            raise bad("header is not a JSON object")
+        header.pop("__metadata__", None)
+        base, body = 8 + n, size - 8 - n
+        out = {}
+        for name, info in header.items():
+            try:
+                code, shape = info["dtype"], tuple(int(d) for d in info["shape"])
+                lo, hi = (int(v) for v in info["data_offsets"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise bad(f"tensor {name!r} has a malformed header entry ({err!r})") from None
+            if code not in _ST_DTYPES:
+                raise WeightsFormatError(f"{f.name}:{name}: dtype {code} is not supported "
+                                         f"(only {', '.join(_ST_DTYPES)})")
+            raw_dt = np.dtype(_ST_DTYPES[code])
+            count = int(np.prod(shape, dtype=np.int64))
+            if min(shape, default=1) < 0 or not 0 <= lo <= hi <= body or hi - lo != count * raw_dt.itemsize:
+                raise bad(f"tensor {name!r} needs bytes {lo}..{hi} for shape {list(shape)} of {code}; "
+                          f"the data section has {body} bytes (truncated or inconsistent)")
+            h.seek(base + lo)
+            arr = np.fromfile(h, dtype=raw_dt, count=count)                   # (count,) one read
+            if code == "BF16":
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            out[name] = np.ascontiguousarray(arr.reshape(shape), dtype=dtype)
     return out
 
 

@@ -3,12 +3,17 @@
 For each block of ``block_size`` consecutive elements along ``axis``:
 
     amax  = max |x_i|                       (NaN if any x_i is NaN)
-    s     = scale_codes(amax, fmt, rule)    (torq_ref.mx.scale)
+    s     = scale_codes(amax, fmt, rule)    (torq_ref.mx.scale; MSE: block_scale_codes, MX-4.8)
     P_i   = encode(x_i / 2^(s-127), fmt)    (exact power-of-two scaling, RNE, saturating)
 
 A block whose scale is 0xFF (NaN) carries the format's NaN element code in every element (MX-5.4).
 The pure NumPy path below is the reference; ``torq_ref.mx._numba_kernels`` is a faster path for
 e2m1 / float32 that is tested to give identical bits.
+
+Clauses: MX-1.1 blocks, MX-5.1 ``MXTensor``, MX-5.2..5.4 ``_quantize_reference``, MX-5.5 padding,
+MX-5.6 ``dequantize``, MX-5.7 ``quantize_dequantize``, MX-5.8 the fixed point (a consequence of
+FLOOR: every dequantized value is exactly representable under the same scale), MX-6.1 backend
+selection, MX-7.1 argument checks.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import numpy as np
 from . import _numba_kernels
 from .element import encode
 from .formats import E8M0_BIAS, E8M0_NAN, VALUE_TABLES, check_scale_rule, get_format
-from .validate import as_float_array, normalize_axis
+from .validate import as_code_array, as_float_array, normalize_axis
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -85,11 +90,17 @@ def quantize(x, fmt: str = "e2m1", *, block_size: int = 32, axis: int = -1, scal
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     blocks, n = _blocked(a, ax, bs, pad)          # (..., nb, bs)
+    numba_fits = f.name == "e2m1" and a.dtype in (np.float32, np.float64)
+    if backend == "numba":
+        if not _numba_kernels.available():
+            raise RuntimeError("backend='numba' requested but numba is not installed (pip install torq-ref[fast])")
+        if not numba_fits:
+            # MX-6.1: never a silent fall back to NumPy when the caller asked for numba.
+            raise ValueError(f"backend='numba' covers e2m1 with float32 / float64 input only; got fmt "
+                             f"{f.name!r}, dtype {a.dtype}; use backend='auto' or 'numpy'")
     use_numba = backend == "numba" or (backend == "auto" and _numba_kernels.available())
-    if use_numba and f.name == "e2m1" and a.dtype in (np.float32, np.float64):
+    if use_numba and numba_fits:
         scales, codes = _numba_kernels.quantize_e2m1(blocks, rule, saturate_scale)
-    elif backend == "numba" and not _numba_kernels.available():
-        raise RuntimeError("backend='numba' requested but numba is not installed (pip install torq-ref[fast])")
     else:
         scales, codes = _quantize_reference(blocks, f, rule, saturate_scale, a.dtype)
     codes = codes.reshape(codes.shape[:-2] + (-1,))[..., :n]      # (..., n)
@@ -102,13 +113,11 @@ def quantize(x, fmt: str = "e2m1", *, block_size: int = 32, axis: int = -1, scal
 
 def _quantize_reference(blocks: np.ndarray, f, rule: str, saturate_scale: bool, dtype):
     """Pure NumPy reference of MX-5.2..5.4 on (..., nb, bs) blocks -> (scales (..., nb), codes)."""
-    from .scale import scale_codes
+    from .scale import block_scale_codes
 
     wide = blocks.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        amax = np.max(np.abs(wide), axis=-1)               # NaN propagates
     working = np.float64 if dtype == np.float64 else np.float32
-    scales = scale_codes(amax, f, rule, saturate_scale=saturate_scale, working_dtype=working)
+    scales = block_scale_codes(wide, f, rule, saturate_scale=saturate_scale, working_dtype=working)
     shared_exp = scales.astype(np.int64) - E8M0_BIAS
     shared_exp = np.where(scales == E8M0_NAN, 0, shared_exp)
     scaled = np.ldexp(wide, -shared_exp[..., None])         # exact: power-of-two scaling in float64
@@ -122,7 +131,14 @@ def dequantize(t: MXTensor) -> np.ndarray:
     if not isinstance(t, MXTensor):
         raise TypeError(f"dequantize expects an MXTensor, got {type(t).__name__}")
     f = get_format(t.fmt)
-    values = VALUE_TABLES[f.name][t.codes]
+    codes = as_code_array(t.codes, f.bits, name=f"MXTensor codes ({f.name})")
+    if np.asarray(t.scales).dtype != np.uint8:
+        raise TypeError(f"MXTensor scales must be uint8 E8M0 codes, got dtype {np.asarray(t.scales).dtype}")
+    _check_block_size(t.block_size)
+    ax = normalize_axis(t.axis, codes.ndim) if codes.ndim else 0
+    if ax != t.axis:
+        raise ValueError(f"MXTensor axis must be non-negative and in range, got {t.axis}")
+    values = VALUE_TABLES[f.name][codes]
     moved = np.moveaxis(values, t.axis, -1)
     n = moved.shape[-1]
     sc = np.moveaxis(t.scales, t.axis, -1)

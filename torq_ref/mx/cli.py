@@ -7,7 +7,7 @@ import time
 def register(sub) -> None:
     p = sub.add_parser("demo", help="quantize a small example block to MX and show every step")
     p.add_argument("--fmt", default="e2m1", help="element format (default e2m1)")
-    p.add_argument("--scale-rule", default="floor", help="floor | rceil | ceil | even")
+    p.add_argument("--scale-rule", default="floor", help="floor | rceil | ceil | even | mse")
     p.add_argument("values", nargs="*", type=float, help="values of one block (padded with zeros to 32)")
     p.set_defaults(func=_demo)
     b = sub.add_parser("bench-codec", help="time MXFP4 quantize / encode against torchao and ml_dtypes")
@@ -65,6 +65,11 @@ def _bench(args) -> int:
     rows.append((f"torq_ref quantize MXFP4 ({backend})", t_q, None))
     t_ref = _best(lambda: mx.quantize(x[: max(1, args.rows // 16)], backend="numpy"), 1) * 16
     rows.append(("torq_ref quantize MXFP4 (numpy reference, extrapolated x16)", t_ref, None))
+    # the activation fake quantizer of the pipeline, FLOOR against the MSE rule (MX-4.8)
+    t_fq_floor = _best(lambda: mx.quantize_dequantize(x, backend=backend), args.repeat)
+    t_fq_mse = _best(lambda: mx.quantize_dequantize(x, scale_rule="mse", backend=backend), args.repeat)
+    rows.append((f"torq_ref fake-quant float32 FLOOR ({backend})", t_fq_floor, None))
+    rows.append((f"torq_ref fake-quant float32 MSE ({backend}), mse / floor", t_fq_mse, t_fq_mse / t_fq_floor))
     x64 = x.astype(np.float64)      # the folded W4A4 weights of the TORQ pipeline are float64
     t_fq64 = _best(lambda: mx.quantize_dequantize(x64, backend=backend), args.repeat)
     t_fq64_ref = _best(lambda: mx.quantize_dequantize(x64[: max(1, args.rows // 16)], backend="numpy"), 1) * 16

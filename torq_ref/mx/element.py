@@ -3,6 +3,8 @@
 The reference path works in float64, where every float16/float32/float64 input and every element
 value is exact, with exponent arithmetic from ``np.frexp`` / ``np.ldexp`` (never a float log2).
 Rounding is round-to-nearest, ties-to-even (``np.rint`` on an exactly scaled value).
+Clauses: MX-3.1..3.5 in ``encode``, MX-2.2 ``decode``; MX-11.1: the E2M1 encoder is checked on all
+2^32 float32 bit patterns by the slow tests/test_mx_sweep.py.
 """
 from __future__ import annotations
 
@@ -26,26 +28,31 @@ def encode(x, fmt: str, *, saturate: bool = True, nan_code: int | None = None,
     raw = as_float_array(x)
     if backend not in ("auto", "numpy", "numba"):
         raise ValueError(f"unknown backend {backend!r}; known: auto, numpy, numba")
-    fast = f.name == "e2m1" and raw.dtype == np.float32 and nan_code is None
-    if backend == "numba" and not _numba_kernels.available():
-        raise RuntimeError("backend='numba' requested but numba is not installed (pip install torq-ref[fast])")
-    if fast and backend != "numpy" and _numba_kernels.available():
-        return _numba_kernels.encode_e2m1(raw)
-    with np.errstate(invalid="ignore"):  # signalling-NaN bit patterns
-        a = raw.astype(np.float64)
+    # Every argument is checked before any path runs (MX-7.1), the numba one included.
     if not saturate and not (f.has_inf or f.has_nan):
         raise ValueError(
             f"{f.name} has no Inf or NaN code, so saturate=False has no defined result; "
             "MX element conversion saturates (OCP MX v1.0 section 6.3)"
         )
     nan_out = f.default_nan_code if nan_code is None else _check_nan_code(f, nan_code)
+    fast = f.name == "e2m1" and raw.dtype == np.float32 and nan_code is None
+    if backend == "numba":
+        if not _numba_kernels.available():
+            raise RuntimeError("backend='numba' requested but numba is not installed (pip install torq-ref[fast])")
+        if not fast:
+            raise ValueError(f"backend='numba' encodes e2m1 float32 input without nan_code only (MX-6.1); "
+                             f"got fmt {f.name!r}, dtype {raw.dtype}; use backend='auto' or 'numpy'")
+    if fast and backend != "numpy" and _numba_kernels.available():
+        return _numba_kernels.encode_e2m1(raw)
+    with np.errstate(invalid="ignore"):  # signalling-NaN bit patterns
+        a = raw.astype(np.float64)
     if f.is_int:
         codes = _encode_int8(a)
     else:
         codes = _encode_float(a, f, saturate)
     nan = np.isnan(a)
     if nan_code is None and f.has_nan:
-        # MX-3.4: formats with a NaN code keep the sign bit of the NaN (IEEE / ml_dtypes behaviour).
+        # MX-2.6: formats with a NaN code keep the sign bit of the NaN (IEEE / ml_dtypes behaviour).
         codes[nan] = nan_out | np.where(np.signbit(a[nan]), f.sign_bit, 0).astype(np.uint8)
     else:
         codes[nan] = nan_out

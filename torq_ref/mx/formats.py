@@ -3,6 +3,9 @@
 OCP Microscaling Formats (MX) v1.0 defines six element types that share one E8M0 scale per block:
 FP4 E2M1, FP6 E2M3, FP6 E3M2, FP8 E4M3, FP8 E5M2 and INT8. This module is the single table of their
 parameters; every other module reads it instead of repeating constants.
+
+Clauses: MX-2.1 the table ``FORMATS``, MX-2.2 ``VALUE_TABLES``, MX-2.3 ``E2M1_VALUES``, MX-2.6
+``default_nan_code``, MX-3.1 the E2M1 decision table ``E2M1_THRESHOLDS`` / ``E2M1_TIE_UP``.
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ FORMATS: dict[str, ElementFormat] = {
     "int8": ElementFormat("int8", 0, 6, 0, 0, 127.0 / 64.0, False, False, 0x7F),
 }
 
-SCALE_RULES = ("floor", "rceil", "ceil", "even")
+SCALE_RULES = ("floor", "rceil", "ceil", "even", "mse")
 
 E8M0_BIAS = 127
 E8M0_NAN = 0xFF
@@ -133,3 +136,33 @@ for _name, _fmt in FORMATS.items():
 
 #: Values of the 16 E2M1 codes; code 0x8 is -0.0.
 E2M1_VALUES = VALUE_TABLES["e2m1"]
+
+
+def _e2m1_decisions() -> tuple[np.ndarray, np.ndarray]:
+    """The seven E2M1 round-to-nearest-even decision points (MX-3.1), derived from the table.
+
+    Magnitude code k (0..7) is ``sum_t [|x| > T_t or (TIE_UP_t and |x| == T_t)]``: T_t is the
+    midpoint of values t and t+1, and a tie goes up exactly when code t+1 is even.
+    """
+    mags = E2M1_VALUES[:8]
+    mid = (mags[:-1] + mags[1:]) / 2.0                 # exact: halves of small dyadic values
+    up = (np.arange(1, 8) % 2) == 0                    # code t+1 even -> a tie rounds up
+    mid.setflags(write=False)
+    up.setflags(write=False)
+    return mid, up
+
+
+#: E2M1 decision thresholds 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5 and whether a tie at each goes up
+#: (False, True, False, True, False, True, False). Every E2M1 encoder in torq_ref reads these.
+E2M1_THRESHOLDS, E2M1_TIE_UP = _e2m1_decisions()
+
+
+def e2m1_magnitude_code(t: np.ndarray) -> np.ndarray:
+    """int64 magnitude code (0..7) of non-negative, already-scaled values ``t`` (NumPy, exact).
+
+    Values above 5 give 7 (saturation); NaN gives 0 (callers handle NaN themselves).
+    """
+    m = np.zeros(np.shape(t), dtype=np.int64)
+    for thr, up in zip(E2M1_THRESHOLDS, E2M1_TIE_UP):
+        m += (t >= thr) if up else (t > thr)
+    return m

@@ -79,10 +79,47 @@ def unswizzle_scales(buf, rows: int, cols: int) -> np.ndarray:
     b = np.asarray(buf)
     if b.dtype != np.uint8 or b.ndim != 1:
         raise TypeError(f"buf must be a 1-D uint8 array, got {b.dtype} with shape {b.shape}")
-    if rows < 0 or cols < 0:
-        raise ValueError("rows and cols must be non-negative")
+    for name, v in (("rows", rows), ("cols", cols)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
     need = -(-rows // 128) * 128 * (-(-cols // 4) * 4)
     if b.size != need:
         raise ValueError(f"a swizzled buffer for {rows} x {cols} scales has {need} bytes, got {b.size}")
     rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
     return b[swizzled_offset(rr, cc, cols)]
+
+
+# ggml's MXFP4 block (MX-8.3): struct block_mxfp4 { uint8_t e; uint8_t qs[16]; } per 32 values.
+GGUF_MXFP4_BLOCK_BYTES = 17
+
+
+def pack_gguf_mxfp4(scales, codes) -> np.ndarray:
+    """OCP MXFP4 (E8M0 scales (..., nb), E2M1 codes (..., 32 nb)) -> ggml blocks (..., nb, 17).
+
+    Byte 0 is the E8M0 code unchanged; byte 1 + j holds element j in the low nibble and element
+    j + 16 in the high nibble. ggml reads the nibbles as doubled E2M1 values (kvalues_mxfp4 =
+    0, 1, 2, 3, 4, 6, 8, 12, ...) times the halved scale 2^(e - 128): the same number."""
+    s = np.asarray(scales)
+    c = _as_nibbles(codes)
+    if s.dtype != np.uint8:
+        raise TypeError(f"scales must be uint8 E8M0 codes, got dtype {s.dtype}")
+    if c.ndim == 0 or c.shape[:-1] != s.shape[:-1] or c.shape[-1] != 32 * s.shape[-1]:
+        raise ValueError(f"codes {c.shape} must be scales {s.shape} with the last axis x 32")
+    blk = c.reshape(c.shape[:-1] + (s.shape[-1], 32))                        # (..., nb, 32)
+    out = np.empty(blk.shape[:-1] + (GGUF_MXFP4_BLOCK_BYTES,), np.uint8)     # (..., nb, 17)
+    out[..., 0] = s
+    out[..., 1:] = blk[..., :16] | (blk[..., 16:] << 4)
+    return out
+
+
+def unpack_gguf_mxfp4(blocks):
+    """Inverse of :func:`pack_gguf_mxfp4`: ggml blocks (..., nb, 17) -> (scales (..., nb),
+    codes (..., 32 nb))."""
+    b = np.asarray(blocks)
+    if b.dtype != np.uint8:
+        raise TypeError(f"blocks must be uint8, got dtype {b.dtype}")
+    if b.ndim < 1 or b.shape[-1] != GGUF_MXFP4_BLOCK_BYTES:
+        raise ValueError(f"blocks must have a last axis of {GGUF_MXFP4_BLOCK_BYTES} bytes, got shape {b.shape}")
+    qs = b[..., 1:]
+    codes = np.concatenate([qs & 0xF, qs >> 4], axis=-1)                     # (..., nb, 32)
+    return np.ascontiguousarray(b[..., 0]), codes.reshape(b.shape[:-2] + (-1,))

@@ -12,6 +12,9 @@ All arithmetic is float32 with IEEE round-to-nearest-even, one operation at a ti
 
 and dequantize gives value(code_i) * value(S) * g in float64. Input is rounded to float32 first
 (exact for float16 / bfloat16); non-finite input is rejected.
+
+Clauses: MX-9.1 the default global scale, MX-9.2 the float32 rounding steps, MX-9.3 dequantize
+and bad input (non-finite input, length, global scale type and value).
 """
 from __future__ import annotations
 
@@ -60,6 +63,10 @@ def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:
     n = m.shape[-1]
     if n % NVFP4_BLOCK:
         raise ValueError(f"axis {ax} has length {n}, not a multiple of the NVFP4 block size 16")
+    if global_scale is not None and (isinstance(global_scale, (bool, np.bool_))
+                                     or not isinstance(global_scale, (int, float, np.integer, np.floating))):
+        raise TypeError(f"global_scale must be a positive finite float (or None for the default), "
+                        f"got {type(global_scale).__name__} {global_scale!r}")
     g = default_global_scale(a) if global_scale is None else np.float32(global_scale)
     if not (np.isfinite(g) and g > 0):
         raise ValueError(f"global_scale must be a positive finite float32, got {global_scale!r}")
@@ -88,3 +95,43 @@ def dequantize_nvfp4(t: NVFP4Tensor) -> np.ndarray:
     sc = np.moveaxis(VALUE_TABLES["e4m3"][t.scales], t.axis, -1)
     per = np.repeat(sc, t.block_size, axis=-1)
     return np.moveaxis(vals * per * np.float64(t.global_scale), -1, t.axis)
+
+
+def quantize_nvfp4_reciprocal(x, encode_scale, *, axis: int = -1) -> NVFP4Tensor:
+    """NVFP4 under the reciprocal global-scale convention (MX-9.4): the caller passes the
+    *encode* scale g_enc (e.g. 448 * 6 / amax_tensor, compressed-tensors' ``global_scale``),
+    and each step is one float32 RNE operation:
+
+        sb = fp32(fp32(amax_block / 6) * g_enc);  S = e4m3(sb);  denom = fp32(value(S) / g_enc)
+        q_i = fp32(x_i / denom);  code_i = e2m1(q_i)
+
+    The returned tensor's ``global_scale`` is the decode scale fp32(1 / g_enc)."""
+    a = as_float_array(x).astype(np.float32)
+    if a.ndim == 0:
+        raise ValueError("x must have at least one dimension")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("NVFP4 quantization needs finite input (NaN / Inf found)")
+    ge = np.float32(encode_scale)
+    if not (np.isfinite(ge) and ge > 0):
+        raise ValueError(f"encode_scale must be a positive finite float32, got {encode_scale!r}")
+    ax = normalize_axis(axis, a.ndim)
+    m = np.moveaxis(a, ax, -1)
+    n = m.shape[-1]
+    if n % NVFP4_BLOCK:
+        raise ValueError(f"axis {ax} has length {n}, not a multiple of the NVFP4 block size 16")
+    blocks = m.reshape(m.shape[:-1] + (n // NVFP4_BLOCK, NVFP4_BLOCK))       # (..., nb, 16)
+    amax = np.max(np.abs(blocks), axis=-1)
+    with np.errstate(over="ignore"):
+        sb = ((amax / _E2M1_MAX).astype(np.float32) * ge).astype(np.float32)
+    scale_codes = encode(sb, "e4m3", saturate=True)                          # (..., nb)
+    with np.errstate(under="ignore"):
+        denom = (VALUE_TABLES["e4m3"][scale_codes].astype(np.float32) / ge).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = blocks / denom[..., None]
+    q = np.where(denom[..., None] == 0, np.copysign(np.float32(0), blocks), q).astype(np.float32)
+    codes = encode(q, "e2m1").reshape(m.shape)
+    with np.errstate(over="ignore"):
+        g = np.float32(np.float32(1) / ge)
+    return NVFP4Tensor(codes=np.ascontiguousarray(np.moveaxis(codes, -1, ax)),
+                       scales=np.ascontiguousarray(np.moveaxis(scale_codes, -1, ax)),
+                       global_scale=g, axis=ax)

@@ -1,4 +1,4 @@
-"""E8M0 shared-scale computation: the four scale rules (spec/MX.md section 4).
+"""E8M0 shared-scale computation: the five scale rules (spec/MX.md section 4).
 
 A scale code s in 0..254 means 2^(s - 127); 0xFF is NaN. From the block's largest magnitude
 amax = m * 2^E (m in [1, 2), exact from ``np.frexp``):
@@ -11,12 +11,18 @@ amax = m * 2^E (m in [1, 2), exact from ``np.frexp``):
 
 then clamped below at 0; above 254 (and for Inf amax) the code is 0xFF, or 0xFE when
 ``saturate_scale`` (satfinite). NaN amax always gives 0xFF; amax = 0 gives 0.
+
+MSE (MX-4.8) needs the block's values, not only amax, so it lives in :func:`block_scale_codes`:
+of the FLOOR code s and s + 1 it keeps the one whose quantized block has the smaller squared
+error, the error summed in float64 in element order, a tie going to s.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .formats import E8M0_BIAS, E8M0_MAX_FINITE, E8M0_NAN, ElementFormat, check_scale_rule, get_format
+from .element import encode
+from .formats import (E8M0_BIAS, E8M0_MAX_FINITE, E8M0_NAN, VALUE_TABLES, ElementFormat, check_scale_rule,
+                      get_format)
 
 
 def scale_codes(amax, fmt: str | ElementFormat, rule: str = "floor", *, saturate_scale: bool = False,
@@ -27,7 +33,17 @@ def scale_codes(amax, fmt: str | ElementFormat, rule: str = "floor", *, saturate
     """
     f = get_format(fmt)
     rule = check_scale_rule(rule)
-    a = np.asarray(amax, dtype=np.float64)
+    if rule == "mse":
+        raise ValueError("scale_rule 'mse' (MX-4.8) chooses the scale from the block's values, not from "
+                         "amax alone: use block_scale_codes(blocks, fmt, 'mse') or quantize(..., "
+                         "scale_rule='mse')")
+    raw = np.asarray(amax)
+    if raw.dtype.kind not in "fiu" or raw.dtype == np.bool_:
+        raise TypeError(f"amax must be a real array of block maxima, got dtype {raw.dtype}")
+    a = raw.astype(np.float64)
+    if np.any(a < 0):
+        # A block maximum is a magnitude: a negative one is a caller's bug, not a scale (MX-7.1).
+        raise ValueError(f"amax must be non-negative (or NaN / +Inf); found {a[a < 0].flat[0]!r}")
     nan = np.isnan(a)
     inf = np.isinf(a)
     finite = np.where(nan | inf, 0.0, a)
@@ -52,6 +68,52 @@ def scale_codes(amax, fmt: str | ElementFormat, rule: str = "floor", *, saturate
     code = np.where(overflow, E8M0_MAX_FINITE if saturate_scale else E8M0_NAN, code)
     code = np.where(nan, E8M0_NAN, code)
     return code.astype(np.uint8)
+
+
+def block_scale_codes(blocks, fmt: str | ElementFormat, rule: str = "floor", *, saturate_scale: bool = False,
+                      working_dtype=np.float32) -> np.ndarray:
+    """E8M0 code of each block of ``blocks`` (..., nb, bs) for any rule, as uint8 (..., nb).
+
+    The amax rules go through :func:`scale_codes`; MSE (MX-4.8) refines FLOOR's code.
+    """
+    f = get_format(fmt)
+    rule = check_scale_rule(rule)
+    wide = np.asarray(blocks)
+    if wide.dtype.kind != "f" or wide.ndim < 1:
+        raise TypeError(f"blocks must be a float array (..., nb, bs), got dtype {wide.dtype}, ndim {wide.ndim}")
+    wide = wide.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        amax = np.max(np.abs(wide), axis=-1)               # NaN propagates
+    if rule != "mse":
+        return scale_codes(amax, f, rule, saturate_scale=saturate_scale, working_dtype=working_dtype)
+    floor = scale_codes(amax, f, "floor", saturate_scale=saturate_scale)
+    return _mse_refine(wide, f, floor, amax)
+
+
+def _mse_refine(wide: np.ndarray, f: ElementFormat, floor: np.ndarray, amax: np.ndarray) -> np.ndarray:
+    """MX-4.8: FLOOR's code s, or s + 1 where that block's squared error is strictly smaller.
+
+    Errors are in units of the FLOOR scale 2^(s-127) (a power-of-two rescaling of both sides, exact
+    for float16 / bfloat16 / float32 input): e_j = sum_i (x_i 2^-(s-127) - q_ij)^2 with q_ij the
+    dequantized element under candidate j in the same units, summed left to right in float64.
+    """
+    # Candidates: finite blocks with amax > 0 whose FLOOR code has a finite successor (<= 254).
+    cand = np.isfinite(amax) & (amax > 0) & (floor < E8M0_MAX_FINITE)
+    exp = np.where(cand, floor.astype(np.int64) - E8M0_BIAS, 0)          # (..., nb)
+    xs = np.ldexp(np.where(cand[..., None], wide, 0.0), -exp[..., None])  # x in units of 2^exp
+    table = VALUE_TABLES[f.name]
+    q0 = table[encode(xs, f.name, saturate=True)]                        # candidate s, same units
+    q1 = 2.0 * table[encode(np.ldexp(np.where(cand[..., None], wide, 0.0), -exp[..., None] - 1),
+                            f.name, saturate=True)]                      # candidate s + 1
+    e0 = np.zeros(amax.shape)
+    e1 = np.zeros(amax.shape)
+    for i in range(wide.shape[-1]):        # sequential sum, element order (the clause's arithmetic)
+        d0 = xs[..., i] - q0[..., i]
+        d1 = xs[..., i] - q1[..., i]
+        e0 = e0 + d0 * d0
+        e1 = e1 + d1 * d1
+    up = cand & (e1 < e0)                  # a tie keeps FLOOR's code
+    return np.where(up, floor.astype(np.int64) + 1, floor).astype(np.uint8)
 
 
 def _rounded_quotient(amax: np.ndarray, max_elem: float, working_dtype) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""Input validation shared by the codec (spec/MX.md section 7: bad input is an error, never a guess)."""
+"""Input validation shared by the codec (spec/MX.md section 7: bad input is an error, never a guess).
+
+Clauses: MX-3.6 accepted input dtypes (bfloat16 widened to float32), MX-7.1 bad input.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -27,10 +30,11 @@ def as_float_array(x, name: str = "x") -> np.ndarray:
 def as_code_array(codes, bits: int, name: str = "codes") -> np.ndarray:
     """Return ``codes`` as uint8, checking they are unsigned integers that fit in ``bits`` bits."""
     arr = np.asarray(codes)
-    if arr.dtype.kind not in "ui":
+    if arr.dtype.kind not in "ui" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be an unsigned integer array of codes, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= (1 << bits)):
-        raise ValueError(f"{name} holds values outside the {bits}-bit code range 0..{(1 << bits) - 1}")
+        raise ValueError(f"{name} holds values outside the {bits}-bit code range 0..{(1 << bits) - 1} "
+                         f"(found {arr.min()}..{arr.max()})")
     return arr.astype(np.uint8, copy=False)
 
 

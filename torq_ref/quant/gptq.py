@@ -1,4 +1,4 @@
-"""GPTQ for MX weight formats, in NumPy (spec/TQ.md TQ-7; Frantar et al., "GPTQ: Accurate
+"""GPTQ for MX weight formats, in NumPy (spec/TQ.md TQ-7, measured against RTN in TQ-7.3; Frantar et al., "GPTQ: Accurate
 Post-Training Quantization for Generative Pre-trained Transformers", ICLR 2023, arXiv 2210.17323).
 
 A linear layer y = x W^T, W (out, n), with calibration inputs of second moment H = E[x x^T] (n, n)
@@ -47,10 +47,11 @@ def transformed_hessian(C: np.ndarray, transform=None) -> np.ndarray:
 
 def _group_exponents(block: np.ndarray, fmt, rule: str) -> np.ndarray:
     """Shared exponents (out,) of one group block (out, g) under the scale rule, float64 working."""
-    from torq_ref.mx import scale_codes
+    from torq_ref.mx import block_scale_codes
     from torq_ref.mx.formats import E8M0_BIAS, E8M0_NAN
 
-    codes = scale_codes(np.max(np.abs(block), axis=1), fmt, rule, working_dtype=np.float64)
+    # from the values, not only amax: the MSE rule (spec/MX.md MX-4.8) needs them
+    codes = block_scale_codes(block, fmt, rule, working_dtype=np.float64)   # (out,)
     if (codes == E8M0_NAN).any():
         raise GPTQError("a weight group overflows the E8M0 scale range")
     return codes.astype(np.int64) - E8M0_BIAS

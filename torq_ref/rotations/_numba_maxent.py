@@ -4,12 +4,12 @@ Each kernel here has a pure-NumPy twin in :mod:`torq_ref.rotations.maxent` (the 
 ``_np_<kernel>``) that follows the same arithmetic in the same order, so both give the same bits
 (ME-4.3, tested). Determinism does not depend on the thread count: rows are cut into fixed chunks
 of ``chunk`` rows, each chunk is summed sequentially and the chunk partials are then summed
-sequentially in chunk order (ME-4.2).
+sequentially in chunk order (ME-2.2).
 
 Element quantization (exact MXFP4 E2M1, FLOOR scale, round-to-nearest-even, saturating at 6):
 for a row with scale exponent ``e`` an element ``y`` maps to the magnitude index
-``m = [t>0.25] + [t>=0.75] + [t>1.25] + [t>=1.75] + [t>2.5] + [t>=3.5] + [t>5]`` of
-``t = |y| * 2^-e`` (the strict / non-strict comparisons put every tie on the even code), value
+``m`` of ``t = |y| * 2^-e`` given by the decision table ``E2M1_THRESHOLDS`` / ``E2M1_TIE_UP`` of
+mx/formats.py (the strict / non-strict comparisons put every tie on the even code), value
 ``MAG[m] * 2^e`` with the sign of ``y``. The histogram bin is ``0`` for ``m == 0`` (+0 and -0
 merged) and ``m + 8 * (y < 0)`` otherwise, so bin 8 is never used (15 live bins).
 
@@ -24,7 +24,23 @@ import types
 import numba as nb
 import numpy as np
 
-_MAG = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+from ..mx.formats import E2M1_THRESHOLDS, E2M1_TIE_UP, E2M1_VALUES
+
+_MAG = np.array(E2M1_VALUES[:8])
+# The E2M1 decision table of mx/formats.py as compile-time constants (fast). numba's on-disk
+# cache does not notice an edit of formats.py: maxent_eval.get_kernels("numba") compares these
+# kernels with their NumPy twins on the table's decision points once per process.
+_THR = tuple(float(v) for v in E2M1_THRESHOLDS)
+_UP = tuple(bool(v) for v in E2M1_TIE_UP)
+
+
+@nb.njit(cache=True, inline="always")
+def _magnitude_code(t):
+    """E2M1 magnitude code 0..7 of a scaled magnitude t (ties to the even code, saturating)."""
+    m = 0
+    for k in range(7):          # a tie goes up (>=) where _UP[k], down (>) elsewhere
+        m += (t >= _THR[k]) if _UP[k] else (t > _THR[k])
+    return m
 
 
 @nb.njit(cache=True, inline="always")
@@ -46,8 +62,7 @@ def _quant(y, e, pow2, mag):
     """(squared error, histogram bin) of element y quantized with shared exponent e."""
     ay = abs(y)
     t = ay * pow2[127 - e]
-    m = ((t > 0.25) + (t >= 0.75) + (t > 1.25) + (t >= 1.75)
-         + (t > 2.5) + (t >= 3.5) + (t > 5.0))
+    m = _magnitude_code(t)
     d = mag[m] * pow2[127 + e] - ay
     if m == 0:
         b = 0
@@ -124,8 +139,7 @@ def _quant_scaled(y, inv, sc, mag):
     """_quant with the scale factors inv = 2^-e and sc = 2^e already looked up (same bits)."""
     ay = abs(y)
     t = ay * inv
-    m = ((t > 0.25) + (t >= 0.75) + (t > 1.25) + (t >= 1.75)
-         + (t > 2.5) + (t >= 3.5) + (t > 5.0))
+    m = _magnitude_code(t)
     d = mag[m] * sc - ay
     b = (m + 8 * (y < 0.0)) * (m != 0)
     return d * d, b

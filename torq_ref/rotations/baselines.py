@@ -11,6 +11,10 @@ dividing n with n / m a power of two is used. 576 = 36 x 16 (Paley II, q = 17), 
 (Paley I, q = 11), 2304 = 36 x 64, 1152 = 36 x 32. Orders with no such factorisation
 (e.g. odd n > 1, n = 2 mod 4, or a needed q that is not prime) raise HadamardOrderError; callers
 may then use ``block_hadamard`` with a block size dividing n.
+
+Clauses: SH-3.1 ``sylvester_hadamard``, SH-3.2 ``hadamard`` (Paley x Sylvester), SH-3.3
+``block_hadamard``, SH-3.4 ``random_sign_hadamard`` / ``random_orthogonal`` (seeded only),
+SH-3.5 ``DenseOrthogonal``.
 """
 from __future__ import annotations
 
@@ -140,9 +144,17 @@ def block_hadamard(n: int, block_size: int = 32) -> np.ndarray:
     return np.kron(np.eye(n // b), hadamard(b))
 
 
+def _check_seed(seed) -> int:
+    """A seed must be a non-negative int: ``None`` would draw fresh OS entropy, so the "same seed,
+    same matrix" promise of SH-3.4 could not hold."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int (randomness is always seeded), got {seed!r}")
+    return int(seed)
+
+
 def random_sign_hadamard(n: int, seed: int = 0) -> np.ndarray:
     """diag(signs) @ H (QuaRot style): X @ M flips signs of the channels, then mixes them."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     signs = rng.choice(np.array([-1.0, 1.0]), size=_check_n(n))
     return signs[:, None] * hadamard(n)
 
@@ -150,7 +162,7 @@ def random_sign_hadamard(n: int, seed: int = 0) -> np.ndarray:
 def random_orthogonal(n: int, seed: int = 0) -> np.ndarray:
     """Haar-distributed orthogonal matrix: QR of a seeded Gaussian with the R-diagonal signs fixed."""
     n = _check_n(n)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
 

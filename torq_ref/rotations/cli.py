@@ -1,15 +1,26 @@
-"""Rotation subcommands of ``python -m torq_ref`` (spec/SH.md section SH-6; spec/ME.md).
+"""Rotation benchmarks of ``python -m torq_ref`` (spec/SH.md SH-6.1, spec/ME.md ME-5.2).
 
-``register(sub)`` adds every rotation subcommand; contributors append their own parsers there.
+``register(sub)`` adds them; each runs both sides in one process on synthetic data:
 
 * ``bench-schur-horn``: the constant-target Schur-Horn builder (numba and NumPy paths) against
-  ``numpy.linalg.eigvalsh`` of the same matrix, side by side in one process (SH-6.1).
-* ``compare-inter-block``: the macro strategies measured by held-out MXFP4 error on captured
-  activations of the real model (or heavy-tailed synthetic ones) (SH-5.4).
+  ``numpy.linalg.eigvalsh`` of the same matrix (SH-6.1).
+* ``bench-maxent``: the max-entropy optimizer, numba against NumPy, and its scaling (ME-5.2).
+
+The experiments on the real model's inputs (compare-inter-block, maxent-real) live in
+torq_ref.experiments, above both the model and the rotations.
 """
 from __future__ import annotations
 
 import sys
+import time
+
+import numpy as np
+
+from torq_ref.mx import numba_available
+
+from .maxent import DEFAULT_BETA, DEFAULT_SEARCH_ROWS, maxent_rotation
+from .maxent_eval import CHUNK
+from .synthetic import heavy_tailed_activations
 
 
 def register(sub):
@@ -19,29 +30,21 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=1, help="timing repeats (best of)")
     p.add_argument("--no-numpy", action="store_true", help="skip the NumPy-path timing")
-    p.set_defaults(func=_run_bench)
+    p.set_defaults(func=_run_bench_schur_horn)
 
-    p = sub.add_parser("compare-inter-block",
-                       help="macro (inter-block) rotation strategies by held-out MXFP4 NMSE")
-    p.add_argument("--source", choices=("auto", "model", "synthetic"), default="auto",
-                   help="captured model activations (auto: when the model can be loaded)")
-    p.add_argument("--model-dir", default=None, help="imported model directory (default cache)")
-    p.add_argument("--layers", type=int, nargs="+", default=[0, 10, 20, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"])
-    p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
-    p.add_argument("--heldout-windows", type=int, default=2,
-                   help="windows after the calibration ones (held out)")
-    p.add_argument("--block-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the markdown report here")
-    p.set_defaults(func=_run_compare)
+    p = sub.add_parser("bench-maxent", help="time maxent_rotation (numba vs NumPy) and scaling")
+    p.add_argument("--tokens", type=int, nargs="+", default=[1024, 2048, 4096])
+    p.add_argument("--channels", type=int, nargs="+", default=[576])
+    p.add_argument("--sweeps", type=int, default=2, help="sweeps timed (holdout off)")
+    p.add_argument("--numpy-tokens", type=int, default=512,
+                   help="size at which the NumPy path is timed against numba (0: skip)")
+    p.add_argument("--threads", type=int, default=0, help="numba threads (0: numba default)")
+    p.add_argument("--default-run", type=int, nargs=2, default=None, metavar=("T", "N"),
+                   help="also time one call with all defaults (holdout 0.25, early stopping)")
+    p.set_defaults(func=_run_bench_maxent)
 
 
-def _run_bench(args) -> int:
-    import time
-
-    import numpy as np
-
+def _run_bench_schur_horn(args) -> int:
     from .schur_horn import schur_horn
 
     def best(fn, k):
@@ -94,27 +97,52 @@ def _diag_error(c, q) -> float:
     return float(np.max(np.abs(np.diag(qcq) - np.trace(c) / n)))
 
 
-def _run_compare(args) -> int:
-    from .inter_block import run_comparison
+def _run_bench_maxent(args) -> int:
+    import platform
 
-    text = run_comparison(source=args.source, model_dir=args.model_dir, layers=args.layers,
-                          sites=args.sites, calib_windows=args.calib_windows,
-                          heldout_windows=args.heldout_windows, block_size=args.block_size,
-                          seed=args.seed)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        print(text)
+    if args.threads and numba_available():
+        import numba
+        numba.set_num_threads(args.threads)
+    kern = "numba" if numba_available() else "numpy"
+    # compile outside timing: the serial kernels (small data) and the parallel ones (> 2 chunks)
+    maxent_rotation(heavy_tailed_activations(64, 64, seed=1), holdout=0.0, max_sweeps=1,
+                    backend=kern)
+    maxent_rotation(heavy_tailed_activations(2 * CHUNK + 64, 16, seed=1), block_size=8,
+                    holdout=0.0, max_sweeps=1, search_rows=None, backend=kern)
+    print(f"machine: {platform.processor() or platform.machine()}, os.cpu_count() = "
+          f"{__import__('os').cpu_count()}; backend {kern}; {args.sweeps} sweeps, holdout off, "
+          f"search_rows {DEFAULT_SEARCH_ROWS}\n")
+    print("| tokens | channels | block rows | wall (s) | CPU (s) | wall per sweep (s) | accepted planes |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.channels:
+        for T in args.tokens:
+            X = heavy_tailed_activations(T, n, seed=1)
+            w0, c0 = time.perf_counter(), time.process_time()
+            _, rep = maxent_rotation(X, holdout=0.0, max_sweeps=args.sweeps, backend=kern)
+            w, c = time.perf_counter() - w0, time.process_time() - c0
+            acc = "/".join(str(s.accepted_planes) for s in rep.sweeps[1:])
+            print(f"| {T} | {n} | {T * n // 32} | {w:.2f} | {c:.2f} | {w / args.sweeps:.2f} | {acc} |",
+                  flush=True)
+    if args.default_run:
+        T, n = args.default_run
+        X = heavy_tailed_activations(T, n, seed=1)
+        w0, c0 = time.perf_counter(), time.process_time()
+        _, rep = maxent_rotation(X, backend=kern)
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        print(f"\nDefault call on {T} x {n} (holdout 0.25, beta {DEFAULT_BETA:g}, early stopping): "
+              f"wall {w:.2f} s, CPU {c:.2f} s, {len(rep.sweeps) - 1} sweeps, stop {rep.stop_reason}, "
+              f"best sweep {rep.best_sweep}")
+    if args.numpy_tokens and kern == "numba":
+        X = heavy_tailed_activations(args.numpy_tokens, 576, seed=1)
+        out = {}
+        for b in ("numba", "numpy"):
+            w0 = time.perf_counter()
+            out[b] = maxent_rotation(X, holdout=0.0, max_sweeps=1, backend=b)[0]
+            out[b + "_t"] = time.perf_counter() - w0
+        same = "yes" if np.array_equal(out["numba"], out["numpy"]) else "NO"
+        print(f"\nNumPy path vs numba, {args.numpy_tokens} x 576, 1 sweep: NumPy {out['numpy_t']:.2f} s, "
+              f"numba {out['numba_t']:.2f} s, ratio {out['numpy_t'] / out['numba_t']:.1f}x; "
+              f"identical R: {same}")
+        if same == "NO":
+            return 1
     return 0
-
-
-# --- max-entropy micro rotation subcommands (spec/ME.md ME-6), appended by the ME owner ---
-_register_without_maxent = register
-
-
-def register(sub):  # noqa: F811  (wraps the function above and adds the ME subcommands)
-    _register_without_maxent(sub)
-    from .maxent import register_cli
-    register_cli(sub)

@@ -8,6 +8,9 @@ log2(15) = 3.907 bits.
 Histogram bins (used throughout torq_ref.rotations): bin 0 is zero (codes 0x0 and 0x8), bins 1..7
 the positive values 0.5 .. 6 (codes 0x1..0x7) and bins 9..15 the negative values (codes
 0x9..0xF); bin 8 is always empty.
+
+Clauses: ME-1.1 ``code_entropy``, ME-1.2 ``entropy_from_counts`` (summed over sorted counts, so
+invariant under permutations), ME-1.3 ``code_histogram`` and bad input.
 """
 from __future__ import annotations
 

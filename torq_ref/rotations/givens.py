@@ -12,10 +12,13 @@ x): rotations are applied in order, each replacing columns (i, j) of X by
 
 Two interchangeable back ends give identical bits: a numba kernel (optional ``fast`` extra) and a
 NumPy loop that is vectorised over everything except the rotation index.
+
+Clauses: SH-1.1 the sequence and ``matrix()``, SH-1.2 ``apply`` / ``apply_transpose``, SH-1.3
+validation on construction, SH-1.4 ``len`` / ``inverse`` / ``then``, SH-1.5 ``save`` / ``load``,
+SH-1.6 the two back ends.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -226,8 +229,3 @@ class GivensSequence:
         except GivensFileError as err:
             raise GivensFileError(f"{path}: {err}") from None
         return obj
-
-    def to_json(self) -> str:
-        """Small human-readable dump (debugging); exact float repr."""
-        return json.dumps({"n": self.n, "rotations": [
-            [int(a), int(b), float(c), float(d)] for a, b, c, d in zip(self.i, self.j, self.c, self.s)]})

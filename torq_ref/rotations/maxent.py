@@ -1,22 +1,23 @@
-"""Maximum-entropy intra-block ("micro") rotation of TORQ (spec/ME.md; torq-method.md section 2.2).
+"""Maximum-entropy intra-block ("micro") rotation of TORQ: the optimizer (spec/ME.md section 3;
+torq-method.md section 2.2).
 
 TORQ (arXiv 2605.19561) rotates the inside of every 32-element MXFP4 block so that the FP4 codebook
 is used evenly. :func:`maxent_rotation` finds an orthogonal R (block_size x block_size, shared by
 every block, or one per block) that maximises, on calibration tokens,
 
-    J(R) = H(codes of MXFP4(X R)) - beta * NMSE(X R)
+    J(R) = H(codes of MXFP4(X R)) - beta * NMSE(X R)                        (ME-2.1)
 
 with the exact MXFP4 quantizer (E2M1 elements, FLOOR E8M0 scale, round-to-nearest-even). The
-optimizer starts from the normalised Hadamard matrix and runs Jacobi sweeps of Givens rotations
-over all block_size*(block_size-1)/2 planes; each plane gets a two-stage grid search over the
-angle and a move is kept only when it raises J. Part of the tokens is held out and the returned R is
-the sweep with the best held-out J (never with a worse held-out NMSE than the start).
+optimizer starts from the normalised Hadamard matrix (ME-3.2) and runs Jacobi sweeps of Givens
+rotations over all block_size*(block_size-1)/2 planes; each plane gets a two-stage grid search over
+the angle (ME-3.3) and a move is kept only when it raises J (ME-3.4). Part of the tokens is held
+out and the returned R is the sweep with the best held-out J, never with a worse held-out NMSE than
+the start (ME-3.5); per_block optimizes each block on its own (ME-3.8). Same seed, same bits
+(ME-3.6); a local optimum is a fixed point (ME-3.7); the report is ME-3.9, bad input ME-3.10,
+the default beta ME-3.11.
 
-Speed (ME-4): a rotation in plane (i, j) changes two columns of every block row; the other
-columns only matter through their maximum (which fixes the shared scale) and their summed error and
-codes. Those are cached per plane, so a trial angle costs O(rows) instead of O(rows * block_size);
-rows whose shared exponent moves are requantized in full. The kernels exist twice, in NumPy here
-(``_np_*``) and in numba (:mod:`._numba_maxent`), with identical results.
+The evaluation kernels (incremental per plane, ME-4) live in :mod:`.maxent_eval`; this module only
+drives them.
 """
 from __future__ import annotations
 
@@ -29,15 +30,19 @@ import numpy as np
 
 from .baselines import sylvester_hadamard
 from .entropy import N_BINS, entropy_from_counts
+from .maxent_eval import (MAX_BLOCK_NORM, Kernels, MaxentInputError, apply_rotation, evaluate_fast,
+                          fixed_order_energy, get_kernels, rotation_metrics)
+from .synthetic import heavy_tailed_activations
 
-#: Default weight of the NMSE term (bits per unit NMSE); chosen by measurement, see spec/ME.md ME-3.3.
+__all__ = ["DEFAULT_BETA", "MaxentInputError", "MaxentReport", "SweepRecord", "apply_rotation",
+           "evaluate_fast", "heavy_tailed_activations", "maxent_rotation", "rotation_metrics"]
+
+#: Default weight of the NMSE term (bits per unit NMSE); chosen by measurement, see spec/ME.md ME-3.11.
 DEFAULT_BETA = 100.0
 #: Default upper bound on Jacobi sweeps (early stopping on held-out data usually ends sooner).
 DEFAULT_MAX_SWEEPS = 6
-#: Rows per deterministic reduction chunk (ME-4.2).
-CHUNK = 2048
 #: Stage-1 angle grid (radians): 0 first, then +-pi/32 * {1/64, 1/16, 1/4, 1, 4, 8}; accepted
-#: angles are mostly tiny, but +-pi/8 and +-pi/4 keep large moves reachable.
+#: angles are mostly tiny, but +-pi/8 and +-pi/4 keep large moves reachable (ME-3.3).
 THETA_STAGE1 = (math.pi / 32) * np.array(
     [0.0, 1 / 64, -1 / 64, 1 / 16, -1 / 16, 1 / 4, -1 / 4, 1.0, -1.0, 4.0, -4.0, 8.0, -8.0])
 #: Stage 2 tries theta1 + f * max(|theta1|, pi/2048) for these f around the stage-1 winner theta1.
@@ -46,176 +51,6 @@ THETA_STAGE2_FACTORS = np.array([-0.5, -0.25, 0.25, 0.5])
 DEFAULT_SEARCH_ROWS = 16384
 #: Smallest improvement of J that counts as an improvement (guards against rounding noise).
 ACCEPT_TOL = 1e-12
-
-_MAG = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
-#: POW2[k] = 2^(k - 127), k = 0..254 (every E8M0 scale), exact.
-POW2 = np.array([math.ldexp(1.0, k - 127) for k in range(255)])
-#: Largest 2-norm of one input block: keeps every rotated value below 2^127 (finite FLOOR scale).
-MAX_BLOCK_NORM = math.ldexp(1.0, 127)
-
-
-_TRACE = None  # debugging hook: a list collects (sweep, i, j, best angle, gain) per plane
-
-
-class MaxentInputError(ValueError):
-    """Bad input to maxent_rotation (shape, values, holdout, options)."""
-
-
-# --------------------------------------------------------------------------------------------
-# NumPy kernels (the reference path; _numba_maxent mirrors them operation for operation)
-# --------------------------------------------------------------------------------------------
-
-def _np_scale_exp(amax: np.ndarray) -> np.ndarray:
-    """FLOOR shared exponent floor(log2 amax) - 2 clamped to [-127, 127]; amax == 0 -> -127."""
-    _, ex = np.frexp(amax)                       # amax = f 2^ex, f in [0.5, 1)
-    e = np.clip(ex.astype(np.int64) - 3, -127, 127)
-    return np.where(amax == 0.0, -127, e)
-
-
-def _np_quant(y: np.ndarray, e: np.ndarray):
-    """Squared error and histogram bin of elements y quantized with shared exponents e."""
-    ay = np.abs(y)
-    t = ay * POW2[127 - e]
-    m = ((t > 0.25).astype(np.int64) + (t >= 0.75) + (t > 1.25) + (t >= 1.75)
-         + (t > 2.5) + (t >= 3.5) + (t > 5.0))
-    d = _MAG[m] * POW2[127 + e] - ay
-    b = np.where(m == 0, 0, m + 8 * (y < 0.0))
-    return d * d, b.astype(np.uint8)
-
-
-def _np_chunked_sum(v: np.ndarray, chunk: int) -> np.ndarray:
-    """Sum the last axis of v >= 0: sequentially inside chunks of `chunk`, then over the chunks."""
-    m = v.shape[-1]
-    nch = -(-m // chunk)
-    pad = np.zeros(v.shape[:-1] + (nch * chunk - m,))
-    w = np.concatenate([v, pad], axis=-1).reshape(v.shape[:-1] + (nch, chunk))
-    part = np.cumsum(w, axis=-1)[..., -1]        # (..., nch) sequential inside each chunk
-    return np.cumsum(part, axis=-1)[..., -1]      # sequential over chunks
-
-
-def _np_row_sum(err: np.ndarray, cols) -> np.ndarray:
-    """Sequential sum over the given columns of err (M, B), starting from 0.0."""
-    acc = np.zeros(err.shape[0])
-    for k in cols:
-        acc = acc + err[:, k]
-    return acc
-
-
-def _np_full_eval(Y: np.ndarray, pow2=POW2, chunk: int = CHUNK):
-    E = _np_scale_exp(np.max(np.abs(Y), axis=1))                  # (M,)
-    Err, C = _np_quant(Y, E[:, None])                             # (M, B) each
-    hist = np.bincount(C.ravel(), minlength=N_BINS).astype(np.int64)
-    total = float(_np_chunked_sum(_np_row_sum(Err, range(Y.shape[1])), chunk))
-    return E, C, Err, hist, total
-
-
-def _np_plane_prep(Y, Err, i, j, chunk=CHUNK):
-    others = [k for k in range(Y.shape[1]) if k != i and k != j]
-    om = np.max(np.abs(Y[:, others]), axis=1) if others else np.zeros(Y.shape[0])
-    return om, _np_row_sum(Err, others)
-
-
-def _np_plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2=POW2, chunk=CHUNK):
-    M, B = Y.shape
-    K = cs.shape[0]
-    yi, yj = Y[:, i][None, :], Y[:, j][None, :]                  # (1, M)
-    a = cs[:, None] * yi - sn[:, None] * yj                       # (K, M)
-    b = sn[:, None] * yi + cs[:, None] * yj
-    amax = np.maximum(np.maximum(om[None, :], np.abs(a)), np.abs(b))
-    e = _np_scale_exp(amax)                                       # (K, M)
-    other = np.broadcast_to(oe, (K, M)).copy()
-    hist = np.zeros(K * N_BINS, np.int64)
-    kk, rr = np.nonzero(e != E[None, :])                          # rows whose scale moves
-    if kk.size:
-        se = e[kk, rr]
-        acc = np.zeros(kk.size)
-        for col in range(B):
-            if col == i or col == j:
-                continue
-            q, bb = _np_quant(Y[rr, col], se)
-            acc = acc + q
-            hist += np.bincount(kk * N_BINS + bb, minlength=K * N_BINS)
-            hist -= np.bincount(kk * N_BINS + C[rr, col], minlength=K * N_BINS)
-        other[kk, rr] = acc
-    qa, ba = _np_quant(a, e)
-    qb, bb2 = _np_quant(b, e)
-    row = other + qa + qb
-    kidx = np.arange(K)[:, None] * N_BINS
-    hist += np.bincount((kidx + ba).ravel(), minlength=K * N_BINS)
-    hist += np.bincount((kidx + bb2).ravel(), minlength=K * N_BINS)
-    return hist.reshape(K, N_BINS), _np_chunked_sum(row, chunk)
-
-
-def _np_apply_rotation(Y, E, C, Err, i, j, c, s, pow2=POW2, chunk=CHUNK):
-    yi, yj = Y[:, i].copy(), Y[:, j].copy()
-    a = c * yi - s * yj
-    b = s * yi + c * yj
-    Y[:, i], Y[:, j] = a, b
-    e = _np_scale_exp(np.max(np.abs(Y), axis=1))
-    same = e == E
-    Err[same, i], C[same, i] = _np_quant(a[same], e[same])
-    Err[same, j], C[same, j] = _np_quant(b[same], e[same])
-    moved = ~same
-    if moved.any():
-        E[moved] = e[moved]
-        Err[moved], C[moved] = _np_quant(Y[moved], e[moved][:, None])
-
-
-def _np_rotate_blocks(X, R, chunk=CHUNK):
-    """Y = X @ R with each dot product summed sequentially over k (same order as numba)."""
-    acc = X[:, 0:1] * R[0]
-    for k in range(1, X.shape[1]):
-        acc = acc + X[:, k:k + 1] * R[k]
-    return acc
-
-
-class _Kernels:
-    """The five kernels of one backend, with the chunk size bound."""
-
-    def __init__(self, name: str, chunk: int = CHUNK):
-        self.name = name
-        self.chunk = chunk
-        if name == "numba":
-            from . import _numba_maxent as m
-            self._full, self._prep, self._trials = m.full_eval, m.plane_prep, m.plane_trials
-            self._apply, self._rot = m.apply_rotation, m.rotate_blocks
-        elif name == "numpy":
-            self._full, self._prep, self._trials = _np_full_eval, _np_plane_prep, _np_plane_trials
-            self._apply, self._rot = _np_apply_rotation, _np_rotate_blocks
-        else:
-            raise MaxentInputError(f"unknown backend {name!r} (use 'auto', 'numba' or 'numpy')")
-
-    def full_eval(self, Y):
-        E, C, Err, hist, total = self._full(Y, POW2, self.chunk)
-        return E, C, Err, np.asarray(hist, np.int64), float(total)
-
-    def plane_prep(self, Y, Err, i, j):
-        return self._prep(Y, Err, i, j, self.chunk)
-
-    def plane_trials(self, Y, E, C, om, oe, i, j, cs, sn):
-        hist, err = self._trials(Y, E, C, om, oe, i, j, cs, sn, POW2, self.chunk)
-        return np.asarray(hist, np.int64), np.asarray(err, np.float64)
-
-    def apply_rotation(self, Y, E, C, Err, i, j, c, s):
-        self._apply(Y, E, C, Err, i, j, float(c), float(s), POW2, self.chunk)
-
-    def rotate(self, X, R):
-        return self._rot(np.ascontiguousarray(X), np.ascontiguousarray(R), self.chunk)
-
-
-def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def get_kernels(backend: str = "auto", chunk: int = CHUNK) -> _Kernels:
-    """Kernels of ``backend``: "numba", "numpy", or "auto" (numba when installed)."""
-    if backend == "auto":
-        backend = "numba" if numba_available() else "numpy"
-    return _Kernels(backend, chunk)
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,17 +143,12 @@ def _initial_rotation(init, block_size: int, n_blocks: int, per_block: bool) -> 
 # The optimizer
 # --------------------------------------------------------------------------------------------
 
-def _energy(X: np.ndarray, chunk: int) -> float:
-    """Sum of squares of X (M, B), in the fixed order used for every error sum."""
-    return float(_np_chunked_sum(_np_row_sum(X * X, range(X.shape[1])), chunk))
-
-
 class _Data:
     """One data set (calibration or held-out) as block rows (M, B) with its energy."""
 
-    def __init__(self, X: np.ndarray, kern: _Kernels):
+    def __init__(self, X: np.ndarray, kern: Kernels):
         self.X = np.ascontiguousarray(X)
-        self.energy = _energy(self.X, kern.chunk)
+        self.energy = fixed_order_energy(self.X, kern.chunk)
         self.kern = kern
 
     def nmse(self, err_total: float) -> float:
@@ -334,7 +164,7 @@ class _Data:
 class _State:
     """Quantized state of block rows Y (M, B): exponents E, bins C, errors Err, histogram."""
 
-    def __init__(self, kern: _Kernels, Y: np.ndarray, energy: float, full=None):
+    def __init__(self, kern: Kernels, Y: np.ndarray, energy: float, full=None):
         self.kern, self.Y, self.energy = kern, Y, energy
         if full is None:
             self.E, self.C, self.Err, self.hist, _ = kern.full_eval(Y)
@@ -380,6 +210,22 @@ def _search_angle(state: _State, plane, beta: float):
     return th1, obj1[k1], obj1[0], h1[k1]
 
 
+def _decide_plane(full: _State, sub: _State | None, i: int, j: int, beta: float):
+    """The angle search for plane (i, j) (ME-3.3): (theta, gain of J on all calibration rows,
+    histogram at theta on all rows, histogram on the search subset or None).
+
+    With a search subset the winner is searched there and then confirmed on all rows; a subset
+    search that finds no gain returns gain 0 without touching the full state."""
+    if sub is None:
+        theta, j_best, j_zero, h_new = _search_angle(full, full.prepare(i, j), beta)
+        return theta, j_best - j_zero, h_new, None
+    theta, j_best, j_zero, h_sub = _search_angle(sub, sub.prepare(i, j), beta)
+    if not j_best > j_zero + ACCEPT_TOL:
+        return 0.0, 0.0, None, None
+    obj, hists = full.objectives(full.prepare(i, j), np.array([0.0, theta]), beta)
+    return theta, obj[1] - obj[0], hists[1], h_sub
+
+
 def _optimize(cal: _Data, hold: _Data | None, R0: np.ndarray, beta: float, max_sweeps: int,
               rng: np.random.Generator, patience: int, search_rows: int | None, label: str):
     """Jacobi sweeps on one rotation. Returns (R, sweep records, best sweep, stop reason)."""
@@ -414,25 +260,14 @@ def _optimize(cal: _Data, hold: _Data | None, R0: np.ndarray, beta: float, max_s
         full.hist = st[3]
         if use_subset:
             idx = np.sort(rng.choice(M, size=search_rows, replace=False))
-            sub = full.subset(idx, _energy(cal.X[idx], kern.chunk))
+            sub = full.subset(idx, fixed_order_energy(cal.X[idx], kern.chunk))
         order = rng.permutation(len(planes))
         bar = tqdm(order, desc=f"{label} sweep {sweep}", leave=False,
                    disable=not sys.stderr.isatty())
         for p in bar:
             i, j = planes[p]
-            if use_subset:
-                sub_plane = sub.prepare(i, j)
-                theta, j_best, j_zero, h_sub = _search_angle(sub, sub_plane, beta)
-                if not j_best > j_zero + ACCEPT_TOL:
-                    continue
-                # confirm on all calibration rows: J must rise there too
-                obj, hists = full.objectives(full.prepare(i, j), np.array([0.0, theta]), beta)
-                j_zero, j_best, h_new = obj[0], obj[1], hists[1]
-            else:
-                theta, j_best, j_zero, h_new = _search_angle(full, full.prepare(i, j), beta)
-            if _TRACE is not None:
-                _TRACE.append((sweep, i, j, theta, j_best - j_zero))
-            if j_best > j_zero + ACCEPT_TOL:
+            theta, gain, h_new, h_sub = _decide_plane(full, sub if use_subset else None, i, j, beta)
+            if gain > ACCEPT_TOL:
                 c, s = math.cos(theta), math.sin(theta)
                 full.rotate(i, j, c, s, h_new)
                 if use_subset:
@@ -476,21 +311,6 @@ def _split_tokens(T: int, holdout: float, rng: np.random.Generator):
             f"{T - n_hold} calibration tokens; both need at least one")
     perm = rng.permutation(T)
     return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
-
-
-def apply_rotation(X, R, *, block_size: int = 32) -> np.ndarray:
-    """X (..., n) with every block of the last axis multiplied by R (shared (B, B) or (n/B, B, B))."""
-    X = np.asarray(X)
-    R = np.asarray(R)
-    n = X.shape[-1]
-    if n % block_size:
-        raise MaxentInputError(f"last axis ({n}) is not divisible by block_size ({block_size})")
-    Xb = X.reshape(X.shape[:-1] + (n // block_size, block_size))   # (..., nb, B)
-    if R.ndim == 2:
-        Y = Xb @ R
-    else:
-        Y = np.einsum("...bk,bkl->...bl", Xb, R)
-    return Y.reshape(X.shape)
 
 
 def maxent_rotation(X, *, block_size: int = 32, beta: float = DEFAULT_BETA, holdout=0.25,
@@ -582,234 +402,3 @@ def _summary(Xc, Xh, R, block_size, kern, beta) -> dict:
         out[f"entropy_{tag}"], out[f"nmse_{tag}"] = h, nm
         out[f"objective_{tag}"] = h - beta * nm
     return out
-
-
-def evaluate_fast(X, R, *, block_size: int = 32, kern: _Kernels | None = None):
-    """(code entropy, NMSE) of MXFP4(X rotated by R) with the optimizer's own kernels.
-
-    NMSE = sum of squared quantization errors / sum of X^2 (R is orthogonal, so the error is the
-    same in the rotated and the original basis). Equal to :func:`rotation_metrics` (ME-4.1).
-    """
-    kern = kern or get_kernels("auto")
-    X = np.asarray(X, dtype=np.float64)
-    T, n = X.reshape(-1, X.shape[-1]).shape
-    nb = n // block_size
-    R = np.asarray(R, dtype=np.float64)
-    if R.ndim == 2:
-        Y = kern.rotate(X.reshape(-1, block_size), R)                            # (T nb, B)
-    else:
-        Xb = X.reshape(T, nb, block_size)
-        Y = np.stack([kern.rotate(Xb[:, b], R[b]) for b in range(nb)], axis=1).reshape(-1, block_size)
-    _, _, _, hist, total = kern.full_eval(np.ascontiguousarray(Y))
-    energy = _energy(X.reshape(-1, block_size), kern.chunk)
-    return entropy_from_counts(hist), (total / energy if energy > 0 else 0.0)
-
-
-def rotation_metrics(X, R=None, *, block_size: int = 32) -> dict:
-    """Reference metrics through torq_ref.mx: code entropy and NMSE of MXFP4(X rotated by R)."""
-    from torq_ref import mx
-
-    from .entropy import code_entropy
-
-    X = np.asarray(X, dtype=np.float64)
-    Y = X if R is None else apply_rotation(X, R, block_size=block_size)
-    q = np.asarray(mx.quantize_dequantize(Y, "e2m1", block_size=block_size, scale_rule="floor"),
-                   dtype=np.float64)
-    return {"entropy": code_entropy(Y, block_size=block_size),
-            "nmse": float(np.sum((q - Y) ** 2) / np.sum(X * X))}
-
-
-def heavy_tailed_activations(T: int, n: int, *, df: float = 3.0, n_outliers: int | None = None,
-                             outlier_scale: float = 30.0, seed: int = 0) -> np.ndarray:
-    """Synthetic layer inputs (T, n): Student-t(df) entries with log-normal channel scales, plus
-    ``n_outliers`` channels (default n // 64) multiplied by ``outlier_scale``."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_t(df, size=(T, n)) * np.exp(0.5 * rng.standard_normal(n))
-    k = n // 64 if n_outliers is None else n_outliers
-    if k:
-        x[:, rng.choice(n, size=k, replace=False)] *= outlier_scale
-    return x
-
-
-# --------------------------------------------------------------------------------------------
-# Experiments and command line (ME-6): maxent-synthetic, maxent-real, bench-maxent
-# --------------------------------------------------------------------------------------------
-
-def compare_rotations(X_cal, X_eval, *, block_size: int = 32, beta: float = DEFAULT_BETA,
-                      seed: int = 0, max_sweeps: int = DEFAULT_MAX_SWEEPS, per_block: bool = True,
-                      search_rows: int | None = DEFAULT_SEARCH_ROWS) -> list[dict]:
-    """Rows of the results table: identity, Hadamard, optimized shared R (and per-block R).
-
-    The optimizer sees only X_cal (it holds out 25% of it for early stopping); X_eval is never
-    seen. Metrics come from the reference path (:func:`rotation_metrics`, torq_ref.mx)."""
-    nb = X_cal.shape[-1] // block_size
-    rows = []
-
-    def add(name, R, secs=None, rep=None):
-        mc = rotation_metrics(X_cal, R, block_size=block_size)
-        me = rotation_metrics(X_eval, R, block_size=block_size)
-        rows.append({"rotation": name, "entropy_cal": mc["entropy"], "nmse_cal": mc["nmse"],
-                     "entropy_eval": me["entropy"], "nmse_eval": me["nmse"], "seconds": secs,
-                     "sweeps": None if rep is None else _sweeps_done(rep),
-                     "stop": None if rep is None else rep.stop_reason})
-
-    add("identity", None)
-    add("hadamard", sylvester_hadamard(block_size))
-    R, rep = maxent_rotation(X_cal, block_size=block_size, beta=beta, seed=seed,
-                             max_sweeps=max_sweeps, search_rows=search_rows)
-    add("maxent shared", R, rep.seconds, rep)
-    if per_block:
-        R, rep = maxent_rotation(X_cal, block_size=block_size, beta=beta, seed=seed,
-                                 max_sweeps=max_sweeps, per_block=True, search_rows=search_rows)
-        add(f"maxent per-block ({nb} R)", R, rep.seconds, rep)
-    return rows
-
-
-def _sweeps_done(rep: MaxentReport) -> str:
-    if rep.per_block:
-        best = [b.best_sweep for b in rep.blocks]
-        return f"best {min(best)}..{max(best)}"
-    return f"{len(rep.sweeps) - 1} (best {rep.best_sweep})"
-
-
-def render_rows(rows: list[dict]) -> str:
-    out = ["| rotation | H cal (bits) | NMSE cal | H held-out (bits) | NMSE held-out | "
-           "sweeps run (best) | stop | time (s) |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
-        out.append(f"| {r['rotation']} | {r['entropy_cal']:.4f} | {r['nmse_cal']:.5f} | "
-                   f"{r['entropy_eval']:.4f} | {r['nmse_eval']:.5f} | {r['sweeps'] or ''} | "
-                   f"{r['stop'] or ''} | {secs} |")
-    return "\n".join(out)
-
-
-def register_cli(sub) -> None:
-    """Add the max-entropy subcommands (appended to torq_ref.rotations.cli.register)."""
-    p = sub.add_parser("maxent-synthetic",
-                       help="max-entropy micro rotation on heavy-tailed synthetic activations")
-    p.add_argument("--tokens", type=int, default=4096, help="calibration tokens")
-    p.add_argument("--eval-tokens", type=int, default=2048, help="held-out evaluation tokens")
-    p.add_argument("--channels", type=int, default=576)
-    p.add_argument("--beta", type=float, nargs="+", default=[DEFAULT_BETA])
-    p.add_argument("--max-sweeps", type=int, default=DEFAULT_MAX_SWEEPS)
-    p.add_argument("--no-per-block", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run_synthetic)
-
-    p = sub.add_parser("maxent-real", help="max-entropy micro rotation on captured model inputs")
-    p.add_argument("--model-dir", default=None, help="imported model directory (default cache)")
-    p.add_argument("--layers", type=int, nargs="+", default=[0, 15, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"])
-    p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
-    p.add_argument("--heldout-windows", type=int, default=2, help="the windows after them")
-    p.add_argument("--beta", type=float, nargs="+", default=[DEFAULT_BETA])
-    p.add_argument("--max-sweeps", type=int, default=DEFAULT_MAX_SWEEPS)
-    p.add_argument("--no-per-block", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run_real)
-
-    p = sub.add_parser("bench-maxent", help="time maxent_rotation (numba vs NumPy) and scaling")
-    p.add_argument("--tokens", type=int, nargs="+", default=[1024, 2048, 4096])
-    p.add_argument("--channels", type=int, nargs="+", default=[576])
-    p.add_argument("--sweeps", type=int, default=2, help="sweeps timed (holdout off)")
-    p.add_argument("--numpy-tokens", type=int, default=512,
-                   help="size at which the NumPy path is timed against numba (0: skip)")
-    p.add_argument("--threads", type=int, default=0, help="numba threads (0: numba default)")
-    p.add_argument("--default-run", type=int, nargs=2, default=None, metavar=("T", "N"),
-                   help="also time one call with all defaults (holdout 0.25, early stopping)")
-    p.set_defaults(func=_run_bench)
-
-
-def _print_tables(title: str, X_cal, X_eval, args) -> None:
-    for beta in args.beta:
-        print(f"\n### {title}, beta = {beta:g}\n", flush=True)
-        rows = compare_rotations(X_cal, X_eval, beta=beta, seed=args.seed,
-                                 max_sweeps=args.max_sweeps, per_block=not args.no_per_block)
-        print(render_rows(rows), flush=True)
-
-
-def _run_synthetic(args) -> int:
-    X = heavy_tailed_activations(args.tokens + args.eval_tokens, args.channels, seed=args.seed)
-    print(f"Student-t(3) x log-normal channel scales, {args.channels // 64} outlier channels x30; "
-          f"{args.tokens} calibration tokens (25% of them held out for early stopping), "
-          f"{args.eval_tokens} evaluation tokens never seen by the optimizer.")
-    _print_tables(f"synthetic {args.tokens} x {args.channels}", X[:args.tokens],
-                  X[args.tokens:], args)
-    return 0
-
-
-def _run_real(args) -> int:
-    from torq_ref import model as tm
-    from torq_ref.model.data import N_EVAL as start
-
-    path = tm.ensure_model(args.model_dir)
-    mdl = tm.load(path)
-    ids = tm.tokenize_text(path)
-    calib = tm.calibration_windows(ids, args.calib_windows, start=start)
-    held = tm.calibration_windows(ids, args.heldout_windows, start=start + args.calib_windows)
-    caps = []
-    for wins in (calib, held):
-        cap = tm.ActivationCapture(args.layers, args.sites, moments=False, inputs=True)
-        for k in range(wins.shape[0]):
-            mdl.forward(wins[k:k + 1], capture=cap)
-        caps.append(cap)
-    print(f"SmolLM2-135M-Instruct ({path}); calibration windows {start}..{start + args.calib_windows - 1}"
-          f", held-out windows {start + args.calib_windows}..{start + args.calib_windows + args.heldout_windows - 1}"
-          " (512 tokens each, pydoc topics text); float32 forward pass of torq_ref.model.")
-    for layer in args.layers:
-        for site in args.sites:
-            xc = caps[0].inputs(layer, site).astype(np.float64)
-            xh = caps[1].inputs(layer, site).astype(np.float64)
-            _print_tables(f"layer {layer} {site} ({xc.shape[0]} x {xc.shape[1]})", xc, xh, args)
-    return 0
-
-
-def _run_bench(args) -> int:
-    import platform
-
-    if args.threads and numba_available():
-        import numba
-        numba.set_num_threads(args.threads)
-    kern = "numba" if numba_available() else "numpy"
-    # compile outside timing: the serial kernels (small data) and the parallel ones (> 2 chunks)
-    maxent_rotation(heavy_tailed_activations(64, 64, seed=1), holdout=0.0, max_sweeps=1,
-                    backend=kern)
-    maxent_rotation(heavy_tailed_activations(2 * CHUNK + 64, 16, seed=1), block_size=8,
-                    holdout=0.0, max_sweeps=1, search_rows=None, backend=kern)
-    print(f"machine: {platform.processor() or platform.machine()}, os.cpu_count() = "
-          f"{__import__('os').cpu_count()}; backend {kern}; {args.sweeps} sweeps, holdout off, "
-          f"search_rows {DEFAULT_SEARCH_ROWS}\n")
-    print("| tokens | channels | block rows | wall (s) | CPU (s) | wall per sweep (s) | accepted planes |")
-    print("|---|---|---|---|---|---|---|")
-    for n in args.channels:
-        for T in args.tokens:
-            X = heavy_tailed_activations(T, n, seed=1)
-            w0, c0 = time.perf_counter(), time.process_time()
-            _, rep = maxent_rotation(X, holdout=0.0, max_sweeps=args.sweeps, backend=kern)
-            w, c = time.perf_counter() - w0, time.process_time() - c0
-            acc = "/".join(str(s.accepted_planes) for s in rep.sweeps[1:])
-            print(f"| {T} | {n} | {T * n // 32} | {w:.2f} | {c:.2f} | {w / args.sweeps:.2f} | {acc} |",
-                  flush=True)
-    if args.default_run:
-        T, n = args.default_run
-        X = heavy_tailed_activations(T, n, seed=1)
-        w0, c0 = time.perf_counter(), time.process_time()
-        _, rep = maxent_rotation(X, backend=kern)
-        w, c = time.perf_counter() - w0, time.process_time() - c0
-        print(f"\nDefault call on {T} x {n} (holdout 0.25, beta {DEFAULT_BETA:g}, early stopping): "
-              f"wall {w:.2f} s, CPU {c:.2f} s, {len(rep.sweeps) - 1} sweeps, stop {rep.stop_reason}, "
-              f"best sweep {rep.best_sweep}")
-    if args.numpy_tokens and kern == "numba":
-        X = heavy_tailed_activations(args.numpy_tokens, 576, seed=1)
-        out = {}
-        for b in ("numba", "numpy"):
-            w0 = time.perf_counter()
-            out[b] = maxent_rotation(X, holdout=0.0, max_sweeps=1, backend=b)[0]
-            out[b + "_t"] = time.perf_counter() - w0
-        same = "yes" if np.array_equal(out["numba"], out["numpy"]) else "NO"
-        print(f"\nNumPy path vs numba, {args.numpy_tokens} x 576, 1 sweep: NumPy {out['numpy_t']:.2f} s, "
-              f"numba {out['numba_t']:.2f} s, ratio {out['numpy_t'] / out['numba_t']:.1f}x; "
-              f"identical R: {same}")
-        if same == "NO":
-            return 1
-    return 0

@@ -17,6 +17,13 @@ are exactly the vectors majorized by lambda. ``schur_horn(C, target)`` builds su
   (Davies & Higham 2000), c = 1/hypot(1, t), s = c t; m = 0 and z = b is a swap.
 * eigen path (target majorized by lambda only): C = V diag(lambda) V^T; the diagonal path runs on
   diag(lambda) and Q = V Q_2, with V itself factored into plane rotations.
+
+Clauses: SH-2.1 ``schur_horn`` and its methods, SH-2.2 orthogonality and spectrum, SH-2.3 the
+tolerance, SH-2.4 the diagonal path (``_run_diagonal``: rank order, pair choice, swap cycles),
+SH-2.5 ``check_majorization``, SH-2.6 ``check_symmetric`` and argument checks, SH-2.7 the 2x2 step
+(``_angle``), SH-2.8 the eigen path and ``givens_factor``, SH-2.9 numba == NumPy, SH-2.10
+degenerate inputs (zero rotations when the diagonal already matches), SH-2.11
+``schur_horn_blocks``.
 """
 from __future__ import annotations
 
@@ -49,7 +56,7 @@ class SymmetricMatrixError(ValueError):
 # --------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------
-def _check_symmetric(C) -> np.ndarray:
+def check_symmetric(C) -> np.ndarray:
     arr = np.asarray(C)
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
                                      or np.issubdtype(arr.dtype, np.integer)):
@@ -314,7 +321,7 @@ def schur_horn(C, target=None, *, rtol: float | None = None, method: str = "auto
     rtol = DEFAULT_RTOL if rtol is None else float(rtol)
     if not (rtol >= 0.0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a finite non-negative number, got {rtol}")
-    a = _check_symmetric(C)
+    a = check_symmetric(C)
     n = a.shape[0]
     diag = np.diag(a).copy()
     if target is None:
@@ -362,7 +369,7 @@ def schur_horn_blocks(C, block_energies=None, *, block_size: int = 32, rtol: flo
     Default block_energies: equal, trace(C) / (n / block_size).
     """
     rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-    a = _check_symmetric(C)
+    a = check_symmetric(C)
     n = a.shape[0]
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
             or block_size < 1 or n % block_size:

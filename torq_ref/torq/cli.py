@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="compute dtype of the forward pass (default float32; float64 to check a claim "
                         "below the float32 noise floor)")
-    p.add_argument("--scale-rule", default="floor", help="E8M0 scale rule: floor | rceil | ceil | even")
+    p.add_argument("--scale-rule", default="floor", help="E8M0 scale rule: floor | rceil | ceil | even | mse (spec/MX.md MX-4.2..4.8)")
     p.add_argument("--macro-strategy", default=None, help="inter-block strategy (torq_ref.rotations.inter_block)")
     p.add_argument("--beta", type=float, default=None, help="micro objective: entropy - beta * NMSE")
     p.add_argument("--holdout", type=float, default=0.25, help="fraction of calibration rows held out")
@@ -95,7 +95,8 @@ def settings_from_args(args):
 
 
 def model_list(args) -> list[str | None]:
-    """The models of a ``run``: --models a,b,c, or the one --model / --model-dir (None: default)."""
+    """The models of a ``run`` (TQ-4.7): --models a,b,c, or the one --model / --model-dir
+    (None: the default model)."""
     if args.models:
         items = [m.strip() for m in args.models.split(",") if m.strip()]
         if not items:

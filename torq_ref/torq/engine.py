@@ -101,6 +101,7 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
     if calib_w.shape[1] != width:
         raise SettingsError(f"calibration windows of {calib_w.shape[1]} tokens, evaluation windows of {width}")
     timings: dict[str, float] = {"calibration_s": 0.0}
+    t_start = time.perf_counter()
     rope = model.rope_tables(width)
     x_cal = model.embed_tokens(calib_w)                                          # (Nc, W, D)
     x_eval = model.embed_tokens(eval_w)                                          # (Ne, W, D)
@@ -135,7 +136,17 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
             runner = _scaled_view(model, i, lw) if row.method in scaled else model
             row.hidden = _run_layer(runner, i, row.hidden, rope, prepared)
             row.seconds += time.perf_counter() - t0
+        _note_layer(i, model.config.num_layers, t_start, progress)
     return _score_rows(model, rows, eval_w, progress), per_site, timings
+
+
+def _note_layer(i: int, n: int, t_start: float, progress: bool) -> None:
+    """One stderr line per finished layer when stderr is not a terminal (logs of long runs);
+    a terminal has the tqdm bar instead."""
+    import sys
+
+    if progress and not sys.stderr.isatty():
+        print(f"[torq] layer {i + 1}/{n} done, {time.perf_counter() - t_start:.0f} s", file=sys.stderr, flush=True)
 
 
 def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cache: dict,

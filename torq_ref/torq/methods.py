@@ -22,7 +22,7 @@ mr-gptq             x_b @ H32, weights by GPTQ at W4A4 (MR-GPTQ)                
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -66,7 +66,6 @@ class TorqConfig:
     scale_rule: str = "floor"
     fmt: str = "e2m1"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def weight_quant_of(method: str, cfg: TorqConfig) -> str:
@@ -91,6 +90,8 @@ _ALL_LAYERS = 2**20
 
 
 def _site_seed(seed: int, layer: int, site: str) -> int:
+    """The seed of one site's random draws, derived from the run seed only (TQ-4.5: same seed,
+    same transforms)."""
     return int(np.random.SeedSequence([seed, layer, SITES.index(site)])
                .generate_state(1)[0])
 

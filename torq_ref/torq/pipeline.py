@@ -152,7 +152,9 @@ def run(spec: RunSpec, cfg: TorqConfig) -> dict:
 
 
 def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSpec, cfg: TorqConfig) -> dict:
-    """Every (method, setting) of ``spec`` on ``model``, streamed layer by layer (TQ-3, TQ-6)."""
+    """Every (method, setting) of ``spec`` on ``model``, streamed layer by layer (TQ-3, TQ-6);
+    ``calib_w`` follows ``eval_w`` in the text and never overlaps it (TQ-1.1). Folded transforms
+    leave the FP32 logits unchanged (TQ-3.2: they are orthogonal, checked when prepared)."""
     from .engine import stream_evaluate
 
     rows, per_site, timings = stream_evaluate(model, eval_w, calib_w, spec.methods, spec.settings,

@@ -289,3 +289,21 @@ def test_results_metric_keys_and_float64(tiny, windows):
     out64 = evaluate_methods(t64, ev, ca, spec, CFG)
     r32, r64 = by["rtn"], {r["method"]: r for r in out64["results"]}["rtn"]
     assert r64["ppl"] != r32["ppl"] and abs(np.log(r64["ppl"] / r32["ppl"])) < 0.05
+
+
+@pytest.mark.clause("TQ-3.3")
+def test_site_metrics_imbalance_of_a_composed_transform():
+    """Block energies of x @ M (I (x) R): the block rotation leaves them to M (dense check)."""
+    from torq_ref.rotations.baselines import random_orthogonal
+    from torq_ref.rotations.metrics import block_energy_imbalance
+
+    C, X = _moment_and_rows()
+    M, R = random_orthogonal(64, seed=1), random_orthogonal(32, seed=2)
+    from torq_ref.model import Transform
+
+    t = Transform(matrix=M, block=R)
+    D = _dense(t, 64)
+    want = block_energy_imbalance(np.diag(D.T @ C @ D), 32)
+    assert site_metrics(C, X, t, CFG)["imbalance"] == pytest.approx(want, rel=1e-12)
+    assert site_metrics(C, X, Transform(block=R), CFG)["imbalance"] == pytest.approx(
+        block_energy_imbalance(np.diag(C), 32), rel=1e-12)

@@ -71,12 +71,10 @@ def site_metrics(C: np.ndarray, X: np.ndarray, transform, cfg: TorqConfig) -> di
     else:
         dense = transform.materialize(n)
         Xt = dense.apply(X.astype(np.float64))
-        if dense.matrix is None:
-            # rotations inside the 32-blocks keep every block trace: the energies are C's
-            diag = np.diag(C)
-        else:
-            D = dense.apply(np.eye(n))                 # (n, n): x -> x @ D
-            diag = np.einsum("ik,ik->k", D, C @ D)     # diag(D^T C D), one matmul
+        # Rotations inside the 32-blocks keep every block trace, so the block energies are those
+        # of x @ M alone: diag(M^T C M), one (n, n) matmul (no need to materialize M (I (x) R)).
+        M = dense.matrix
+        diag = np.diag(C) if M is None else np.einsum("ik,ik->k", M, C @ M)
     return {
         "imbalance": float(block_energy_imbalance(diag, cfg.block_size)),
         "entropy": float(code_entropy(Xt.astype(np.float32), block_size=cfg.block_size,

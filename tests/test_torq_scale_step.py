@@ -28,6 +28,7 @@ def test_channel_scales_formula():
     g = np.exp(np.mean(np.log(r[:3])))                           # geometric mean of the live RMS
     assert np.allclose(s[:3], (r[:3] / g) ** 0.5, rtol=1e-15) and s[3] == 1.0
     assert np.array_equal(channel_scales(np.diag(r ** 2), 0.0), np.ones(4))   # alpha 0: identity
+    assert np.array_equal(channel_scales(np.zeros((4, 4)), 0.5), np.ones(4))  # a dead site: unscaled
     for bad in (-0.1, np.nan, np.inf):
         with pytest.raises(ValueError, match="alpha"):
             channel_scales(np.eye(3), bad)

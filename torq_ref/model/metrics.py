@@ -15,7 +15,8 @@ from .capture import ActivationCapture
 from .hooks import SITES
 
 
-def _bar(iterable, desc: str, progress: bool, total=None):
+def window_bar(iterable, desc: str, progress: bool, total=None):
+    """A tqdm bar over windows, shown only when ``progress`` and stderr is a terminal."""
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit="win", leave=False,
@@ -43,7 +44,7 @@ def perplexity(model, windows: np.ndarray, quant=None, *, progress: bool = True,
     if windows.ndim != 2:
         raise ValueError(f"windows must be (n, window); got shape {windows.shape}")
     nll = np.empty(windows.shape[0])
-    for j in _bar(range(windows.shape[0]), "ppl", progress):
+    for j in window_bar(range(windows.shape[0]), "ppl", progress):
         logits = model.forward(windows[j:j + 1], quant=quant)[0]  # (W, V)
         nll[j] = window_nll(logits, windows[j])
     ppl = float(np.exp(nll.mean()))
@@ -57,6 +58,6 @@ def collect_moments(model, windows: np.ndarray, *, layers=None, sites=SITES, qua
     ``cap.moment(layer, site)`` is C = (1/N) sum x x^T (float64), N = all tokens (FW-4.2)."""
     cap = ActivationCapture(layers, sites, moments=True, inputs=inputs, max_rows=max_rows)
     windows = np.asarray(windows)
-    for j in _bar(range(windows.shape[0]), "calibrate", progress):
+    for j in window_bar(range(windows.shape[0]), "calibrate", progress):
         model.forward(windows[j:j + 1], quant=quant, capture=cap)
     return cap

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import _bar, window_nll
+from .metrics import window_bar, window_nll
 
 
 def hf_from_gguf(gguf_path: str | Path, threads: int | None = None):
@@ -50,7 +50,7 @@ def hf_perplexity(hf, windows: np.ndarray, *, progress: bool = True, return_nll:
     """The perplexity protocol of :func:`torq_ref.model.perplexity`, with transformers' logits."""
     windows = np.asarray(windows)
     nll = np.empty(windows.shape[0])
-    for j in _bar(range(windows.shape[0]), "ppl (transformers)", progress):
+    for j in window_bar(range(windows.shape[0]), "ppl (transformers)", progress):
         nll[j] = window_nll(hf_logits(hf, windows[j:j + 1])[0], windows[j])
     ppl = float(np.exp(nll.mean()))
     return (ppl, nll) if return_nll else ppl

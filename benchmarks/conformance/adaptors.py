@@ -274,7 +274,9 @@ _BREVITAS = {}
 
 def brevitas_fake_quant_mxfp4(x):
     """brevitas QuantIdentity with its OCP MX act quantizer (MXFloat8e4m3Act) at 4 bits, E2M1,
-    groups of 32 along the last axis, eval mode: the dequantized values."""
+    groups of 32 along the last axis, eval mode: the dequantized values. Blocks with amax in the
+    top 44 float32 values come back all NaN (scale 2.0**128 = Inf, then 0 * Inf); see
+    trace_brevitas_nan.py."""
     import torch
     if "m" not in _BREVITAS:
         import brevitas.nn as qnn

@@ -22,7 +22,7 @@ from torq_ref.golden.hexio import from_hex
 from torq_ref.golden.defects import codes_for_scale
 
 from .causes import block_candidates, clause_of, element_causes, join, resolve, rules_followed
-from .common import MAX_KEPT, ConventionError, _as_float, _as_u8, _convention_failure, _diff_detail, _split, _tests
+from .common import MAX_KEPT, ConventionError, as_float, as_u8, convention_failure, diff_detail, split_variants, group_tests
 from .report import CaseResult, hexwords, repro_snippet
 
 ALL_RULES = ("floor", "rceil", "ceil", "even")
@@ -83,10 +83,10 @@ class Pending:
             fld = "scale"
             detail = f"scale expected {hexwords(exp_s)} got {hexwords(got_s)}"
             if not c_ok:
-                detail += "; codes differ: " + _diff_detail(exp_c, got_c)
+                detail += "; codes differ: " + diff_detail(exp_c, got_c)
         else:
             fld = self.output_name
-            detail = "codes differ: " + _diff_detail(exp_c, got_c)
+            detail = "codes differ: " + diff_detail(exp_c, got_c)
         if under:
             detail = f"scale follows {under.upper()}; " + detail
         matched = list(self.matched)
@@ -178,7 +178,7 @@ def _classify_nvfp4(x, exp_s, exp_c, got_s, got_c, ctx):
     return "WrongScale" + tail
 
 
-def _aggregate(out, src, flags, results):
+def aggregate_bulk(out, src, flags, results):
     """Keep the first MAX_KEPT failing results, count the rest per (status, cause, clause)."""
     agg: dict = {}
     for j, res in enumerate(results):
@@ -201,21 +201,21 @@ def _call_quantize(fn, x, nb, g=None):
     out = fn(x.copy()) if g is None else fn(x.copy(), np.float32(g))
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise ConventionError("quantize must return a pair (scales, codes)")
-    s = _as_u8("scales", out[0], (x.shape[0], nb))
-    c = _as_u8("codes", out[1], x.shape)
+    s = as_u8("scales", out[0], (x.shape[0], nb))
+    c = as_u8("codes", out[1], x.shape)
     return s, c
 
 
 def _json_quantize_cases(vs, profile, fmt):
     """(valid tests, variants, other-rule outputs per tcId, x (n, 32)) of the profile's group."""
     doc = vs.docs["mx_quantize.json"]
-    tests = _tests(doc, "MxQuantize", format=fmt, scaleRule=profile.scale_rule)
+    tests = group_tests(doc, "MxQuantize", format=fmt, scaleRule=profile.scale_rule)
     if tests is None:
         return None
-    valid, variants = _split(tests)
+    valid, variants = split_variants(tests)
     others = {}
     for r in profile.acceptable_rules:
-        ot = _tests(doc, "MxQuantize", format=fmt, scaleRule=r)
+        ot = group_tests(doc, "MxQuantize", format=fmt, scaleRule=r)
         if ot:
             others[r] = {t["x"]: t for t in ot if t["result"] == "valid"}
     other = {}
@@ -241,7 +241,7 @@ def run_quantize(fn, vs, profile, fmt, use_bulk):
         try:
             gs, gc = _call_quantize(fn, x, 1)
         except Exception as err:  # noqa: BLE001 - any kernel error is a reported failure (CF-3.10)
-            out.append(_convention_failure("mx_quantize.json", ["Convention"], err, len(valid)))
+            out.append(convention_failure("mx_quantize.json", ["Convention"], err, len(valid)))
         else:
             follows = rules_followed(x, gs, fmt, rule)
             res = []
@@ -265,7 +265,7 @@ def _bulk_quantize(fn, vs, bulk_name, profile, fmt):
     try:
         gs, gc = _call_quantize(fn, x, x.shape[1] // 32)
     except Exception as err:  # noqa: BLE001
-        return [_convention_failure(src, ["Random"], err, es.size)]
+        return [convention_failure(src, ["Random"], err, es.size)]
     others = [vs.bulk[f"quantize_{fmt}_{r}"][0] for r in profile.acceptable_rules
               if f"quantize_{fmt}_{r}" in vs.bulk]
     return _judge_bulk(src, ["Random"], x, es, ec, gs, gc, 32, profile, profile.scale_rule,
@@ -294,7 +294,7 @@ def _judge_bulk(src, flags, x, es, ec, gs, gc, bs, profile, rule, call, fmt, oth
                                es[r:r + 1, b:b + 1], ec[r:r + 1, sl], gs[r:r + 1, b:b + 1],
                                gc[r:r + 1, sl], [], {}, profile, rule, call, fmt, nvfp4,
                                repro=j < MAX_KEPT, follows=follows))
-    return _aggregate(out, src, flags, finish(res))
+    return aggregate_bulk(out, src, flags, finish(res))
 
 
 # ------------------------------------------------------------------------------------- NVFP4
@@ -358,7 +358,7 @@ def _nvfp4_divide_first(x, g):
 
 
 def _run_nvfp4(fn, vs, profile, use_bulk):
-    tests = _tests(vs.docs["nvfp4_quantize.json"], "Nvfp4Quantize")
+    tests = group_tests(vs.docs["nvfp4_quantize.json"], "Nvfp4Quantize")
     out = []
     by_g: dict = {}
     for t in tests:
@@ -371,7 +371,7 @@ def _run_nvfp4(fn, vs, profile, use_bulk):
         try:
             gs, gc = _call_quantize(fn, x, 1, arg)
         except Exception as err:  # noqa: BLE001
-            out.append(_convention_failure("nvfp4_quantize.json", ["Convention"], err, len(ts)))
+            out.append(convention_failure("nvfp4_quantize.json", ["Convention"], err, len(ts)))
             continue
         call = f"scales, codes = fn(x, np.float32({float(arg)!r}))"
         res = []
@@ -392,7 +392,7 @@ def _run_nvfp4(fn, vs, profile, use_bulk):
         try:
             gs, gc = _call_quantize(fn, a["x"], a["x"].shape[1] // 16, arg)
         except Exception as err:  # noqa: BLE001
-            return out + [_convention_failure(src, ["Random", "NVFP4"], err, a["scales"].size)]
+            return out + [convention_failure(src, ["Random", "NVFP4"], err, a["scales"].size)]
         es, ec = expect(a["x"]) if profile.nvfp4_global == "reciprocal" else (a["scales"], a["codes"])
         out += _judge_bulk(src, ["Random", "NVFP4"], a["x"], es, ec, gs, gc, 16, profile, "floor",
                            f"scales, codes = fn(x, np.float32({float(arg)!r}))", "e2m1", nvfp4=ctx)
@@ -528,9 +528,9 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
     if cases is not None:
         valid, variants, _, x = cases
         try:
-            got = _as_float("values", fn(x.copy()), x.shape)
+            got = as_float("values", fn(x.copy()), x.shape)
         except Exception as err:  # noqa: BLE001
-            out.append(_convention_failure("mx_quantize.json", ["Convention"], err, len(valid)))
+            out.append(convention_failure("mx_quantize.json", ["Convention"], err, len(valid)))
         else:
             res = []
             for i, t in enumerate(valid):
@@ -544,9 +544,9 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
         src = f"bulk/{bulk_name}"
         x, es, ec = a["x"], a["scales"], a["codes"]
         try:
-            got = _as_float("values", fn(x.copy()), x.shape)
+            got = as_float("values", fn(x.copy()), x.shape)
         except Exception as err:  # noqa: BLE001
-            return out + [_convention_failure(src, ["Random"], err, es.size)]
+            return out + [convention_failure(src, ["Random"], err, es.size)]
         rows, nb = es.shape
         exp = _values(es, ec, fmt, got.dtype)
         g64 = got.astype(np.float64)
@@ -558,7 +558,7 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
             res.append(_judge_fake(f"{src}[row {r}, block {b}]", ["Random"], x[r:r + 1, sl],
                                    es[r:r + 1, b:b + 1], ec[r:r + 1, sl], got[r, sl], [], profile,
                                    fmt, repro=j < MAX_KEPT))
-        _aggregate(out, src, ["Random"], finish(res))
+        aggregate_bulk(out, src, ["Random"], finish(res))
     return out
 
 
@@ -568,7 +568,7 @@ def _call_gguf(fn, x):
     got = np.asarray(fn(x.copy()))
     if got.size == rows * (k // 32) * 17 and got.ndim in (2, 3) and got.shape[0] == rows:
         got = got.reshape(rows, -1)
-    return _as_u8("blocks", got, (rows, k // 32 * 17))
+    return as_u8("blocks", got, (rows, k // 32 * 17))
 
 
 def _judge_gguf(src, flags, x, exp_b, got_b, profile, call, variants=(), repro=True):
@@ -586,7 +586,7 @@ def _judge_gguf(src, flags, x, exp_b, got_b, profile, call, variants=(), repro=T
         text = repro_snippet(call, {"x": x}, {"block": exp_b.ravel()}, {"block": got_b.ravel()},
                              clause) if repro else ""
         return CaseResult(src, flags, "fail", clause, "block", "bytes in OCP pair order: "
-                          + _diff_detail(exp_b, got_b), text, matched, cause="GgufNibbleOrder")
+                          + diff_detail(exp_b, got_b), text, matched, cause="GgufNibbleOrder")
     res = judge_block(src, flags, x, es.reshape(1, 1), ec.reshape(1, -1), gs.reshape(1, 1),
                       gc.reshape(1, -1), [], {}, profile, "floor", call, "e2m1", repro=repro,
                       output_name="block")
@@ -602,14 +602,14 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
     if fmt != "e2m1" or profile.scale_rule != "floor":
         raise ValueError("gguf-block vectors are MXFP4 (fmt e2m1) under the floor rule only "
                          f"(got fmt {fmt!r}, profile rule {profile.scale_rule!r})")
-    valid, variants = _split(_tests(vs.docs["gguf_mxfp4.json"], "GgufMxfp4Block"))
+    valid, variants = split_variants(group_tests(vs.docs["gguf_mxfp4.json"], "GgufMxfp4Block"))
     x = np.stack([from_hex(t["x"], "float32") for t in valid])                 # (n, 32)
     out = []
     call = "blocks = fn(x)"
     try:
         got = _call_gguf(fn, x)
     except Exception as err:  # noqa: BLE001
-        out.append(_convention_failure("gguf_mxfp4.json", ["Convention"], err, len(valid)))
+        out.append(convention_failure("gguf_mxfp4.json", ["Convention"], err, len(valid)))
     else:
         out += finish([_judge_gguf(f"gguf_mxfp4.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                    from_hex(t["block"], "uint8"), got[i], profile, call,
@@ -622,11 +622,11 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
         try:
             got = _call_gguf(fn, xb).reshape(exp.shape)
         except Exception as err:  # noqa: BLE001
-            return out + [_convention_failure(src, ["Random"], err, a["scales"].size)]
+            return out + [convention_failure(src, ["Random"], err, a["scales"].size)]
         ok = (got == exp).all(-1)
         out.append(CaseResult(src, ["Random"], "pass", count=int(ok.sum())))
         res = [_judge_gguf(f"{src}[row {r}, block {b}]", ["Random"], xb[r:r + 1, b * 32:(b + 1) * 32],
                            exp[r, b], got[r, b], profile, call, repro=j < MAX_KEPT)
                for j, (r, b) in enumerate(np.argwhere(~ok))]
-        _aggregate(out, src, ["Random"], finish(res))
+        aggregate_bulk(out, src, ["Random"], finish(res))
     return out

@@ -18,14 +18,14 @@ class ConventionError(TypeError):
     """The kernel's output does not follow the kind's calling convention (CF-1.2)."""
 
 
-def _tests(doc: dict, gtype: str, **params):
+def group_tests(doc: dict, gtype: str, **params):
     for g in doc["testGroups"]:
         if g["type"] == gtype and all(g.get(k) == v for k, v in params.items()):
             return g["tests"]
     return None
 
 
-def _split(tests):
+def split_variants(tests):
     """valid tests and, for each tcId, its acceptable / invalid variants."""
     valid = [t for t in tests if t["result"] == "valid"]
     variants: dict = {}
@@ -35,7 +35,7 @@ def _split(tests):
     return valid, variants
 
 
-def _as_u8(name, a, shape):
+def as_u8(name, a, shape):
     a = np.asarray(a)
     if a.dtype != np.uint8:
         if a.dtype.kind in "iu" and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
@@ -47,7 +47,7 @@ def _as_u8(name, a, shape):
     return a
 
 
-def _as_float(name, a, shape):
+def as_float(name, a, shape):
     a = np.asarray(a)
     if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
         raise ConventionError(f"{name} must be a float array, got {a.dtype}")
@@ -56,7 +56,7 @@ def _as_float(name, a, shape):
     return a
 
 
-def _convention_failure(source, flags, err, count) -> CaseResult:
+def convention_failure(source, flags, err, count) -> CaseResult:
     return CaseResult(source, list(flags), "fail", "CF-1.2", "call",
                       f"{type(err).__name__}: {err}", "", count=count, cause="ConventionError")
 
@@ -75,7 +75,7 @@ _CODE_ORDER = ("Tie", "TieNeighbour", "ScaleCodeZero", "Saturation", "SignedZero
                "SwizzleLayout", "ScaleNaN", "Overflow", "NVFP4")
 
 
-def _diff_detail(exp, got, limit=4):
+def diff_detail(exp, got, limit=4):
     idx = np.flatnonzero(exp.ravel() != got.ravel())[:limit]
     return ("elements " + ", ".join(f"[{i}] expected {int(exp.ravel()[i]):02x} got "
                                     f"{int(got.ravel()[i]):02x}" for i in idx))

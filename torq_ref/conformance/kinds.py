@@ -23,9 +23,9 @@ from torq_ref.golden.hexio import from_hex
 
 from .report import CaseResult, hexwords, repro_snippet
 
-from .common import (KINDS, MAX_KEPT, ConventionError, _as_float, _as_u8,  # noqa: F401
-                     _CODE_ORDER, _convention_failure, _diff_detail, _first_clause, _split, _tests)
-from .blocks import _aggregate, run_fake_quant, run_gguf_block, run_quantize
+from .common import (KINDS, MAX_KEPT, ConventionError, as_float, as_u8,  # noqa: F401
+                     _CODE_ORDER, convention_failure, diff_detail, _first_clause, split_variants, group_tests)
+from .blocks import aggregate_bulk, run_fake_quant, run_gguf_block, run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
 
 # ------------------------------------------------------------------------------------- encode
@@ -44,16 +44,16 @@ def _encode_result(src, flags, xi, exp, g, fmt, profile, matched=(), repro=True)
 
 def run_encode(fn, vs, profile, fmt, use_bulk):
     doc = vs.docs["mx_encode.json"]
-    tests = _tests(doc, "MxElementEncode", format=fmt)
+    tests = group_tests(doc, "MxElementEncode", format=fmt)
     if tests is None:
         raise ValueError(f"no encode vectors for format {fmt!r}")
-    valid, variants = _split(tests)
+    valid, variants = split_variants(tests)
     x = np.concatenate([from_hex(t["x"], "float32") for t in valid])          # (n,)
     out = []
     try:
-        got = _as_u8("codes", fn(x.copy()), x.shape)
+        got = as_u8("codes", fn(x.copy()), x.shape)
     except Exception as err:   # noqa: BLE001 - any kernel error is a reported failure (CF-3.10)
-        out.append(_convention_failure("mx_encode.json", ["Convention"], err, len(valid)))
+        out.append(convention_failure("mx_encode.json", ["Convention"], err, len(valid)))
         got = None
     for i, t in enumerate(valid if got is not None else []):
         exp = from_hex(t["code"], "uint8")
@@ -73,9 +73,9 @@ def run_encode(fn, vs, profile, fmt, use_bulk):
         arrays, _ = vs.bulk["e2m1_encode_bf16_all"]
         xb, cb = arrays["x"], arrays["code"]
         try:
-            gb = _as_u8("codes", fn(xb.copy()), xb.shape)
+            gb = as_u8("codes", fn(xb.copy()), xb.shape)
         except Exception as err:  # noqa: BLE001
-            return out + [_convention_failure(src, ["Exhaustive"], err, xb.size)]
+            return out + [convention_failure(src, ["Exhaustive"], err, xb.size)]
         bad = gb != cb
         nan = np.isnan(xb)
         acc = bad & nan & ("NanElementCode" in profile.acceptable_flags)
@@ -87,7 +87,7 @@ def run_encode(fn, vs, profile, fmt, use_bulk):
         res = [_encode_result(f"{src}[{i}]", ["Exhaustive"], xb[i:i + 1], cb[i:i + 1], gb[i:i + 1],
                               fmt, profile, repro=j < MAX_KEPT)
                for j, i in enumerate(np.flatnonzero(bad))]
-        _aggregate(out, src, ["Exhaustive"], res)
+        aggregate_bulk(out, src, ["Exhaustive"], res)
     return out
 
 
@@ -118,16 +118,16 @@ def _dequant_cause(got, exp, scale):
 
 
 def run_dequantize(fn, vs, profile, fmt, use_bulk):
-    tests = _tests(vs.docs["mx_dequantize.json"], "MxDequantize", format=fmt)
+    tests = group_tests(vs.docs["mx_dequantize.json"], "MxDequantize", format=fmt)
     if tests is None:
         raise ValueError(f"no dequantize vectors for format {fmt!r}")
-    valid, variants = _split(tests)
+    valid, variants = split_variants(tests)
     s = np.stack([from_hex(t["scale"], "uint8") for t in valid])               # (n, 1)
     c = np.stack([from_hex(t["codes"], "uint8") for t in valid])               # (n, 32)
     try:
-        got = _as_float("values", fn(s.copy(), c.copy()), c.shape)
+        got = as_float("values", fn(s.copy(), c.copy()), c.shape)
     except Exception as err:  # noqa: BLE001
-        return [_convention_failure("mx_dequantize.json", ["Convention"], err, len(valid))]
+        return [convention_failure("mx_dequantize.json", ["Convention"], err, len(valid))]
     g64 = got.astype(np.float64)
     out = []
     for i, t in enumerate(valid):
@@ -158,16 +158,16 @@ def run_dequantize(fn, vs, profile, fmt, use_bulk):
 
 # ------------------------------------------------------------------------------------- pack
 def run_pack(fn, vs, profile, fmt, use_bulk):
-    valid, variants = _split(_tests(vs.docs["fp4_pack.json"], "Fp4Pack"))
+    valid, variants = split_variants(group_tests(vs.docs["fp4_pack.json"], "Fp4Pack"))
     out = []
     for t in valid:
         c = from_hex(t["codes"], "uint8").reshape(1, -1)
         exp = from_hex(t["packed"], "uint8").reshape(1, -1)
         src = f"fp4_pack.json#{t['tcId']}"
         try:
-            got = _as_u8("packed", fn(c.copy()), exp.shape)
+            got = as_u8("packed", fn(c.copy()), exp.shape)
         except Exception as err:  # noqa: BLE001
-            out.append(_convention_failure(src, t["flags"], err, 1))
+            out.append(convention_failure(src, t["flags"], err, 1))
             continue
         if (got == exp).all():
             out.append(CaseResult(src, t["flags"], "pass"))
@@ -176,7 +176,7 @@ def run_pack(fn, vs, profile, fmt, use_bulk):
                    if (from_hex(v["packed"], "uint8").reshape(1, -1) == got).all()
                    for f in v["flags"]]
         out.append(CaseResult(src, t["flags"], "fail", "MX-8.1", "packed",
-                              "bytes differ: " + _diff_detail(exp, got),
+                              "bytes differ: " + diff_detail(exp, got),
                               repro_snippet("fn(codes)", {"codes": c}, {"packed": exp},
                                             {"packed": got}, "MX-8.1"), matched))
     return out
@@ -184,7 +184,7 @@ def run_pack(fn, vs, profile, fmt, use_bulk):
 
 # ------------------------------------------------------------------------------------- swizzle
 def run_swizzle(fn, vs, profile, fmt, use_bulk):
-    valid, _ = _split(_tests(vs.docs["scale_swizzle.json"], "ScaleSwizzle"))
+    valid, _ = split_variants(group_tests(vs.docs["scale_swizzle.json"], "ScaleSwizzle"))
     cases = [(f"scale_swizzle.json#{t['tcId']}", t["flags"],
               from_hex(t["scales"], "uint8").reshape(t["rows"], t["cols"]),
               from_hex(t["swizzled"], "uint8")) for t in valid]
@@ -194,15 +194,15 @@ def run_swizzle(fn, vs, profile, fmt, use_bulk):
     out = []
     for src, flags, s, exp in cases:
         try:
-            got = _as_u8("swizzled", np.asarray(fn(s.copy())).reshape(-1), exp.shape)
+            got = as_u8("swizzled", np.asarray(fn(s.copy())).reshape(-1), exp.shape)
         except Exception as err:  # noqa: BLE001
-            out.append(_convention_failure(src, flags, err, 1))
+            out.append(convention_failure(src, flags, err, 1))
             continue
         if (got == exp).all():
             out.append(CaseResult(src, flags, "pass"))
         else:
             out.append(CaseResult(src, flags, "fail", "MX-8.2", "swizzled",
-                                  f"{s.shape[0]} x {s.shape[1]}: " + _diff_detail(exp, got),
+                                  f"{s.shape[0]} x {s.shape[1]}: " + diff_detail(exp, got),
                                   repro_snippet("fn(scales)", {"scales": s}, {"swizzled": exp},
                                                 {"swizzled": got}, "MX-8.2")))
     return out
@@ -221,7 +221,7 @@ def dot_tolerance(c, bound, k, out_dtype, accumulate_u) -> np.ndarray:
 
 
 def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
-    valid, _ = _split(_tests(vs.docs["mx_dot_scaled.json"], "MxDotScaled", format=fmt))
+    valid, _ = split_variants(group_tests(vs.docs["mx_dot_scaled.json"], "MxDotScaled", format=fmt))
     cases = []
     for t in valid:
         m, n, k = t["m"], t["n"], t["k"]
@@ -238,9 +238,9 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
     out = []
     for src, flags, a_s, a_c, b_s, b_c, c, bound in cases:
         try:
-            got = _as_float("c", fn(a_s.copy(), a_c.copy(), b_s.copy(), b_c.copy()), c.shape)
+            got = as_float("c", fn(a_s.copy(), a_c.copy(), b_s.copy(), b_c.copy()), c.shape)
         except Exception as err:  # noqa: BLE001
-            out.append(_convention_failure(src, flags, err, 1))
+            out.append(convention_failure(src, flags, err, 1))
             continue
         g = got.astype(np.float64)
         tol = dot_tolerance(c, bound, a_c.shape[1], got.dtype, profile.accumulate_u)

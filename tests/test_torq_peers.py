@@ -20,20 +20,7 @@ from torq_ref.torq.methods import METHODS, SCALED_METHODS, weight_quant_of
 from torq_ref.torq.pipeline import calibrate, plan_for, site_metrics
 from torq_ref.torq.scale_step import scaled_model, site_scales
 
-CFG = TorqConfig(micro_rows=48, max_sweeps=1)
-W = 40
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_model("llama", seed=3)
-
-
-@pytest.fixture(scope="module")
-def windows():
-    rng = np.random.default_rng(11)
-    ids = rng.integers(0, 96, size=5 * W)
-    return ids[: 3 * W].reshape(3, W), ids[3 * W:].reshape(2, W)
+from torq_fixtures import CFG, W, tiny, windows  # noqa: F401  (shared fixtures)
 
 
 def _run(tiny, windows, methods, settings=("W16A4",), cfg=CFG):

@@ -1,0 +1,24 @@
+"""Shared fixtures of the engine and peers tests: a seeded tiny Llama, five 40-token windows
+(3 evaluation, 2 calibration) and a small micro-step config (48 rows: 32 held out)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from torq_ref.model.tiny import tiny_model
+from torq_ref.torq import TorqConfig
+
+CFG = TorqConfig(micro_rows=48, max_sweeps=1)
+W = 40
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model("llama", seed=3)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, 96, size=5 * W)
+    return ids[: 3 * W].reshape(3, W), ids[3 * W:].reshape(2, W)

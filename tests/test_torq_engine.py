@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from torq_ref import model as M
-from torq_ref.model.tiny import tiny_model
-from torq_ref.torq import SettingsError, TorqConfig, site_transform
+from torq_ref.torq import SettingsError, site_transform
 from torq_ref.torq import engine
 from torq_ref.torq import methods as methods_mod
 from torq_ref.torq.pipeline import calibrate, plan_for, site_metrics

@@ -11,10 +11,9 @@ from torq_ref import model as M
 from torq_ref import mx
 from torq_ref.model.errors import ModelError
 from torq_ref.model.hooks import SiteQuant, Transform, prepare_site
-from torq_ref.model.tiny import tiny_model
 from torq_ref.quant import gptq_quantize, transformed_hessian
 from torq_ref.rotations.baselines import sylvester_hadamard
-from torq_ref.torq import TorqConfig, engine, site_transform
+from torq_ref.torq import engine, site_transform
 from torq_ref.torq.duquant import duquant_transform, outlier_rotation, zigzag_permutation
 from torq_ref.torq.methods import METHODS, SCALED_METHODS, weight_quant_of
 from torq_ref.torq.pipeline import calibrate, plan_for, site_metrics

@@ -9,6 +9,7 @@ import pytest
 from torq_ref import model as M
 from torq_ref.model.tiny import tiny_model
 from torq_ref.rotations.baselines import sylvester_hadamard
+from torq_ref.torq.methods import DEFAULT_METHODS
 from torq_ref.torq import METHODS, RunSpec, SettingsError, TorqConfig, evaluate_methods, site_transform
 from torq_ref.torq.pipeline import check_windows, plan_for, site_metrics
 from torq_ref.torq.report import table, write_figures, write_json
@@ -216,7 +217,8 @@ def test_quick_settings():
     assert (cfg.micro_rows, cfg.max_sweeps, cfg.random_per_layer) == (64, 1, False)
     spec, cfg = settings_from_args(build_parser().parse_args(["run"]))
     assert (spec.eval_windows, spec.calib_windows, cfg.micro_rows, cfg.random_per_layer) == (8, 4, 1024, True)
-    assert cfg.scale_alpha == 0.5 and spec.methods == METHODS
+    assert cfg.scale_alpha == 0.5 and cfg.alpha_grid is None and spec.methods == DEFAULT_METHODS
+    assert "torq-maxent" in METHODS and "torq-maxent" not in DEFAULT_METHODS
 
 
 @pytest.mark.clause("TQ-4.5")

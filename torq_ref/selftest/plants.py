@@ -284,6 +284,8 @@ T_ENGINE = "tests/test_torq_engine.py"
 
 # The pipeline-wiring escapes of the issue-15 review, as they would read in the layer-streaming
 # engine (spec/TQ.md section 6), and neighbouring wiring bugs.
+T_ABL = "tests/test_torq_ablation.py"
+
 PIPELINE = [
     Plant("pipeline-micro-fitted-on-unscaled-rows", "pipeline", "torq_ref/torq/engine.py",
           "        data = scaled_cal if method in scaled else cap\n", "        data = cap\n",
@@ -305,6 +307,19 @@ PIPELINE = [
     Plant("pipeline-kld-reversed", "pipeline", "torq_ref/evaluate/token_metrics.py",
           'kld[i:j] = np.einsum("cv,cv->c", p, lp - lq)', 'kld[i:j] = np.einsum("cv,cv->c", np.exp(lq), lq - lp)',
           ("tests/test_evaluate_token_metrics.py",), "KL(row || fp32) instead of KL(fp32 || row)"),
+    Plant("pipeline-alpha-choice-takes-the-largest-loss", "pipeline", "torq_ref/torq/scale_step.py",
+          "best = min(grid, key=lambda a: (losses[a], grid.index(a)))",
+          "best = max(grid, key=lambda a: (losses[a], grid.index(a)))",
+          (f"{T_ABL}::test_choose_alpha_takes_the_smallest_calibration_loss",),
+          "--scale-alpha auto keeps the alpha with the worst calibration loss"),
+    Plant("pipeline-alpha-grid-ignored", "pipeline", "torq_ref/torq/engine.py",
+          "    if not cfg.alpha_grid:\n", "    if True:\n",
+          (f"{T_ABL}::test_engine_uses_the_per_site_alpha",),
+          "the engine scales with the fixed alpha whatever --scale-alpha auto says"),
+    Plant("pipeline-maxent-reuses-the-smoothed-fit", "pipeline", "torq_ref/torq/methods.py",
+          '"torq-maxent" if tag == "torq-maxent" else "scaled"', '"scaled"',
+          (f"{T_ABL}::test_torq_maxent_is_the_fitted_rotation_without_the_scale_step",),
+          "torq-maxent takes torq-micro's fit on the smoothed rows from the cache"),
 ]
 
 #: Every plant, in report order. Other areas append here.

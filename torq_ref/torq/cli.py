@@ -9,7 +9,8 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="TORQ end to end on a real model: the PPL / KLD / top-1 table, JSON and figures")
     p.add_argument("--methods", default=None,
                    help="comma list of fp32,rtn,random-orthogonal,hadamard32,torq-macro,torq-micro,torq,"
-                        "smoothrot,duquant,mr-gptq (default: all)")
+                        "smoothrot,duquant,mr-gptq (default: these ten), the ablation row torq-maxent, "
+                        "or the preset 'ablation' (TQ-2.12)")
     p.add_argument("--settings", default=None, help="comma list of W16A4,W4A4 (default: both)")
     p.add_argument("--eval-windows", type=int, default=8, help="512-token evaluation windows (default 8)")
     p.add_argument("--calib-windows", type=int, default=4, help="512-token calibration windows (default 4)")
@@ -31,8 +32,10 @@ def register(sub) -> None:
     p.add_argument("--holdout", type=float, default=0.25, help="fraction of calibration rows held out")
     p.add_argument("--max-sweeps", type=int, default=None, help="micro optimizer sweeps")
     p.add_argument("--micro-rows", type=int, default=None, help="calibration rows per site for the micro step")
-    p.add_argument("--scale-alpha", type=float, default=None,
-                   help="exponent of the micro level's channel scale step, 0 = off (default 0.5, TQ-2.7)")
+    p.add_argument("--scale-alpha", default=None,
+                   help="exponent of the micro level's channel scale step, 0 = off (default 0.5, TQ-2.7), "
+                        "or 'auto': per site, the alpha of {0, 0.25, 0.5, 0.75, 1} with the smallest "
+                        "calibration output error (TQ-2.11)")
     p.add_argument("--weight-quant", default="rtn", choices=("rtn", "gptq"),
                    help="how W4A4 rows quantize the weights: rtn (default) or gptq (TQ-7.4; mr-gptq always uses gptq)")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
@@ -50,10 +53,10 @@ def settings_from_args(args):
     """(RunSpec, TorqConfig) of parsed ``run`` arguments; SettingsError on a bad one (TQ-4.1, 4.2)."""
     from torq_ref.mx import SCALE_RULES
 
-    from .methods import METHODS, SETTINGS, SettingsError, TorqConfig, parse_list
+    from .methods import DEFAULT_METHODS, METHOD_PRESETS, METHODS, SETTINGS, SettingsError, TorqConfig, parse_list
     from .pipeline import RunSpec
 
-    methods = parse_list(args.methods, METHODS, "method")
+    methods = parse_list(args.methods, METHODS, "method", default=DEFAULT_METHODS, presets=METHOD_PRESETS)
     settings = parse_list(args.settings, SETTINGS, "setting")
     if args.scale_rule not in SCALE_RULES:
         raise SettingsError(f"unknown scale rule {args.scale_rule!r}; choose from {', '.join(SCALE_RULES)}")
@@ -76,9 +79,15 @@ def settings_from_args(args):
             if value not in STRATEGIES:
                 raise SettingsError(f"unknown macro strategy {value!r} for {opt}; choose from {', '.join(STRATEGIES)}")
             cfg_kw[key] = value
-    if args.scale_alpha is not None and not (0 <= args.scale_alpha <= 2):
-        raise SettingsError("--scale-alpha must be in [0, 2]")
-    for key in ("beta", "max_sweeps", "micro_rows", "scale_alpha"):
+    if args.scale_alpha is not None:
+        alpha = _alpha_arg(args.scale_alpha)
+        if alpha == "auto":
+            from .scale_step import ALPHA_GRID
+
+            cfg_kw["alpha_grid"] = ALPHA_GRID
+        else:
+            cfg_kw["scale_alpha"] = alpha
+    for key in ("beta", "max_sweeps", "micro_rows"):
         if getattr(args, key) is not None:
             cfg_kw[key] = getattr(args, key)
     if not 0 <= args.holdout < 1:
@@ -92,6 +101,21 @@ def settings_from_args(args):
 
     check_rows(spec.calib_windows * spec.window, cfg)       # TQ-6.2, before any model work
     return spec, cfg
+
+
+def _alpha_arg(text) -> float | str:
+    """--scale-alpha: 'auto' or a number in [0, 2] (TQ-2.7, TQ-2.11)."""
+    from .methods import SettingsError
+
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        alpha = float(text)
+    except ValueError:
+        raise SettingsError(f"--scale-alpha {text!r}: give a number in [0, 2] or 'auto'") from None
+    if not 0 <= alpha <= 2:
+        raise SettingsError("--scale-alpha must be in [0, 2] (or 'auto')")
+    return alpha
 
 
 def model_list(args) -> list[str | None]:

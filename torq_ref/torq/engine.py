@@ -108,7 +108,7 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
     rows = [Row(m, s, x_eval.copy()) for m in methods
             for s in (("FP32",) if m == "fp32" else tuple(settings))]
     del x_eval
-    scaled = tuple(m for m in methods if m in SCALED_METHODS and cfg.scale_alpha > 0)
+    scaled = tuple(m for m in methods if m in SCALED_METHODS and (cfg.scale_alpha > 0 or cfg.alpha_grid))
     per_site: dict[str, dict] = {m: {} for m in methods}
     cache: dict = {}
     for i in _progress(range(model.config.num_layers), "layers", progress):
@@ -155,12 +155,15 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
     the site metrics (into ``per_site``), the layer's weights {False: plain, True: scaled} and the
     calibration views {False: cap, True: scaled view}. Scaled methods (the scale step, TQ-2.7)
     read the capture as the scaled model saw it."""
-    from .scale_step import NORM_OF_SITE, ScaledCalibration, channel_scales, scaled_layer
+    from .scale_step import NORM_OF_SITE, ScaledCalibration, scaled_layer
 
     weights = {False: model.layers[i]}
     scaled_cal = None
+    alphas: dict[str, dict] = {}
     if scaled:
-        scales = {site: channel_scales(cap.moment(i, site), cfg.scale_alpha) for site in NORM_OF_SITE}
+        scales = {}
+        for site in NORM_OF_SITE:
+            scales[site], alphas[site] = layer_scales(model, i, site, cap, cfg)
         weights[True] = scaled_layer(model.layers[i], scales)
         scaled_cal = ScaledCalibration(cap, {(i, site): s for site, s in scales.items()})
     transforms: dict[str, dict] = {}
@@ -175,11 +178,28 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
             if site_metrics is not None:
                 m = site_metrics(C, held_out_rows(X, cfg), t, cfg)
                 m.update(info)
+                if method in scaled and site in alphas:
+                    m["scale_alpha"] = alphas[site]
                 per_site[method][f"{i}:{site}"] = m
         key = f"build_{method}_s"
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
     views = {False: cap} if scaled_cal is None else {False: cap, True: scaled_cal}
     return transforms, weights, views
+
+
+def layer_scales(model, i: int, site: str, cap, cfg: TorqConfig):
+    """(s, info) of the scale step at one RMSNorm-fed site of layer i: the fixed alpha of TQ-2.7,
+    or with ``cfg.alpha_grid`` the per-site choice of TQ-2.11 on the rows the micro step fits
+    (the held-out rows of the site metrics are not used)."""
+    from .scale_step import channel_scales, choose_alpha
+
+    C = cap.moment(i, site)
+    if not cfg.alpha_grid:
+        return channel_scales(C, cfg.scale_alpha), {"alpha": float(cfg.scale_alpha)}
+    X = cap.inputs(i, site)[: cfg.micro_rows]
+    alpha, losses = choose_alpha(C, X, model.layers[i].site_weight(site), cfg.alpha_grid,
+                                 block_size=cfg.block_size, fmt=cfg.fmt, scale_rule=cfg.scale_rule)
+    return channel_scales(C, alpha), {"alpha": alpha, "losses": {str(a): v for a, v in losses.items()}}
 
 
 def _scaled_view(model, i: int, lw):

@@ -15,6 +15,7 @@ hadamard32          x_b @ H32 in every 32-block (BRQ / MR-GPTQ style)           
 torq-macro          x @ M, M = macro_rotation(C) (inter-block, Schur-Horn based)       TQ-2.3
 torq-micro          x_b @ R, R = maxent_rotation(X) (intra-block, max entropy)        TQ-2.4
 torq                x @ M then x_b @ R, R fitted on X @ M                             TQ-2.5
+torq-maxent         x_b @ R, R = maxent_rotation(X), no scale step (ablation)          TQ-2.12
 smoothrot           scale step, then x_b @ H32 (SmoothRot, no fitted rotation)        TQ-2.8
 duquant             scale step, then ((x R1) P) R2 (DuQuant, 32-blocks, zig-zag P)    TQ-2.9
 mr-gptq             x_b @ H32, weights by GPTQ at W4A4 (MR-GPTQ)                      TQ-2.10
@@ -29,7 +30,12 @@ import numpy as np
 from torq_ref.model.hooks import SITES
 
 METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq",
-           "smoothrot", "duquant", "mr-gptq")
+           "smoothrot", "duquant", "mr-gptq", "torq-maxent")
+#: the methods of a plain ``run`` (``torq-maxent`` is an ablation row, asked for by name or preset)
+DEFAULT_METHODS = METHODS[:-1]
+#: named method lists for ``--methods`` (TQ-2.12): the ablation of TORQ's levels
+METHOD_PRESETS = {"ablation": ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent",
+                               "torq-micro", "torq")}
 #: methods that start with the scale step (TQ-2.7): TORQ's micro level, and the smoothing peers
 #: with the same alpha rule (TQ-2.8, TQ-2.9)
 SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant")
@@ -57,6 +63,7 @@ class TorqConfig:
     order: str = "macro-micro"           # "macro-micro" or "micro-macro" (TQ-2.5)
     full_macro_strategy: str = "block_hadamard"   # the macro level of the full method (TQ-2.5)
     scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
+    alpha_grid: tuple | None = None      # --scale-alpha auto: per-site alpha from this grid (TQ-2.11)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)
     gptq_damp: float = 0.01              # GPTQ dampening, share of mean(diag H) (TQ-7.1)
@@ -74,11 +81,16 @@ def weight_quant_of(method: str, cfg: TorqConfig) -> str:
     return "gptq" if method in GPTQ_METHODS else cfg.weight_quant
 
 
-def parse_list(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
-    """'a,b' -> ('a', 'b'), checking every name against ``allowed`` (TQ-4.2)."""
+def parse_list(text: str | None, allowed: tuple[str, ...], what: str, *, default=None,
+               presets: dict | None = None) -> tuple[str, ...]:
+    """'a,b' -> ('a', 'b'), checking every name against ``allowed`` (TQ-4.2); None gives
+    ``default`` (``allowed`` when not given); a name of ``presets`` expands to its list."""
     if text is None:
-        return allowed
-    items = tuple(s.strip() for s in text.split(",") if s.strip())
+        return allowed if default is None else default
+    items = []
+    for s in (s.strip() for s in text.split(",")):
+        items.extend((presets or {}).get(s, (s,)) if s else ())
+    items = tuple(dict.fromkeys(items))
     bad = [s for s in items if s not in allowed]
     if bad or not items:
         raise SettingsError(f"unknown {what} {bad or text!r}; choose from {', '.join(allowed)}")
@@ -153,8 +165,9 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
                                  _site_seed(cfg.seed, layer, site)), info
     if method == "torq-macro":
         return Transform(matrix=macro_transform(C, cfg), block_size=b), info
-    if method == "torq-micro":
-        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache)
+    if method in ("torq-micro", "torq-maxent"):
+        # the same fit on different rows: smoothed (torq-micro) or raw (torq-maxent, TQ-2.12)
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, tag=method)
         return Transform(block=R, block_size=b), info
     if method == "torq" and cfg.order == "micro-macro":
         # micro first (Hadamard start, max-entropy sweeps on the raw rows), then the inter-block
@@ -190,13 +203,16 @@ def _memo(cache: dict | None, key, make):
     return cache[key]
 
 
-def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dict | None):
-    """The micro rotation of a site's raw rows (Hadamard start), memoized in ``cache``."""
+def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dict | None,
+               tag: str = "torq-micro"):
+    """The micro rotation of a site's rows (Hadamard start), memoized in ``cache``. ``tag`` names
+    the rows: the methods that share a tag fit the same rows (torq-micro and torq: the smoothed
+    rows; torq-maxent: the raw rows), so a fit is never reused for other rows."""
     def fit():
         R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard")
         return R, _report_summary(rep)
 
-    return _memo(cache, ("raw-micro", layer, site), fit)
+    return _memo(cache, ("micro", "torq-maxent" if tag == "torq-maxent" else "scaled", layer, site), fit)
 
 
 def _report_summary(rep) -> dict:

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .methods import METHODS, SETTINGS, SettingsError, TorqConfig
+from .methods import DEFAULT_METHODS, SETTINGS, SettingsError, TorqConfig
 
 
 @dataclass
 class RunSpec:
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     settings: tuple[str, ...] = SETTINGS
     eval_windows: int = 8
     calib_windows: int = 4

@@ -93,3 +93,47 @@ class ScaledCalibration:
         X = self.cap.inputs(layer, site)
         s = self.scales.get((layer, site))
         return X if s is None else (X / s).astype(X.dtype)
+
+
+#: the alphas ``--scale-alpha auto`` chooses from, per site (TQ-2.11)
+ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def smoothed_output_error(X: np.ndarray, s: np.ndarray, W: np.ndarray, *, block_size: int = 32,
+                          fmt: str = "e2m1", scale_rule: str = "floor") -> float:
+    """The calibration loss of one scale vector s at a site (TQ-2.11): the mean over tokens of
+
+        || (s * Q((x / s) B) B^T - x) W^T ||^2 / || x W^T ||^2
+
+    with B the 32-block Hadamard and Q the MXFP4 fake quantizer, i.e. the relative error of the
+    layer output when the site's input is smoothed by s, rotated by B, quantized, and the consuming
+    weight is W s (folded). ``X`` (T, n) calibration rows, ``W`` (out, n) the consuming weight."""
+    from torq_ref import mx
+    from torq_ref.rotations.baselines import sylvester_hadamard
+
+    X = np.asarray(X, dtype=np.float64)
+    T, n = X.shape
+    if n % block_size:
+        raise ValueError(f"site width {n} is not a multiple of the block size {block_size}")
+    H = sylvester_hadamard(block_size)                                   # (b, b), orthonormal
+    Y = ((X / s).reshape(T, n // block_size, block_size) @ H).reshape(T, n)
+    Yq = mx.quantize_dequantize(np.ascontiguousarray(Y, dtype=np.float32), fmt, block_size=block_size,
+                                scale_rule=scale_rule).astype(np.float64)
+    Xq = (Yq.reshape(T, n // block_size, block_size) @ H.T).reshape(T, n) * s   # (T, n)
+    Wd = np.asarray(W, dtype=np.float64)
+    err = (Xq - X) @ Wd.T                                                # (T, out)
+    ref = X @ Wd.T
+    per_token = np.sum(err * err, axis=1) / np.maximum(np.sum(ref * ref, axis=1), np.finfo(np.float64).tiny)
+    return float(np.mean(per_token))
+
+
+def choose_alpha(C: np.ndarray, X: np.ndarray, W: np.ndarray, grid=ALPHA_GRID, **quant) -> tuple[float, dict]:
+    """(alpha, {alpha: loss}) of one site (TQ-2.11): the alpha of ``grid`` whose scales
+    ``channel_scales(C, alpha)`` give the smallest :func:`smoothed_output_error` on the calibration
+    rows ``X``; ties go to the earlier grid entry."""
+    grid = tuple(float(a) for a in grid)
+    if not grid:
+        raise ValueError("the alpha grid is empty")
+    losses = {a: smoothed_output_error(X, channel_scales(C, a), W, **quant) for a in grid}
+    best = min(grid, key=lambda a: (losses[a], grid.index(a)))
+    return best, losses

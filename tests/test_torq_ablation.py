@@ -142,3 +142,67 @@ def test_torq_maxent_is_the_fitted_rotation_without_the_scale_step(tiny, windows
     t, _ = site_transform("torq-maxent", 0, "qkv", cap.moment(0, "qkv"), cap.inputs(0, "qkv"), CFG, {})
     t2, _ = site_transform("torq-micro", 0, "qkv", cap.moment(0, "qkv"), cap.inputs(0, "qkv"), CFG, {})
     np.testing.assert_array_equal(t.block, t2.block)   # same rows in, same fit out
+
+
+@pytest.mark.clause("TQ-2.14")
+def test_output_block_exponents_and_weighted_rows_keep_the_codes():
+    from torq_ref import mx
+    from torq_ref.torq.methods import output_block_exponents, weighted_rows
+
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((16, 96))
+    W[:, 32:64] *= 4.0                       # block 1 feeds 16x the output energy: k = +2 over
+    W[:, 64:] = 0.0                          # a dead block: the floor
+    k = output_block_exponents(W, 32)
+    assert k[2] == -8 and k[1] - k[0] == 2
+    X = rng.standard_normal((10, 96)).astype(np.float32)
+    Y = weighted_rows(X, k, 32)
+    assert Y.dtype == X.dtype
+    np.testing.assert_array_equal(Y[:, 32:64], X[:, 32:64] * np.float32(2.0 ** k[1]))   # exact
+    a, b = (mx.quantize(np.ascontiguousarray(Z[:, :64]), "e2m1") for Z in (X, Y))
+    np.testing.assert_array_equal(a.codes, b.codes)                       # same E2M1 codes
+    assert output_block_exponents(np.zeros((4, 64)), 32).tolist() == [0, 0]
+    with pytest.raises(SettingsError, match="multiple of the block"):
+        output_block_exponents(np.ones((4, 40)), 32)
+
+
+@pytest.mark.clause("TQ-2.14")
+def test_output_objective_fits_the_weighted_rows(tiny, windows, monkeypatch):
+    """With --micro-objective output the optimizer sees the rows weighted by the exponents of the
+    weight the site feeds (the scaled weight for a scaled method), and the rows then differ."""
+    from torq_ref.rotations import maxent
+    from torq_ref.torq.methods import output_block_exponents, weighted_rows
+
+    fitted = []
+    real = maxent.maxent_rotation
+
+    def spy(rows, **kw):
+        fitted.append(np.array(rows))
+        return real(rows, **kw)
+
+    monkeypatch.setattr(maxent, "maxent_rotation", spy)
+    cfg = replace(CFG, micro_objective="output")
+    rows, sites, _ = _run(tiny, windows, ("torq-maxent",), cfg)
+    _, ca = windows
+    cap = calibrate(tiny, ca, 2 * CFG.micro_rows, progress=False)
+    want = [weighted_rows(cap.inputs(i, s)[: CFG.micro_rows],
+                          output_block_exponents(tiny.layers[i].site_weight(s), 32), 32)
+            for i in range(tiny.config.num_layers) for s in ("qkv", "o", "gate_up", "down")]
+    assert len(fitted) == len(want)
+    for got, w in zip(fitted, want):
+        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-6)   # layer-streamed vs whole-model capture
+    # a weight that makes one block count more gives another fit than the plain objective
+    from torq_ref.torq.methods import micro_rotation
+
+    from torq_ref.rotations.synthetic import heavy_tailed_activations
+
+    X = heavy_tailed_activations(512, 64, seed=1)                   # block 0: heavy tails
+    X[:, 32:] = np.random.default_rng(0).standard_normal((512, 32)) * np.linspace(0.1, 5, 32)
+    Wb = np.ones((8, 64))
+    Wb[:, 32:] *= 64.0                        # block 1 feeds 4096x the energy of block 0: k = -+3
+    c = replace(CFG, micro_rows=512, max_sweeps=2)
+    R_plain, _ = micro_rotation(X, c, 0)
+    R_out, _ = micro_rotation(X, replace(c, micro_objective="output"), 0, "hadamard", Wb)
+    assert not np.array_equal(R_plain, R_out)
+    with pytest.raises(SettingsError, match="micro objective"):
+        _run(tiny, windows, ("torq-maxent",), replace(CFG, micro_objective="logits"))

@@ -241,9 +241,9 @@ def test_micro_after_block_hadamard_macro_starts_from_identity(monkeypatch):
     seen = []
     real = methods.micro_rotation
 
-    def spy(X, cfg, seed, init="hadamard"):
+    def spy(X, cfg, seed, init="hadamard", *rest):
         seen.append(init)
-        return real(X, cfg, seed, init)
+        return real(X, cfg, seed, init, *rest)
 
     monkeypatch.setattr(methods, "micro_rotation", spy)
     C, X = _moment_and_rows()

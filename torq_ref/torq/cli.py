@@ -36,6 +36,9 @@ def register(sub) -> None:
                    help="exponent of the micro level's channel scale step, 0 = off (default 0.5, TQ-2.7), "
                         "or 'auto': per site, the alpha of {0, 0.25, 0.5, 0.75, 1} with the smallest "
                         "calibration output error (TQ-2.11)")
+    p.add_argument("--micro-objective", default="activation", choices=("activation", "output"),
+                   help="NMSE term of the micro objective: of the activations (default) or weighted "
+                        "block by block by the consuming weight's energy (TQ-2.14)")
     p.add_argument("--weight-quant", default="rtn", choices=("rtn", "gptq"),
                    help="how W4A4 rows quantize the weights: rtn (default) or gptq (TQ-7.4; mr-gptq always uses gptq)")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
@@ -93,6 +96,7 @@ def settings_from_args(args):
     if not 0 <= args.holdout < 1:
         raise SettingsError("--holdout must be in [0, 1)")
     cfg_kw["weight_quant"] = getattr(args, "weight_quant", "rtn")
+    cfg_kw["micro_objective"] = getattr(args, "micro_objective", "activation")
     cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
                      per_block=args.per_block, order=args.order, **cfg_kw)
     spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,

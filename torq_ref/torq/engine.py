@@ -173,7 +173,8 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
         transforms[method] = {}
         for site in SITES:
             C, X = data.moment(i, site), data.inputs(i, site)
-            t, info = site_transform(method, i, site, C, X, cfg, cache)
+            t, info = site_transform(method, i, site, C, X, cfg, cache,
+                                     weight=weights[method in scaled].site_weight(site))
             transforms[method][site] = t
             if site_metrics is not None:
                 m = site_metrics(C, held_out_rows(X, cfg), t, cfg)

@@ -42,6 +42,8 @@ SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant")
 SETTINGS = ("W16A4", "W4A4")
 #: weight quantizers of the W4A4 rows (TQ-7.4)
 WEIGHT_QUANTS = ("rtn", "gptq")
+#: what the NMSE term of the micro objective measures (TQ-2.14)
+MICRO_OBJECTIVES = ("activation", "output")
 #: methods whose W4A4 weights are always GPTQ (TQ-2.10)
 GPTQ_METHODS = ("mr-gptq",)
 
@@ -64,6 +66,7 @@ class TorqConfig:
     full_macro_strategy: str = "block_hadamard"   # the macro level of the full method (TQ-2.5)
     scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
     alpha_grid: tuple | None = None      # --scale-alpha auto: per-site alpha from this grid (TQ-2.11)
+    micro_objective: str = "activation"  # "activation" or "output": NMSE weighted by W (TQ-2.14)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)
     gptq_damp: float = 0.01              # GPTQ dampening, share of mean(diag H) (TQ-7.1)
@@ -119,7 +122,37 @@ def macro_transform(C: np.ndarray, cfg: TorqConfig):
 _MACRO_WITH_BLOCK_HADAMARD = ("block_hadamard", "block_hadamard_schur_horn", "schur_horn_block_hadamard")
 
 
-def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadamard"):
+def output_block_exponents(W: np.ndarray, block_size: int) -> np.ndarray:
+    """k (n / block_size,) ints of TQ-2.14: block b of the micro step's rows is multiplied by 2^k_b
+    so that its quantization error counts in the NMSE term about as much as it counts in the layer
+    output, w_b = ||W[:, block b]||_F^2 (rotation-invariant inside the block): k_b = the integer
+    nearest to log4(w_b / geomean(w)), clipped to [-8, 8]; blocks with w_b = 0 get the floor -8."""
+    W = np.asarray(W, dtype=np.float64)
+    n = W.shape[1]
+    if n % block_size:
+        raise SettingsError(f"weight of {n} input channels is not a multiple of the block size {block_size}")
+    w = np.einsum("ij,ij->j", W, W).reshape(n // block_size, block_size).sum(axis=1)   # (nb,)
+    live = w > 0
+    if not live.any():
+        return np.zeros(len(w), dtype=np.int64)
+    logw = np.full(len(w), -np.inf)
+    logw[live] = np.log2(w[live])
+    k = np.round(0.5 * (logw - np.mean(logw[live])))
+    return np.clip(np.where(live, k, -8), -8, 8).astype(np.int64)
+
+
+def weighted_rows(X: np.ndarray, k: np.ndarray, block_size: int) -> np.ndarray:
+    """X (T, n) with block b multiplied by 2^k_b (exact: ldexp), so every block keeps its E2M1
+    codes and its squared error is weighted by 4^k_b (TQ-2.14)."""
+    T, n = X.shape
+    Y = np.ldexp(np.asarray(X, dtype=np.float64).reshape(T, n // block_size, block_size),
+                 k[None, :, None])
+    return Y.reshape(T, n).astype(X.dtype)
+
+
+def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadamard", weight=None):
+    """The micro rotation fitted on ``X[:micro_rows]``; with ``cfg.micro_objective == "output"``
+    and the consuming ``weight`` (out, n) the rows are first weighted block by block (TQ-2.14)."""
     from torq_ref.rotations.maxent import maxent_rotation
 
     kwargs = {}
@@ -128,14 +161,21 @@ def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadam
     if cfg.max_sweeps is not None:
         kwargs["max_sweeps"] = cfg.max_sweeps
     rows = X[: cfg.micro_rows]
+    if cfg.micro_objective == "output":
+        if weight is None:
+            raise SettingsError("micro_objective 'output' needs the site's weight")
+        rows = weighted_rows(rows, output_block_exponents(weight, cfg.block_size), cfg.block_size)
+    elif cfg.micro_objective != "activation":
+        raise SettingsError(f"unknown micro objective {cfg.micro_objective!r}; choose from {', '.join(MICRO_OBJECTIVES)}")
     R, report = maxent_rotation(rows, block_size=cfg.block_size, holdout=cfg.holdout, seed=seed,
                                 per_block=cfg.per_block, init=init, **kwargs)
     return R, report
 
 
 def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndarray | None,
-                   cfg: TorqConfig, cache: dict | None = None):
-    """(Transform or None, info dict) of ``method`` for one site (TQ-2.x).
+                   cfg: TorqConfig, cache: dict | None = None, weight: np.ndarray | None = None):
+    """(Transform or None, info dict) of ``method`` for one site (TQ-2.x). ``weight`` (out, n):
+    the weight that consumes the site, as the method's model has it (needed by TQ-2.14).
 
     ``cache`` (optional) keeps the micro rotation fitted on the raw rows of a site, which
     ``torq-micro`` and ``torq`` (order micro-macro) share: the same fit is never run twice."""
@@ -167,28 +207,29 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         return Transform(matrix=macro_transform(C, cfg), block_size=b), info
     if method in ("torq-micro", "torq-maxent"):
         # the same fit on different rows: smoothed (torq-micro) or raw (torq-maxent, TQ-2.12)
-        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, tag=method)
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, tag=method, weight=weight)
         return Transform(block=R, block_size=b), info
     if method == "torq" and cfg.order == "micro-macro":
         # micro first (Hadamard start, max-entropy sweeps on the raw rows), then the inter-block
         # Schur-Horn equalization of the micro-rotated second moment: x -> ((x_b @ R) ...) @ Q
         from torq_ref.rotations.schur_horn import schur_horn
 
-        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache)
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
         BR = np.kron(np.eye(n // b), R)                       # (n, n) block-diagonal
         Q = schur_horn(BR.T @ C @ BR)
         return Transform(matrix=Q.apply(BR), block_size=b), info
     if method == "torq" and cfg.full_macro_strategy == "block_hadamard":
         # block Hadamard B, then R' fitted on X B from the identity: B (I (x) R') = I (x) (H R'),
         # and H R' is exactly the micro fit of the raw rows from the Hadamard start (shared)
-        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache)
+        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
         return Transform(block=R, block_size=b), info
     if method == "torq":
         from dataclasses import replace
 
         M = macro_transform(C, replace(cfg, macro_strategy=cfg.full_macro_strategy))
         init = "identity" if cfg.full_macro_strategy in _MACRO_WITH_BLOCK_HADAMARD else "hadamard"
-        R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site), init)
+        WM = None if weight is None else M.apply(np.asarray(weight, dtype=np.float64))   # (out, n): W M
+        R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site), init, WM)
         info["micro"] = _report_summary(rep)
         return Transform(matrix=M, block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -204,12 +245,12 @@ def _memo(cache: dict | None, key, make):
 
 
 def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dict | None,
-               tag: str = "torq-micro"):
+               tag: str = "torq-micro", weight=None):
     """The micro rotation of a site's rows (Hadamard start), memoized in ``cache``. ``tag`` names
     the rows: the methods that share a tag fit the same rows (torq-micro and torq: the smoothed
     rows; torq-maxent: the raw rows), so a fit is never reused for other rows."""
     def fit():
-        R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard")
+        R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard", weight)
         return R, _report_summary(rep)
 
     return _memo(cache, ("micro", "torq-maxent" if tag == "torq-maxent" else "scaled", layer, site), fit)

@@ -82,7 +82,8 @@ def test_report_command_writes_table_and_figure(tmp_path, capsys):
     assert main(["report", "--models", "a,b", "--root", str(tmp_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| method | setting | a PPL" in printed
-    assert (out / "report.md").read_text().count("| torq |") == 2
+    table = (out / "report.md").read_text().split("## torq against the best peer")[0]
+    assert table.count("| torq |") == 2
     assert (out / "kld.png").stat().st_size > 1000
     paths = write_report(load_results(["a"], root=tmp_path), tmp_path / "r2", figure=False)
     assert [p.name for p in paths] == ["report.md"]
@@ -108,3 +109,31 @@ def test_run_with_several_models_ends_with_the_cross_model_report(tmp_path, monk
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| aa PPL |" in text and "| bbb PPL |" in text
     assert "## all models" in capsys.readouterr().out
+
+
+@pytest.mark.clause("EV-4.5")
+def test_head_to_head_picks_the_best_peer_and_pairs_the_windows(tmp_path):
+    from torq_ref.evaluate.cross_model import head_to_head, head_to_head_table
+
+    res = load_results(["a"], [_write(tmp_path, "a", _rows(1))])
+    rows = head_to_head(res)
+    assert [(h["model"], h["setting"]) for h in rows] == [("a", "W16A4"), ("a", "W4A4")]
+    by = {(r["method"], r["setting"]): r for r in res["a"]}
+    for h in rows:
+        t, peers = by[("torq", h["setting"])], [by[(p, h["setting"])] for p in ("hadamard32", "smoothrot")]
+        best = min(peers, key=lambda r: r["kld"])
+        assert h["best_peer"] == best["method"] and h["peer_kld"] == best["kld"]
+        assert h["kld_ratio"] == pytest.approx(t["kld"] / best["kld"])
+        assert h["ppl_ratio"] == pytest.approx(t["ppl"] / by[("fp32", "FP32")]["ppl"])
+        d = np.array(t["window_kld"]) - np.array(best["window_kld"])
+        assert h["dkld"] == pytest.approx(d.mean())
+        # paired: the interval is that of the window differences, far narrower than the KLDs' spread
+        lo, hi = h["dkld_ci"]
+        assert lo < h["dkld"] < hi and hi - lo < 0.05 and not h["tie"]
+    assert "| a | W16A4 | torq |" in head_to_head_table(rows)
+    # no peer, or no such method: no line
+    solo = {"a": [r for r in res["a"] if r["method"] in ("fp32", "torq")]}
+    assert head_to_head(solo) == [] and head_to_head(res, method="duquant") == []
+    # the report carries the section
+    write_report(res, tmp_path / "rep", figure=False)
+    assert "torq against the best peer" in (tmp_path / "rep" / "report.md").read_text()

@@ -26,6 +26,11 @@ def _report(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(cross_model_table(results))
+    from .cross_model import head_to_head, head_to_head_table
+
+    h2h = head_to_head(results)
+    if h2h:
+        print("\n" + head_to_head_table(h2h))
     for p in write_report(results, args.out, figure=not args.no_figures):
         print(f"wrote {p}")
     return 0

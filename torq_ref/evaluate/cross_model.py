@@ -82,6 +82,54 @@ def cross_model_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+#: the peer rows a method is held against in the head-to-head table (EV-4.5)
+PEERS = ("hadamard32", "random-orthogonal", "smoothrot", "duquant", "mr-gptq")
+
+
+def head_to_head(results: dict[str, list[dict]], method: str = "torq", peers=PEERS, *,
+                 seed: int = 0, level: float = 0.95) -> list[dict]:
+    """Per (model, quantized setting) where ``method`` has a row: its PPL over FP32's, its KLD,
+    the peer row with the lowest KLD, the ratio of the KLDs and the paired difference of the
+    window KLDs (method - best peer) with its ``level`` interval (EV-4.5)."""
+    from .intervals import paired_ci
+
+    out = []
+    for model, rows in results.items():
+        by = {(r["method"], r["setting"]): r for r in rows}
+        fp32 = next((r for r in rows if r["method"] == "fp32"), None)
+        for setting in SETTING_ORDER[1:]:
+            r = by.get((method, setting))
+            cands = [by[(p, setting)] for p in peers if (p, setting) in by and p != method
+                     and "kld" in by[(p, setting)]]
+            if r is None or "kld" not in r or not cands:
+                continue
+            best = min(cands, key=lambda c: c["kld"])
+            d, lo, hi = paired_ci(r["window_kld"], best["window_kld"], r.get("window_n"),
+                                  level=level, seed=seed)
+            out.append({"model": model, "setting": setting, "method": method, "ppl": r["ppl"],
+                        "ppl_ratio": None if fp32 is None else r["ppl"] / fp32["ppl"],
+                        "kld": r["kld"], "best_peer": best["method"], "peer_kld": best["kld"],
+                        "kld_ratio": r["kld"] / best["kld"] if best["kld"] > 0 else float("nan"),
+                        "dkld": d, "dkld_ci": [lo, hi], "tie": bool(lo <= 0 <= hi) if lo == lo else True})
+    return out
+
+
+def head_to_head_table(rows: list[dict]) -> str:
+    """Markdown of :func:`head_to_head` (EV-4.5)."""
+    head = ["model", "setting", "method", "PPL", "PPL / FP32", "KLD", "best peer (KLD)",
+            "KLD / peer", "dKLD vs peer [95% CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for h in rows:
+        lo, hi = h["dkld_ci"]
+        ci = "" if lo != lo else f" [{lo:+.4f}, {hi:+.4f}]"
+        lines.append("| " + " | ".join([
+            h["model"], h["setting"], h["method"], f"{h['ppl']:.2f}",
+            "-" if h["ppl_ratio"] is None else f"{h['ppl_ratio']:.3f}", f"{h['kld']:.4f}",
+            f"{h['best_peer']} ({h['peer_kld']:.4f})", f"{h['kld_ratio']:.3f}",
+            f"{h['dkld']:+.4f}{ci}" + (" tie" if h["tie"] else "")]) + " |")
+    return "\n".join(lines)
+
+
 def write_kld_figure(results: dict[str, list[dict]], path: Path) -> Path | None:
     """KLD per method (x) and model (markers side by side), one panel per quantized setting,
     error bars 1.96 se, log scale (EV-4.3). None when matplotlib is not installed."""
@@ -123,6 +171,16 @@ def write_kld_figure(results: dict[str, list[dict]], path: Path) -> Path | None:
     return path
 
 
+def _head_to_head_section(results) -> str:
+    rows = head_to_head(results)
+    if not rows:
+        return ""
+    return ("\n## torq against the best peer\n\nPer model and setting, the peer row (of "
+            + ", ".join(PEERS) + ") with the lowest KLD, and the paired 95 % interval of the "
+            "difference of window KLDs (torq - peer); \"tie\": it contains 0.\n\n"
+            + head_to_head_table(rows) + "\n")
+
+
 def write_report(results: dict[str, list[dict]], out_dir: str | Path, *, figure: bool = True) -> list[Path]:
     """report.md (the table, EV-4.2) and kld.png (EV-4.3) in ``out_dir``; returns the paths."""
     out = Path(out_dir)
@@ -131,7 +189,8 @@ def write_report(results: dict[str, list[dict]], out_dir: str | Path, *, figure:
     md.write_text("# Cross-model table\n\nKLD: mean KL divergence from the FP32 model, nats per "
                   "token, +- its standard error over windows; \"tie\": the paired 95 % interval "
                   "of dKLD against hadamard32 contains 0. top-1: share of positions whose argmax "
-                  "equals FP32's.\n\n" + cross_model_table(results) + "\n", encoding="utf-8")
+                  "equals FP32's.\n\n" + cross_model_table(results) + "\n" + _head_to_head_section(results),
+                  encoding="utf-8")
     paths = [md]
     if figure:
         p = write_kld_figure(results, out / "kld.png")

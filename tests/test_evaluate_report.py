@@ -137,3 +137,24 @@ def test_head_to_head_picks_the_best_peer_and_pairs_the_windows(tmp_path):
     # the report carries the section
     write_report(res, tmp_path / "rep", figure=False)
     assert "torq against the best peer" in (tmp_path / "rep" / "report.md").read_text()
+
+
+@pytest.mark.clause("EV-4.6")
+def test_imbalance_table_from_per_site_metrics(tmp_path):
+    from torq_ref.evaluate.cross_model import imbalance_table, load_per_site, site_imbalance
+
+    per_site = {"rtn": {"0:down": {"imbalance": 3.0}, "1:down": {"imbalance": 9.0},
+                        "2:down": {"imbalance": 4.0}, "0:o": {"imbalance": 1.5}},
+                "torq": {"0:down": {"imbalance": 1.0}}}
+    v = site_imbalance(per_site)
+    assert v["down"] == {"median": 4.0, "max": 9.0, "layer": 1} and v["o"]["max"] == 1.5
+    assert site_imbalance(per_site, "torq")["down"]["median"] == 1.0
+    t = imbalance_table({"m": per_site})
+    assert "| m | down | 4.00 | 9.00 | 1 |" in t
+    assert imbalance_table({"m": {}}) == ""
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps({"results": _rows(1), "per_site": per_site}))
+    got = load_per_site(["m"], [p])
+    assert got["m"] == per_site
+    write_report(load_results(["m"], [p]), tmp_path / "rep", figure=False, per_site=got)
+    assert "| m | down | 4.00 | 9.00 | 1 |" in (tmp_path / "rep" / "report.md").read_text()

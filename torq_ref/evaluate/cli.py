@@ -31,6 +31,12 @@ def _report(args) -> int:
     h2h = head_to_head(results)
     if h2h:
         print("\n" + head_to_head_table(h2h))
-    for p in write_report(results, args.out, figure=not args.no_figures):
+    from .cross_model import imbalance_table, load_per_site
+
+    per_site = load_per_site(models, paths, args.root)
+    table = imbalance_table(per_site)
+    if table:
+        print("\n" + table)
+    for p in write_report(results, args.out, figure=not args.no_figures, per_site=per_site):
         print(f"wrote {p}")
     return 0

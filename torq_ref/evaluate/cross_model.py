@@ -50,6 +50,49 @@ def load_results(models, paths=None, root: str | Path = "out") -> dict[str, list
     return out
 
 
+def load_per_site(models, paths=None, root: str | Path = "out") -> dict[str, dict]:
+    """{model: per_site dict of its results.json} (EV-4.6), {} for a file without one; the
+    files are those of :func:`load_results` (call it first: it reports bad files)."""
+    out = {}
+    for k, name in enumerate(models):
+        path = Path(paths[k]) if paths is not None else Path(root) / name / "results.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        out[name] = data.get("per_site") or {}
+    return out
+
+
+def site_imbalance(per_site: dict, method: str = "rtn") -> dict[str, dict]:
+    """{site kind: {"median", "max", "layer"}} of the block-energy imbalance (max / mean of the
+    32-block energies, TQ-3.3) of ``method``'s site inputs over the layers (EV-4.6); for ``rtn``
+    (no transform) the imbalance of the model's own activations."""
+    import numpy as np
+
+    by_kind: dict[str, list[tuple[float, int]]] = {}
+    for key, m in (per_site.get(method) or {}).items():
+        layer, kind = key.split(":", 1)
+        if "imbalance" in m:
+            by_kind.setdefault(kind, []).append((float(m["imbalance"]), int(layer)))
+    out = {}
+    for kind, vals in by_kind.items():
+        v = np.array([x for x, _ in vals])
+        top = max(vals)
+        out[kind] = {"median": float(np.median(v)), "max": top[0], "layer": top[1]}
+    return out
+
+
+def imbalance_table(per_site_by_model: dict[str, dict], method: str = "rtn") -> str:
+    """Markdown: per model and site kind, the median and the largest imbalance over layers and
+    the layer of the largest (EV-4.6); "" when no model has per-site metrics of ``method``."""
+    lines = []
+    for model, per_site in per_site_by_model.items():
+        for kind, v in site_imbalance(per_site, method).items():
+            lines.append(f"| {model} | {kind} | {v['median']:.2f} | {v['max']:.2f} | {v['layer']} |")
+    if not lines:
+        return ""
+    return "\n".join(["| model | site | median imbalance | max imbalance | layer of max |",
+                      "|---|---|---|---|---|", *lines])
+
+
 def _kld_cell(r: dict | None) -> str:
     if r is None or "kld" not in r:
         return "-"
@@ -181,15 +224,27 @@ def _head_to_head_section(results) -> str:
             + head_to_head_table(rows) + "\n")
 
 
-def write_report(results: dict[str, list[dict]], out_dir: str | Path, *, figure: bool = True) -> list[Path]:
-    """report.md (the table, EV-4.2) and kld.png (EV-4.3) in ``out_dir``; returns the paths."""
+def _imbalance_section(per_site) -> str:
+    table = imbalance_table(per_site) if per_site else ""
+    if not table:
+        return ""
+    return ("\n## Block-energy imbalance of the models' own inputs\n\nmax / mean of the 32-block "
+            "energies of each linear-layer input (rtn rows: no transform), over the layers.\n\n"
+            + table + "\n")
+
+
+def write_report(results: dict[str, list[dict]], out_dir: str | Path, *, figure: bool = True,
+                 per_site: dict[str, dict] | None = None) -> list[Path]:
+    """report.md (the table, EV-4.2, the head-to-head table, EV-4.5, and with ``per_site`` the
+    input imbalance table, EV-4.6) and kld.png (EV-4.3) in ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "report.md"
     md.write_text("# Cross-model table\n\nKLD: mean KL divergence from the FP32 model, nats per "
                   "token, +- its standard error over windows; \"tie\": the paired 95 % interval "
                   "of dKLD against hadamard32 contains 0. top-1: share of positions whose argmax "
-                  "equals FP32's.\n\n" + cross_model_table(results) + "\n" + _head_to_head_section(results),
+                  "equals FP32's.\n\n" + cross_model_table(results) + "\n" + _head_to_head_section(results)
+                  + _imbalance_section(per_site),
                   encoding="utf-8")
     paths = [md]
     if figure:

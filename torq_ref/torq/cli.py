@@ -189,6 +189,10 @@ def _run(args) -> int:
         res = load_results([label for label, _ in done], [p for _, p in done])
         print("\n## all models\n")
         print(cross_model_table(res))
-        for p in write_report(res, Path(args.out or "out") / "report", figure=not args.no_figures):
+        from torq_ref.evaluate.cross_model import load_per_site
+
+        per_site = load_per_site([label for label, _ in done], [p for _, p in done])
+        for p in write_report(res, Path(args.out or "out") / "report", figure=not args.no_figures,
+                              per_site=per_site):
             print(f"report: {p}")
     return 0

@@ -143,6 +143,28 @@ def test_calibration_is_released_layer_by_layer(tiny, windows, monkeypatch):
     assert len(alive) == tiny.config.num_layers
 
 
+@pytest.mark.clause("TQ-6.1", "TQ-6.2")
+def test_transforms_are_released_before_the_next_layer_builds(tiny, windows, monkeypatch):
+    """Layer i's transforms are gone when layer i + 1 starts building its own (the dense (n, n)
+    matrices of two layers are never alive together)."""
+    import gc
+    import weakref
+
+    alive = []
+    real = engine._layer_transforms
+
+    def spy(model, i, *a, **k):
+        gc.collect()
+        assert all(r() is None for r in alive), f"layer {i - 1}'s transforms are still alive"
+        out = real(model, i, *a, **k)
+        alive.extend(weakref.ref(t) for t in out[0]["random-orthogonal"].values())
+        return out
+
+    monkeypatch.setattr(engine, "_layer_transforms", spy)
+    _run(tiny, windows, ("random-orthogonal",))
+    assert len(alive) == 4 * tiny.config.num_layers
+
+
 @pytest.mark.clause("TQ-6.4")
 def test_scores_without_an_fp32_row(tiny, windows):
     rows, _, _ = _run(tiny, windows, ("rtn",))

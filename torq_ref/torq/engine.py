@@ -136,6 +136,10 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
             runner = _scaled_view(model, i, lw) if row.method in scaled else model
             row.hidden = _run_layer(runner, i, row.hidden, rope, prepared)
             row.seconds += time.perf_counter() - t0
+        # layer i's transforms, weights and moments end here too: released before layer i + 1
+        # builds its own, so that two layers' dense (n, n) matrices are never held at once
+        del transforms, weights, moments
+        prepared = runner = lw = q = None
         _note_layer(i, model.config.num_layers, t_start, progress)
     return _score_rows(model, rows, eval_w, progress), per_site, timings
 

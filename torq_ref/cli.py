@@ -48,7 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    from torq_ref.blas_threads import fixed_blas_threads
+
+    try:
+        with fixed_blas_threads():           # FW-1.8: results independent of the core count
+            return int(args.func(args) or 0)
+    except ValueError as err:
+        if "TORQ_REF_BLAS_THREADS" not in str(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

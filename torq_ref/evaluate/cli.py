@@ -16,7 +16,8 @@ def register(sub) -> None:
 
 
 def _report(args) -> int:
-    from .cross_model import ReportError, cross_model_table, load_results, write_report
+    from .cross_model import (ReportError, cross_model_table, head_to_head, head_to_head_table,
+                              imbalance_table, load_per_site, load_results, write_report)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     paths = None if args.results is None else [p.strip() for p in args.results.split(",") if p.strip()]
@@ -26,13 +27,9 @@ def _report(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(cross_model_table(results))
-    from .cross_model import head_to_head, head_to_head_table
-
     h2h = head_to_head(results)
     if h2h:
         print("\n" + head_to_head_table(h2h))
-    from .cross_model import imbalance_table, load_per_site
-
     per_site = load_per_site(models, paths, args.root)
     table = imbalance_table(per_site)
     if table:

@@ -329,7 +329,7 @@ PIPELINE = [
           (f"{T_ABL}::test_engine_uses_the_per_site_alpha",),
           "the engine scales with the fixed alpha whatever --scale-alpha auto says"),
     Plant("pipeline-maxent-reuses-the-smoothed-fit", "pipeline", "torq_ref/torq/methods.py",
-          '"torq-maxent" if tag == "torq-maxent" else "scaled"', '"scaled"',
+          '_memo(cache, ("micro", tag, layer, site), fit)', '_memo(cache, ("micro", layer, site), fit)',
           (f"{T_ABL}::test_torq_maxent_is_the_fitted_rotation_without_the_scale_step",),
           "torq-maxent takes torq-micro's fit on the smoothed rows from the cache"),
 ]

@@ -253,7 +253,7 @@ def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dic
         R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard", weight)
         return R, _report_summary(rep)
 
-    return _memo(cache, ("micro", "torq-maxent" if tag == "torq-maxent" else "scaled", layer, site), fit)
+    return _memo(cache, ("micro", tag, layer, site), fit)
 
 
 def _report_summary(rep) -> dict:

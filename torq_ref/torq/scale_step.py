@@ -108,23 +108,17 @@ def smoothed_output_error(X: np.ndarray, s: np.ndarray, W: np.ndarray, *, block_
     with B the 32-block Hadamard and Q the MXFP4 fake quantizer, i.e. the relative error of the
     layer output when the site's input is smoothed by s, rotated by B, quantized, and the consuming
     weight is W s (folded). ``X`` (T, n) calibration rows, ``W`` (out, n) the consuming weight."""
-    from torq_ref import mx
-    from torq_ref.rotations.baselines import sylvester_hadamard
+    from torq_ref.rotations.baselines import block_hadamard
+
+    from .macro import output_error
 
     X = np.asarray(X, dtype=np.float64)
-    T, n = X.shape
+    n = X.shape[1]
     if n % block_size:
         raise ValueError(f"site width {n} is not a multiple of the block size {block_size}")
-    H = sylvester_hadamard(block_size)                                   # (b, b), orthonormal
-    Y = ((X / s).reshape(T, n // block_size, block_size) @ H).reshape(T, n)
-    Yq = mx.quantize_dequantize(np.ascontiguousarray(Y, dtype=np.float32), fmt, block_size=block_size,
-                                scale_rule=scale_rule).astype(np.float64)
-    Xq = (Yq.reshape(T, n // block_size, block_size) @ H.T).reshape(T, n) * s   # (T, n)
-    Wd = np.asarray(W, dtype=np.float64)
-    err = (Xq - X) @ Wd.T                                                # (T, out)
-    ref = X @ Wd.T
-    per_token = np.sum(err * err, axis=1) / np.maximum(np.sum(ref * ref, axis=1), np.finfo(np.float64).tiny)
-    return float(np.mean(per_token))
+    # the smoothed rows x / s through the folded weight W s: (x / s)(W s)^T = x W^T (TQ-5.1's proxy)
+    return output_error(X / s, block_hadamard(n, block_size), np.asarray(W, dtype=np.float64) * s[None, :],
+                        fmt=fmt, scale_rule=scale_rule, block_size=block_size)
 
 
 def choose_alpha(C: np.ndarray, X: np.ndarray, W: np.ndarray, grid=ALPHA_GRID, **quant) -> tuple[float, dict]:

@@ -9,7 +9,6 @@ import pytest
 
 from torq_ref.rotations.baselines import block_hadamard
 from torq_ref.torq import SettingsError, engine
-from torq_ref.torq.macro import output_error
 from torq_ref.torq.methods import DEFAULT_METHODS, METHOD_PRESETS, METHODS, parse_list
 from torq_ref.torq.pipeline import calibrate, site_metrics
 from torq_ref.torq.scale_step import (ALPHA_GRID, NORM_OF_SITE, channel_scales, choose_alpha,
@@ -35,14 +34,24 @@ def _run(tiny, windows, methods, cfg):
 
 @pytest.mark.clause("TQ-2.11")
 def test_smoothed_output_error_is_the_folded_layer_error():
-    """L(s) equals the output error of the smoothed rows through the folded weight W s, measured
-    by the macro proxy (an independent code path: dense block Hadamard, no reshapes)."""
+    """L(s) equals the docstring's definition computed here token by token, without folding:
+    x -> s * Q((x / s) B) B^T, the error of that through the ORIGINAL weight W, relative to x W^T
+    (the implementation instead folds s into W and calls the TQ-5.1 proxy)."""
+    from torq_ref import mx
+
     X, C, W = _site()
     B = block_hadamard(X.shape[1], 32)
     for alpha in (0.0, 0.5, 1.0):
         s = channel_scales(C, alpha)
-        want = output_error(X / s, B, W * s[None, :])
-        assert smoothed_output_error(X, s, W) == pytest.approx(want, rel=1e-9)
+        per_token = []
+        for x in X:
+            y = np.ascontiguousarray(((x / s) @ B)[None, :], dtype=np.float32)
+            q = mx.quantize_dequantize(y, "e2m1", block_size=32).astype(np.float64)[0]
+            e = (s * (q @ B.T) - x) @ W.T
+            r = x @ W.T
+            per_token.append(np.dot(e, e) / np.dot(r, r))
+        want = float(np.mean(per_token))
+        assert smoothed_output_error(X, s, W) == pytest.approx(want, rel=1e-6)
     # the quantizer is really in it: a coarser rule changes the loss, and exact inputs give 0
     s = channel_scales(C, 0.5)
     assert smoothed_output_error(X, s, W, scale_rule="rceil") != smoothed_output_error(X, s, W)

@@ -46,6 +46,7 @@ T_BASE = "tests/test_rotations_sh_baselines.py"
 T_ENT = "tests/test_maxent_entropy.py"
 T_KERN = "tests/test_maxent_kernels.py"
 T_OPT = "tests/test_maxent_optimizer.py"
+T_SEEDS = "tests/test_evaluate_seeds.py"
 
 MX = [
     # --- escapes of the issue-15 review, now caught
@@ -332,6 +333,22 @@ PIPELINE = [
           '_memo(cache, ("micro", tag, layer, site), fit)', '_memo(cache, ("micro", layer, site), fit)',
           (f"{T_ABL}::test_torq_maxent_is_the_fitted_rotation_without_the_scale_step",),
           "torq-maxent takes torq-micro's fit on the smoothed rows from the cache"),
+    Plant("seeds-verdict-on-any-seed", "pipeline", "torq_ref/evaluate/seed_spread.py",
+          '"better" if all(below) else', '"better" if any(below) else',
+          (f"{T_SEEDS}::test_verdict_needs_every_seed",),
+          "a comparison counts as better when one seed of several separates"),
+    Plant("seeds-borrow-a-seeded-peer", "pipeline", "torq_ref/evaluate/seed_spread.py",
+          "    if key[0] in seed_free:\n", "    if True:\n",
+          (f"{T_SEEDS}::test_verdict_needs_every_seed",),
+          "a seeded peer missing from a run is taken from another seed's run"),
+    Plant("seeds-ignore-a-differing-setting", "pipeline", "torq_ref/evaluate/seed_spread.py",
+          '"progress", "model_dir")', '"progress", "model_dir", "scale_rule")',
+          (f"{T_SEEDS}::test_load_seed_runs_checks_the_study",),
+          "runs under different scale rules are read as one seed study"),
+    Plant("seed-free-list-holds-a-seeded-method", "pipeline", "torq_ref/torq/methods.py",
+          '"smoothrot", "mr-gptq")\n', '"smoothrot", "mr-gptq", "duquant")\n',
+          (f"{T_SEEDS}::test_seed_free_methods_ignore_the_seed_and_the_others_do_not",),
+          "duquant's rows are borrowed across seeds although its rotations are seeded"),
 ]
 
 #: Every plant, in report order. Other areas append here.

@@ -46,6 +46,8 @@ WEIGHT_QUANTS = ("rtn", "gptq")
 MICRO_OBJECTIVES = ("activation", "output")
 #: methods whose W4A4 weights are always GPTQ (TQ-2.10)
 GPTQ_METHODS = ("mr-gptq",)
+#: methods whose transforms never depend on --seed (TQ-4.8): no Haar draw, no seeded fit
+SEED_FREE_METHODS = ("fp32", "rtn", "hadamard32", "smoothrot", "mr-gptq")
 
 
 class SettingsError(ValueError):

@@ -2,6 +2,8 @@
 
 * ``compare-inter-block``: the macro strategies by held-out MXFP4 error on captured inputs of the
   real model (or heavy-tailed synthetic ones) (SH-5.4).
+* ``compare-block-energy``: Schur-Horn block-energy targets other than the constant, and the
+  bound of what the E8M0 grid leaves to any choice of block energies (SH-5.5, SH-5.6).
 * ``maxent-synthetic`` / ``maxent-real``: the max-entropy micro rotation against identity and
   Hadamard on synthetic or captured inputs (ME-5.2).
 """
@@ -29,6 +31,18 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the markdown report here")
     p.set_defaults(func=_run_compare)
+
+    p = sub.add_parser("compare-block-energy",
+                       help="Schur-Horn block-energy targets and the E8M0 grid bound (SH-5.5, SH-5.6)")
+    p.add_argument("--model", default="smollm2-135m", help="registry name or imported model directory")
+    p.add_argument("--layers", type=int, nargs="+", default=[0, 10, 20, 29])
+    p.add_argument("--sites", nargs="+", default=["qkv", "gate_up", "o", "down"])
+    p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
+    p.add_argument("--heldout-windows", type=int, default=2, help="the windows after them (held out)")
+    p.add_argument("--scale-alpha", type=float, default=0.5, help="smoothing of qkv / gate_up (TQ-2.7)")
+    p.add_argument("--grid", type=int, default=8, help="K of the per-block scales 2^(k/K)")
+    p.add_argument("--out", default=None, help="write the markdown report here")
+    p.set_defaults(func=_run_block_energy)
 
     p = sub.add_parser("maxent-synthetic",
                        help="max-entropy micro rotation on heavy-tailed synthetic activations")
@@ -61,6 +75,21 @@ def _run_compare(args) -> int:
                           sites=args.sites, calib_windows=args.calib_windows,
                           heldout_windows=args.heldout_windows, block_size=args.block_size,
                           seed=args.seed)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def _run_block_energy(args) -> int:
+    from .block_energy import run_block_energy
+
+    text = run_block_energy(model=args.model, layers=args.layers, sites=args.sites,
+                            calib_windows=args.calib_windows, heldout_windows=args.heldout_windows,
+                            alpha=args.scale_alpha, K=args.grid)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             f.write(text)

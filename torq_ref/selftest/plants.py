@@ -47,6 +47,7 @@ T_ENT = "tests/test_maxent_entropy.py"
 T_KERN = "tests/test_maxent_kernels.py"
 T_OPT = "tests/test_maxent_optimizer.py"
 T_SEEDS = "tests/test_evaluate_seeds.py"
+T_BLOCK_ENERGY = "tests/test_experiments_block_energy.py"
 
 MX = [
     # --- escapes of the issue-15 review, now caught
@@ -349,6 +350,14 @@ PIPELINE = [
           '"smoothrot", "mr-gptq")\n', '"smoothrot", "mr-gptq", "duquant")\n',
           (f"{T_SEEDS}::test_seed_free_methods_ignore_the_seed_and_the_others_do_not",),
           "duquant's rows are borrowed across seeds although its rotations are seeded"),
+    Plant("block-energy-grid-takes-the-worst-scale", "pipeline", "torq_ref/experiments/block_energy.py",
+          "k = np.argmin(E_cal, axis=0)", "k = np.argmax(E_cal, axis=0)",
+          (f"{T_BLOCK_ENERGY}::test_grid_alignment_bound",),
+          "the E8M0 grid bound scales every block by its worst grid position"),
+    Plant("block-energy-targets-ignore-tau", "pipeline", "torq_ref/experiments/block_energy.py",
+          "return (1.0 - tau) * e + tau * e.mean()", "return e * 0.0 + e.mean()",
+          (f"{T_BLOCK_ENERGY}::test_energy_target_family",),
+          "every Schur-Horn target is the constant one, whatever tau says"),
 ]
 
 #: Every plant, in report order. Other areas append here.

@@ -171,3 +171,44 @@ def test_scores_without_an_fp32_row(tiny, windows):
     with_ref, _, _ = _run(tiny, windows, ("fp32", "rtn"))
     np.testing.assert_array_equal(rows[0]["window_kld"], with_ref[1]["window_kld"])
     np.testing.assert_array_equal(rows[0]["window_nll"], with_ref[1]["window_nll"])
+
+
+@pytest.mark.clause("TQ-2.15")
+def test_quant_sites_leaves_the_other_kinds_in_float(tiny, windows):
+    from dataclasses import replace
+
+    from torq_ref.torq.methods import SettingsError
+
+    def rows(cfg=CFG):
+        return {(r["method"], r["setting"]): r for r in _run(tiny, windows, ("fp32", "hadamard32"), cfg=cfg)[0]}
+
+    full = rows()[("hadamard32", "W16A4")]
+    none = rows(replace(CFG, quant_sites=()))
+    assert none[("hadamard32", "W16A4")]["window_kld"] == pytest.approx([0.0] * 3, abs=1e-9)
+    per_kind = {}
+    for site in M.SITES:
+        cfg = replace(CFG, quant_sites=(site,))
+        r = rows(cfg)[("hadamard32", "W16A4")]
+        per_kind[site] = np.mean(r["window_kld"])
+        assert 0 < per_kind[site] < np.mean(full["window_kld"])
+        # the whole-model path agrees (TQ-6.5), with every site listed explicitly
+        plan = plan_for("rtn", "W16A4", {}, cfg, num_layers=tiny.config.num_layers)
+        quantized = {key for key, q in plan.sites.items() if q is not None}
+        assert quantized == {(i, site) for i in range(tiny.config.num_layers)}
+    assert len(set(per_kind.values())) == 4
+    with pytest.raises(SettingsError, match="needs num_layers"):
+        plan_for("rtn", "W16A4", {}, replace(CFG, quant_sites=("qkv",)))
+
+
+@pytest.mark.clause("TQ-2.15", "TQ-4.2")
+def test_quant_sites_option_is_checked():
+    from torq_ref.cli import build_parser
+    from torq_ref.torq.cli import settings_from_args
+    from torq_ref.torq.methods import SettingsError
+
+    _, cfg = settings_from_args(build_parser().parse_args(["run"]))
+    assert cfg.quant_sites == M.SITES
+    _, cfg = settings_from_args(build_parser().parse_args(["run", "--quant-sites", "down,o"]))
+    assert cfg.quant_sites == ("down", "o")
+    with pytest.raises(SettingsError, match="unknown site kind"):
+        settings_from_args(build_parser().parse_args(["run", "--quant-sites", "down,mlp"]))

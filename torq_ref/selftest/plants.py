@@ -358,6 +358,10 @@ PIPELINE = [
           "return (1.0 - tau) * e + tau * e.mean()", "return e * 0.0 + e.mean()",
           (f"{T_BLOCK_ENERGY}::test_energy_target_family",),
           "every Schur-Horn target is the constant one, whatever tau says"),
+    Plant("quant-sites-ignored-by-the-engine", "pipeline", "torq_ref/torq/engine.py",
+          "transforms[row.method][site], cfg, site)", "transforms[row.method][site], cfg)",
+          (f"{T_ENGINE}::test_quant_sites_leaves_the_other_kinds_in_float",),
+          "--quant-sites down still quantizes every site kind"),
 ]
 
 #: Every plant, in report order. Other areas append here.

@@ -41,6 +41,9 @@ def register(sub) -> None:
                         "block by block by the consuming weight's energy (TQ-2.14)")
     p.add_argument("--weight-quant", default="rtn", choices=("rtn", "gptq"),
                    help="how W4A4 rows quantize the weights: rtn (default) or gptq (TQ-7.4; mr-gptq always uses gptq)")
+    p.add_argument("--quant-sites", default=None,
+                   help="comma list of the site kinds to quantize, of qkv,o,gate_up,down (default all; "
+                        "the others run in float: where the error comes from, TQ-2.15)")
     p.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block")
     p.add_argument("--order", default="macro-micro", choices=("macro-micro", "micro-macro"),
                    help="composition of the full method (default macro-micro, see spec/TQ.md TQ-2.5)")
@@ -97,6 +100,10 @@ def settings_from_args(args):
         raise SettingsError("--holdout must be in [0, 1)")
     cfg_kw["weight_quant"] = getattr(args, "weight_quant", "rtn")
     cfg_kw["micro_objective"] = getattr(args, "micro_objective", "activation")
+    if getattr(args, "quant_sites", None) is not None:
+        from torq_ref.model.hooks import SITES
+
+        cfg_kw["quant_sites"] = parse_list(args.quant_sites, SITES, "site kind")
     cfg = TorqConfig(scale_rule=args.scale_rule, seed=args.seed, holdout=args.holdout,
                      per_block=args.per_block, order=args.order, **cfg_kw)
     spec = RunSpec(methods=methods, settings=settings, eval_windows=ev, calib_windows=ca,

@@ -69,10 +69,11 @@ def _run_layer(model, i: int, x: np.ndarray, rope, prepared, capture=None) -> np
     return out
 
 
-def plan_site(method: str, setting: str, transform, cfg: TorqConfig) -> SiteQuant | None:
+def plan_site(method: str, setting: str, transform, cfg: TorqConfig, site: str | None = None) -> SiteQuant | None:
     """The SiteQuant of one site of a row (TQ-2.1, TQ-2.6): activations in ``cfg.fmt`` with
-    ``cfg.scale_rule``; weights too, with the same format and rule, for W4A4."""
-    if method == "fp32":
+    ``cfg.scale_rule``; weights too, with the same format and rule, for W4A4. None (the site runs
+    in float) for fp32 and for a ``site`` kind outside ``cfg.quant_sites`` (TQ-2.15)."""
+    if method == "fp32" or (site is not None and site not in cfg.quant_sites):
         return None
     weight_fmt = cfg.fmt if setting == "W4A4" else None
     return SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size,
@@ -128,7 +129,7 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
             lw = weights[row.method in scaled]
             prepared = {}
             for site in SITES:
-                q = plan_site(row.method, row.setting, transforms[row.method][site], cfg)
+                q = plan_site(row.method, row.setting, transforms[row.method][site], cfg, site)
                 if q is not None:
                     kw = {"moment": moments[row.method in scaled][site]} if (
                         q.weight_fmt is not None and q.weight_quant == "gptq") else {}

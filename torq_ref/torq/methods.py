@@ -74,6 +74,7 @@ class TorqConfig:
     gptq_damp: float = 0.01              # GPTQ dampening, share of mean(diag H) (TQ-7.1)
     gptq_act_order: bool = True          # GPTQ columns by decreasing H_jj (TQ-7.1)
     duquant_steps: int = 16              # greedy steps per DuQuant block rotation (TQ-2.9)
+    quant_sites: tuple = SITES           # the site kinds whose inputs (and weights) are quantized (TQ-2.15)
     block_size: int = 32
     scale_rule: str = "floor"
     fmt: str = "e2m1"

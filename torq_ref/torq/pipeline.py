@@ -91,17 +91,27 @@ def _codes(X: np.ndarray, cfg: TorqConfig) -> np.ndarray:
     return t.codes.ravel()
 
 
-def plan_for(method: str, setting: str, transforms: dict, cfg: TorqConfig):
+def plan_for(method: str, setting: str, transforms: dict, cfg: TorqConfig, num_layers: int | None = None):
     """The whole-model QuantPlan of (method, setting) (TQ-2.1, TQ-2.6): the engine's
-    per-site rule (``engine.plan_site``) at every site, for a plain ``Model.forward``."""
+    per-site rule (``engine.plan_site``) at every site, for a plain ``Model.forward``.
+    With ``cfg.quant_sites`` short of all four kinds (TQ-2.15) every site is listed explicitly,
+    which needs ``num_layers``."""
     from torq_ref.model import QuantPlan
+    from torq_ref.model.hooks import SITES
 
     from .engine import plan_site
+    from .methods import SettingsError
 
     base = plan_site(method, setting, None, cfg)
     if base is None:
         return None
-    sites = {key: plan_site(method, setting, t, cfg) for key, t in transforms.items()}
+    if set(cfg.quant_sites) != set(SITES):
+        if num_layers is None:
+            raise SettingsError(f"plan_for with quant_sites {cfg.quant_sites} needs num_layers")
+        sites = {(i, s): plan_site(method, setting, transforms.get((i, s)), cfg, s)
+                 for i in range(num_layers) for s in SITES}
+        return QuantPlan(default=None, sites=sites, mode="folded")
+    sites = {key: plan_site(method, setting, t, cfg, key[1]) for key, t in transforms.items()}
     return QuantPlan(default=base, sites=sites, mode="folded")
 
 

@@ -21,6 +21,14 @@ class ReportError(ValueError):
     """A results file that is missing or does not hold a run's rows."""
 
 
+def read_json(path: Path):
+    """The parsed JSON of an existing results file; ReportError naming the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path}: not JSON ({err})") from None
+
+
 def load_results(models, paths=None, root: str | Path = "out") -> dict[str, list[dict]]:
     """{model: summarized rows} from ``paths`` (one per model) or ``root/<model>/results.json``
     (EV-4.1). Rows without the summary keys (an older run) are summarized here."""
@@ -34,10 +42,7 @@ def load_results(models, paths=None, root: str | Path = "out") -> dict[str, list
         path = Path(paths[k]) if paths is not None else Path(root) / name / "results.json"
         if not path.is_file():
             raise ReportError(f"model {name!r}: no results file {path} (run it first, or pass its path)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ReportError(f"{path}: not JSON ({err})") from None
+        data = read_json(path)
         rows = data.get("results") if isinstance(data, dict) else None
         if not isinstance(rows, list) or not rows:
             raise ReportError(f"{path}: no 'results' list of rows")

@@ -13,10 +13,9 @@ Input: results.json files written by ``run`` (TQ-4.3). Output: two markdown tabl
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .cross_model import PEERS, ReportError
+from .cross_model import PEERS, ReportError, read_json
 from .intervals import IntervalError, paired_ci
 
 #: settings keys that may differ between the runs of one seed study (EV-5.1): the seed itself,
@@ -35,10 +34,7 @@ def load_seed_runs(paths) -> list[dict]:
     for path in paths:
         if not path.is_file():
             raise ReportError(f"no results file {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ReportError(f"{path}: not JSON ({err})") from None
+        data = read_json(path)
         rows = data.get("results") if isinstance(data, dict) else None
         settings = data.get("settings") if isinstance(data, dict) else None
         if not isinstance(rows, list) or not rows or not isinstance(settings, dict):

@@ -75,13 +75,7 @@ def _run_compare(args) -> int:
                           sites=args.sites, calib_windows=args.calib_windows,
                           heldout_windows=args.heldout_windows, block_size=args.block_size,
                           seed=args.seed)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        print(text)
-    return 0
+    return _emit(text, args.out)
 
 
 def _run_block_energy(args) -> int:
@@ -90,10 +84,15 @@ def _run_block_energy(args) -> int:
     text = run_block_energy(model=args.model, layers=args.layers, sites=args.sites,
                             calib_windows=args.calib_windows, heldout_windows=args.heldout_windows,
                             alpha=args.scale_alpha, K=args.grid)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
+    return _emit(text, args.out)
+
+
+def _emit(text: str, out: str | None) -> int:
+    """Write a report to ``out`` (saying so on stderr) or print it; exit code 0."""
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
             f.write(text)
-        print(f"wrote {args.out}", file=sys.stderr)
+        print(f"wrote {out}", file=sys.stderr)
     else:
         print(text)
     return 0

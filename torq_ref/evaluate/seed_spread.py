@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cross_model import PEERS, ReportError, read_json
-from .intervals import IntervalError, paired_ci
+from .intervals import IntervalError, paired_ci, weighted_mean
 
 #: settings keys that may differ between the runs of one seed study (EV-5.1): the seed itself,
 #: which rows were asked for, the progress switch and the machine's path to the model
@@ -65,8 +65,6 @@ def _by_key(run: dict) -> dict:
 
 
 def _mean_kld(row: dict) -> float:
-    from .intervals import weighted_mean
-
     return weighted_mean(row["window_kld"], row.get("window_n"))
 
 

@@ -1,7 +1,7 @@
 """The harness against planted bugs and an independent correct kernel (spec/CF.md).
 
 The kernels here do NOT use torq_ref.mx: they are a second formulation of OCP MX written from
-mx-format.md (float64 arithmetic, the exponent from frexp, RNE via np.round on a grid step), with
+docs/mx-format.md (float64 arithmetic, the exponent from frexp, RNE via np.round on a grid step), with
 switches that plant one known bug each.
 """
 from __future__ import annotations

@@ -230,7 +230,7 @@ def test_bulk_files_load_with_the_safetensors_package(committed):
 
 
 # ------------------------------------------------------------------- hand-pinned bytes (GV-4.2)
-# Written out from mx-format.md section 8 by hand; NOT computed by torq_ref.mx.
+# Written out from docs/mx-format.md section 8 by hand; NOT computed by torq_ref.mx.
 
 @pytest.mark.clause("GV-4.2")
 def test_pinned_e2m1_element_codes(committed):

@@ -1,4 +1,4 @@
-"""E8M0 scale rules and block quantization, the tricky cases of mx-format.md section 8 with their
+"""E8M0 scale rules and block quantization, the tricky cases of docs/mx-format.md section 8 with their
 expected bytes written out, and hypothesis properties (spec/MX.md sections 4-5)."""
 from __future__ import annotations
 

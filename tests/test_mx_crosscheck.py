@@ -1,7 +1,7 @@
 """Cross-checks against other implementations when installed (spec/MX.md section 10).
 
 Every difference must be zero or explained by a known defect of the other implementation
-(mx-format.md section 7), which the test names; anything else fails.
+(docs/mx-format.md section 7), which the test names; anything else fails.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_ml_dtypes_element_casts(fmt):
     # ml_dtypes packs sub-byte types in the low bits of a byte, like our codes.
     maxv = mx.FORMATS[fmt].max_value
     nan = np.isnan(x)
-    # Known difference 1 (mx-format.md 7.7): ml_dtypes e4m3 / e5m2 casts do not saturate; we do
+    # Known difference 1 (docs/mx-format.md section 7, item 7): ml_dtypes e4m3 / e5m2 casts do not saturate; we do
     # (MX element conversion saturates). Compare those against our non-saturating mode instead.
     if fmt in ("e4m3", "e5m2"):
         ours = mx.encode(x, fmt, saturate=False)

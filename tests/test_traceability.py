@@ -151,7 +151,7 @@ def test_retired_ids_are_not_defined():
     assert not retired & set(spec_clauses()), "a retired id is defined again"
 
 
-#: Clauses implemented in files that other branches are rewriting (issue 15): their citations land
+#: Clauses implemented in files that other branches are rewriting: their citations land
 #: with those branches. Tolerated while missing; delete each entry once its file cites it.
 PENDING_CODE_CITATIONS: set[str] = set()
 #: Ids cited by files other branches own that spec/ does not define (yet); tolerated, listed so

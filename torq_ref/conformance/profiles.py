@@ -56,7 +56,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             "The software MSE scale rule (MX-4.8): per block FLOOR's code or FLOOR + 1, whichever "
             "quantized block has the smaller squared error (ties keep FLOOR); the small e2m1 MSE "
             "group of mx_quantize.json (GV-2.6), no bulk vectors.",
-            evidence="torq-ref issue 13; spec/MX.md MX-4.8"),
+            evidence="torq-ref's software rule; spec/MX.md MX-4.8"),
     Profile("nvfp4-reciprocal", "floor",
             "NVFP4 with the reciprocal tensor scale: the kernel gets g_enc = fp32(1 / g) "
             "(448 * 6 / amax, compressed-tensors' global_scale) and multiplies by it (MX-9.4).",

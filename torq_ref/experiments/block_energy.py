@@ -1,8 +1,9 @@
 """Block energies other than equal: Schur-Horn targets and the E8M0 grid (spec/SH.md SH-5.5, SH-5.6).
 
 ``python -m torq_ref compare-block-energy``: two studies on captured inputs of the real model,
-every transform built from calibration rows, every figure on held-out rows (issue 13's direction
-"Schur-Horn gives an exact target diagonal: try targets other than the constant").
+every transform built from calibration rows, every figure on held-out rows. The question they
+answer: Schur-Horn reaches any majorized target diagonal exactly, so do targets other than the
+constant help?
 
 1. Targets (SH-5.5). The Schur-Horn level sets the block energies e_b of the transformed second
    moment exactly. The family tried is e(tau) = (1 - tau) e_0 + tau mean(e_0) (tau = 0 keeps each

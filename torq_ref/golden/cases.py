@@ -3,7 +3,7 @@
 Only INPUTS are made here; the expected outputs come from the oracle (torq_ref.mx) in
 :mod:`torq_ref.golden.build`. Following Berkeley TestFloat, cases are
 
-1. named tricky cases (mx-format.md section 8: ties, saturation, signed zero, scale boundaries,
+1. named tricky cases (docs/mx-format.md section 8: ties, saturation, signed zero, scale boundaries,
    powers of two, scale code 0, extremes, NaN / Inf),
 2. a grid: block-max exponent pattern x block-max mantissa pattern x position of the max in the
    block, the other elements at fixed fractions of the max,

@@ -27,7 +27,7 @@ def register(sub):
     p.add_argument("--force", action="store_true", help="re-import even if the output is current")
     p.set_defaults(func=_run_import)
 
-    p = sub.add_parser("ppl", help="perplexity on the pydoc-topics windows (model-and-data.md protocol)")
+    p = sub.add_parser("ppl", help="perplexity on the pydoc-topics windows (docs/model-and-data.md protocol)")
     _model_args(p)
     p.add_argument("--eval-windows", type=int, default=8)
     p.add_argument("--window", type=int, default=512)

@@ -1,4 +1,4 @@
-"""Evaluation text and token windows (spec/FW.md section 6, model-and-data.md "Evaluation text").
+"""Evaluation text and token windows (spec/FW.md section 6, docs/model-and-data.md section 3).
 
 The text is Python's own documentation topics, joined in sorted key order with blank lines. It is
 tokenised once, without special tokens, and cut into consecutive windows of ``window`` tokens:

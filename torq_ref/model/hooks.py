@@ -1,6 +1,6 @@
 """Quantization hooks at the inputs of the linear layers (spec/FW.md section 3).
 
-Every decoder layer has four linear-input *sites* (torq-method.md section 2.3):
+Every decoder layer has four linear-input *sites* (docs/torq-method.md section 2.3):
 
 ==========  =========================  ==================
 site        linear layers fed          input width

@@ -1,7 +1,7 @@
 """One small pure function per equation of the decoder (spec/FW.md section 2).
 
 Follows the Hugging Face transformers Llama / Qwen3 forward pass as summarised in
-shared/reference/model-and-data.md. Shapes: B batch, S sequence, D hidden, H query heads,
+docs/model-and-data.md section 4. Shapes: B batch, S sequence, D hidden, H query heads,
 K key/value heads, G = H / K, d head dim, F FFN width, V vocabulary. The compute dtype is the
 dtype of the inputs (float32 by default, float64 on request).
 """

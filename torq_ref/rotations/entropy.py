@@ -70,7 +70,7 @@ def code_entropy(x, *, block_size: int = 32, scale_rule: str = "floor") -> float
     The codes come from :func:`torq_ref.mx.quantize` (fmt "e2m1", blocks of ``block_size`` along
     the last axis, the given scale rule), so they are the exact MXFP4 codes.
     """
-    from torq_ref import mx  # the codec of the foundation issue
+    from torq_ref import mx  # the exact MXFP4 codec (spec/MX.md)
 
     x = np.asarray(x)
     if x.dtype.kind != "f":

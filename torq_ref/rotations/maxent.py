@@ -1,5 +1,5 @@
 """Maximum-entropy intra-block ("micro") rotation of TORQ: the optimizer (spec/ME.md section 3;
-torq-method.md section 2.2).
+docs/torq-method.md section 2.2).
 
 TORQ (arXiv 2605.19561) rotates the inside of every 32-element MXFP4 block so that the FP4 codebook
 is used evenly. :func:`maxent_rotation` finds an orthogonal R (block_size x block_size, shared by

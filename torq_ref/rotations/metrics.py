@@ -1,6 +1,6 @@
 """Metrics of inter-block balance and MXFP4 error under a transform (spec/SH.md, section SH-4).
 
-Definitions (torq-method.md section 2): activations are rows X (T, n); the uncentred second moment
+Definitions (docs/torq-method.md section 2): activations are rows X (T, n); the uncentred second moment
 is C = X^T X / T; block energies are the traces of the consecutive block_size x block_size
 diagonal blocks of C; the imbalance is max_b t_b / mean_b t_b (1 for perfectly even blocks).
 The MXFP4 metrics use the project's codec (torq_ref.mx, E2M1 elements, E8M0 scales).

@@ -1,4 +1,4 @@
-"""Constructive Schur-Horn builder (spec/SH.md, section SH-2; torq-method.md section 2.1).
+"""Constructive Schur-Horn builder (spec/SH.md, section SH-2; docs/torq-method.md section 2.1).
 
 Schur-Horn: for symmetric C with eigenvalues lambda, the diagonals of Q^T C Q over orthogonal Q
 are exactly the vectors majorized by lambda. ``schur_horn(C, target)`` builds such a Q as a
@@ -362,7 +362,7 @@ def schur_horn_blocks(C, block_energies=None, *, block_size: int = 32, rtol: flo
     """Orthogonal Q with block traces of Q^T C Q equal to ``block_energies`` (SH-2.11).
 
     Reachable iff block_energies is majorized by the sums of consecutive block_size-chunks of the
-    non-increasingly sorted eigenvalues (torq-method.md 2.1). The builder spreads each block's
+    non-increasingly sorted eigenvalues (docs/torq-method.md section 2.1). The builder spreads each block's
     energy evenly over its entries (diagonal target e_b / block_size) and calls ``schur_horn``:
     that target is majorized by lambda exactly when the block condition holds, and by diag(C)
     in the common case (e.g. equal energies) so no eigendecomposition is needed then.

@@ -1,4 +1,4 @@
-"""Self-checks of the oracle: ``python -m torq_ref selftest --mutations`` (issue 15).
+"""Self-checks of the oracle: ``python -m torq_ref selftest --mutations`` (spec/ST.md).
 
 An oracle is only worth its ability to fail: :mod:`.plants` is a registry of realistic planted
 bugs and :mod:`.runner` applies each one in a scratch copy of the checkout, runs the tests that

@@ -1,4 +1,4 @@
-"""The registry of planted bugs for ``python -m torq_ref selftest --mutations`` (issue 15).
+"""The registry of planted bugs for ``python -m torq_ref selftest --mutations`` (spec/ST.md).
 
 Each :class:`Plant` is one realistic bug written as a text replacement: ``old`` must occur exactly
 once in ``path`` (else the runner reports the plant "stale"), ``new`` is the buggy text, and
@@ -50,7 +50,7 @@ T_SEEDS = "tests/test_evaluate_seeds.py"
 T_BLOCK_ENERGY = "tests/test_experiments_block_energy.py"
 
 MX = [
-    # --- escapes of the issue-15 review, now caught
+    # --- bugs an earlier version of the suite let through, now caught
     Plant("numba-fake-quant-drops-negative-zero", "mx", "torq_ref/mx/_numba_kernels.py",
           "out[b, k] = math.copysign(q, v)      # exact",
           "out[b, k] = math.copysign(q, v) if q != 0.0 else 0.0      # exact",
@@ -284,8 +284,8 @@ TRACEABILITY = [
 
 T_ENGINE = "tests/test_torq_engine.py"
 
-# The pipeline-wiring escapes of the issue-15 review, as they would read in the layer-streaming
-# engine (spec/TQ.md section 6), and neighbouring wiring bugs.
+# Pipeline-wiring bugs an earlier version of the suite let through, as they would read in the
+# layer-streaming engine (spec/TQ.md section 6), and neighbouring wiring bugs.
 T_ABL = "tests/test_torq_ablation.py"
 
 PIPELINE = [

@@ -1,7 +1,7 @@
 """The scale step of the TORQ micro level: per-channel smoothing of the RMSNorm-fed sites
 (spec/TQ.md TQ-2.7).
 
-Third-party notes on TORQ (torq-method.md section 1) say the intra-block step "alternates a scale
+Third-party notes on TORQ (docs/torq-method.md sections 1 and 2.4) say the intra-block step "alternates a scale
 step and a rotation step"; the paper is silent on what is scaled. torq-ref's reconstruction: before
 the rotation, every channel j of a site fed by an RMSNorm (qkv after input_layernorm, gate_up
 after post_attention_layernorm) is divided by

@@ -62,8 +62,6 @@ def spec_clauses() -> dict[str, dict]:
 def test_marks() -> dict[str, list[str]]:
     refs: dict[str, list[str]] = {}
     for path in sorted((ROOT / "tests").rglob("*.py")):
-        if path.name == Path(__file__).name:
-            continue
         for args in CLAUSE_REF.findall(path.read_text(encoding="utf-8")):
             for cid in re.findall(ID, args):
                 refs.setdefault(cid, []).append(path.name)
@@ -210,3 +208,79 @@ def test_clause_pattern(text, expected):
     ("SH-2.4b,", ["SH-2.4b"])])
 def test_citation_pattern(text, expected):
     assert CLAUSE_ID.findall(text) == expected
+
+
+# ---------------------------------------------------------------- documents that exist (ST-2.1)
+from torq_ref.selftest import references  # noqa: E402
+
+#: the notes that lived outside the repository; a reference to any of them by bare name must fail
+#: (split literals, so that this file names none of them itself)
+OUTSIDE_NOTES = ("torq-method" ".md", "mx-format" ".md", "model-and-data" ".md", "style" ".md")
+
+
+@pytest.mark.clause("ST-2.1")
+def test_every_referenced_document_exists():
+    files = references.scanned_files(ROOT)
+    assert len(files) > 100 and ROOT / "spec" / "TQ.md" in files
+    broken = references.broken_references(ROOT)
+    assert not broken, ("references to documents or paths that are not in the repository "
+                        "(fix the reference, or add the file; see spec/ST.md ST-2.1):\n"
+                        + "\n".join(f"  {b}" for b in broken))
+
+
+def _fake_repo(tmp_path, lines: list[str], name="spec/X.md"):
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / ("mx-format" ".md")).write_text("# Notes\n\n## 1. Blocks\n\n```\n## not a heading\n```\n")
+    (root / "results").mkdir()
+    (root / "results" / "block_energy_smollm2.md").write_text("# x\n")
+    (tmp_path / "elsewhere.md").write_text("# outside the checkout\n")
+    f = root / name
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.clause("ST-2.1")
+@pytest.mark.parametrize("line", [
+    *[f"see {n} section 2" for n in OUTSIDE_NOTES],
+    *[f"Background: `{n}`." for n in OUTSIDE_NOTES],
+    "the notes of shared/" "reference/" + OUTSIDE_NOTES[0],
+    "[notes](../../elsewhere.md)",              # exists on the machine, outside the checkout
+    "[notes](../docs/" + OUTSIDE_NOTES[1] + "#9-no-such-section)",
+    "docs/" + OUTSIDE_NOTES[1] + "#not-a-heading",   # a heading inside a code fence is no anchor
+    "`results/missing.json`", "golden/bulk/none.safetensors", "[t](tests/test_nothing_*.py)",
+])
+def test_broken_references_are_found(tmp_path, line):
+    root = _fake_repo(tmp_path, ["# X", "", line])
+    broken = references.broken_references(root)
+    assert broken and all((b.file, b.line) == ("spec/X.md", 3) for b in broken), broken
+    assert str(broken[0]).startswith("spec/X.md:3: ")
+
+
+@pytest.mark.clause("ST-2.1")
+@pytest.mark.parametrize("line", [
+    "[notes](../docs/" + OUTSIDE_NOTES[1] + "#1-blocks) and docs/" + OUTSIDE_NOTES[1] + ".",
+    "https://example.org/" + OUTSIDE_NOTES[0] + " and www.example.org/" + OUTSIDE_NOTES[2],
+    "`out/<model>/results.json`, out/report/report.md, `results/block_energy_<model>.md`",
+    "`results/block_energy_*.md` and [same file](#x)",
+])
+def test_valid_and_allowed_references_pass(tmp_path, line):
+    root = _fake_repo(tmp_path, ["# X", "", "## x", line])
+    assert references.broken_references(root) == []
+
+
+@pytest.mark.clause("ST-2.1")
+def test_reference_failures_name_file_line_and_target(tmp_path):
+    root = _fake_repo(tmp_path, ['"""Doc (' + OUTSIDE_NOTES[2] + ')."""', "x = 1"], "torq_ref/m.py")
+    (broken,) = references.broken_references(root)
+    assert (broken.file, broken.line, broken.target) == ("torq_ref/m.py", 1, OUTSIDE_NOTES[2])
+    assert "no such file" in broken.problem
+
+
+def test_heading_anchor_slugs():
+    assert references.slug("7. Known defects in widely used implementations") == \
+        "7-known-defects-in-widely-used-implementations"
+    assert references.slug("2.1 Macro level: Schur-Horn") == "21-macro-level-schur-horn"
+    assert references.slug("FW-1.7") == "fw-17"
+    assert references.slug("`run` and the `--seed`") == "run-and-the---seed"

@@ -280,6 +280,24 @@ TRACEABILITY = [
     Plant("trace-clause-not-cited-by-code", "trace", "torq_ref/rotations/entropy.py",
           "ME-1.3 ``code_histogram`` and bad input.", "``code_histogram`` and bad input.",
           (f"{T_TRACE}::test_every_normative_clause_is_cited_by_code",), "a clause that no module cites"),
+    # ST-2.1: references to documents that are not in the repository
+    Plant("trace-outside-note-cited", "trace", "torq_ref/model/data.py",
+          "(spec/FW.md section 6, docs/model-and-data.md section 3).",
+          "(spec/FW.md section 6, model-and-data" ".md section 3).",
+          (f"{T_TRACE}::test_every_referenced_document_exists",),
+          "a docstring cites the outside notes by bare name instead of docs/"),
+    Plant("trace-anchor-of-no-heading", "trace", "spec/SH.md",
+          "(../docs/torq-method.md#21-macro-level-schur-horn)", "(../docs/torq-method.md#21-macro-level)",
+          (f"{T_TRACE}::test_every_referenced_document_exists",),
+          "a spec link names a section anchor that docs/torq-method.md does not have"),
+    Plant("trace-references-leave-the-checkout", "trace", "torq_ref/selftest/references.py",
+          "found += [h for h in hits if h.resolve().is_relative_to(inside)]", "found += hits",
+          (f"{T_TRACE}::test_broken_references_are_found",),
+          "a relative path out of the checkout resolves to a file elsewhere on the machine"),
+    Plant("trace-anchors-not-checked", "trace", "torq_ref/selftest/references.py",
+          "if anchor and md and not any(", "if False and md and not any(",
+          (f"{T_TRACE}::test_broken_references_are_found",),
+          "a #anchor of a markdown target is never checked against its headings"),
 ]
 
 T_ENGINE = "tests/test_torq_engine.py"

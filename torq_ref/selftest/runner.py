@@ -34,7 +34,7 @@ from pathlib import Path
 from .plants import PLANTS, Plant
 
 #: Paths of the checkout that the tests read (everything else is left out of the scratch copy).
-COPY = ("torq_ref", "tests", "spec", "golden", "benchmarks", "results", "pyproject.toml")
+COPY = ("torq_ref", "tests", "spec", "docs", "golden", "benchmarks", "results", "pyproject.toml")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", "out")
 
 

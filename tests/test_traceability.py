@@ -264,6 +264,7 @@ def test_broken_references_are_found(tmp_path, line):
     "https://example.org/" + OUTSIDE_NOTES[0] + " and www.example.org/" + OUTSIDE_NOTES[2],
     "`out/<model>/results.json`, out/report/report.md, `results/block_energy_<model>.md`",
     "`results/block_energy_*.md` and [same file](#x)",
+    "as it was: `abc1234:results/gone.md` (no git here, so not looked up)",
 ])
 def test_valid_and_allowed_references_pass(tmp_path, line):
     root = _fake_repo(tmp_path, ["# X", "", "## x", line])

@@ -13,13 +13,16 @@ A reference resolves when the target exists relative to the referring file's fol
 repository root, inside the checkout (a path that leaves it, such as ``../../elsewhere.md``, never
 resolves, even when that file exists on this machine); a glob needs at least one match; an
 ``.md`` target's ``#anchor`` must be the GitHub slug of one of its headings. URLs are ignored,
-and so are the entries of ``ALLOWED`` (generated outputs) and placeholder patterns such as
-``out/<model>/results.json``, each with its reason. Any mention of the outside reference
+and so are the entries of ``ALLOWED`` (generated outputs), placeholder patterns such as
+``out/<model>/results.json``, and paths at a commit in git's revision syntax (``5b27a95:RESULTS.md``,
+the way docs/history/ points at files as they were; in a git checkout git confirms that the
+file existed at that commit). Any mention of the outside reference
 folder ``shared/reference`` is reported as well.
 """
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,8 +54,9 @@ OUTSIDE = re.compile(r"shared/reference")
 _URL = re.compile(r"(?:https?|ftp|file)://[^\s)>\]`'\"]*|www\.[^\s)>\]`'\"]*")
 _LINK = re.compile(r"\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _PART = r"[\w.*<>{}+-]"
-_MD = re.compile(rf"(?<![\w./\\-])((?:\.\.?/)*{_PART}+(?:/{_PART}+)*?\.md)(#[\w-]+)?(?![\w/-])")
-_PATH = re.compile(rf"(?<![\w./\\-])((?:{'|'.join(TOP_DIRS)})/(?:{_PART}|/)*)(#[\w-]+)?")
+_AT_COMMIT = re.compile(r"(?<![\w./-])([0-9a-f]{7,40}):((?:[\w.+-]+/)*[\w.+-]+\.\w+)")
+_MD = re.compile(rf"(?<![\w./\\-])(?<![0-9a-f]{{7}}:)((?:\.\.?/)*{_PART}+(?:/{_PART}+)*?\.md)(#[\w-]+)?(?![\w/-])")
+_PATH = re.compile(rf"(?<![\w./\\-])(?<![0-9a-f]{{7}}:)((?:{'|'.join(TOP_DIRS)})/(?:{_PART}|/)*)(#[\w-]+)?")
 _PLACEHOLDER = re.compile(r"<[^>]*>|\{[^}]*\}")
 _HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
@@ -141,6 +145,19 @@ def _references(line: str) -> list[tuple[str, str | None]]:
     return list(dict.fromkeys(refs))
 
 
+def _missing_at_commit(root: Path, commit: str, path: str) -> bool | None:
+    """True when git says ``commit:path`` does not exist; None when there is no git checkout
+    (the mutation check's scratch copy) or git is not available."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        r = subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{commit}:{path}"],
+                           capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.returncode != 0
+
+
 def _allowed(path: str) -> bool:
     first = path.split("/", 1)[0]
     return first in ALLOWED or path in ALLOWED or bool(_PLACEHOLDER.search(path))
@@ -154,6 +171,9 @@ def check_file(root: Path, path: Path) -> list[Broken]:
         if OUTSIDE.search(line):
             broken.append(Broken(rel, n, OUTSIDE.search(line).group(0),
                                  "the outside reference notes: cite docs/ or a primary source"))
+        for m in _AT_COMMIT.finditer(_URL.sub(lambda u: " " * len(u.group(0)), line)):
+            if _missing_at_commit(root, m.group(1), m.group(2)):
+                broken.append(Broken(rel, n, m.group(0), "git has no such file at that commit"))
         for target, anchor in _references(line):
             shown = target + (f"#{anchor}" if anchor else "")
             if not target:                                   # "#anchor" of this very file

@@ -5,7 +5,10 @@
 - every id cited anywhere (code, tests, docs, golden notes) is a clause, or a section that has
   clauses; retired ids appear only in the retired list of spec/README.md;
 - every path a spec file names as the implementation ("Implemented in", "Implementation:",
-  section headings) exists.
+  section headings) exists;
+- every document and repository path that the spec, code, tests, docs/ and the top-level
+  markdown files refer to exists in the repository (ST-2.1, torq_ref/selftest/references.py;
+  what is allowed or not scanned is listed there with its reason).
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from torq_ref.selftest import references
 
 ROOT = Path(__file__).resolve().parents[1]
 # An id is <PREFIX>-<section>[.<item>...][letter], e.g. MX-4.2, SH-2.4a; a clause line starts with
@@ -211,7 +216,6 @@ def test_citation_pattern(text, expected):
 
 
 # ---------------------------------------------------------------- documents that exist (ST-2.1)
-from torq_ref.selftest import references  # noqa: E402
 
 #: the notes that lived outside the repository; a reference to any of them by bare name must fail
 #: (split literals, so that this file names none of them itself)
@@ -231,7 +235,8 @@ def test_every_referenced_document_exists():
 def _fake_repo(tmp_path, lines: list[str], name="spec/X.md"):
     root = tmp_path / "repo"
     (root / "docs").mkdir(parents=True)
-    (root / "docs" / ("mx-format" ".md")).write_text("# Notes\n\n## 1. Blocks\n\n```\n## not a heading\n```\n")
+    (root / "docs" / ("mx-format" ".md")).write_text(
+        "# Notes\n\n## 1. Blocks\n\n```\n## not a heading\n```\n")
     (root / "results").mkdir()
     (root / "results" / "block_energy_smollm2.md").write_text("# x\n")
     (tmp_path / "elsewhere.md").write_text("# outside the checkout\n")

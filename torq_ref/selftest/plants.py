@@ -402,6 +402,14 @@ RUN_RECORD = [
           "f\"Mean ln(PPL(Q)/PPL(base))     : {d:10.6f} ± {math.hypot(nll_se, b_se):10.6f}\"",
           (f"{T_RECORD}::test_summary_block_reads_as_llama_cpp_output",),
           "the log-ratio's error ignores the pairing of the windows"),
+    Plant("readme-example-calls-a-renamed-function", "trace", "README.md",
+          "mx.swizzle_scales(t.scales)   #", "mx.swizzle(t.scales)          #",
+          ("tests/test_readme.py::test_readme_python_examples_run",),
+          "the README's codec example calls a function the package does not have"),
+    Plant("readme-commands-pushed-below-line-20", "trace", "README.md",
+          "**Run the main job**", "A long preamble.\n" * 12 + "\n**Run the main job**",
+          ("tests/test_readme.py::test_readme_is_short_and_starts_with_the_two_commands",),
+          "a preamble pushes the two commands out of the README's first 20 lines"),
 ]
 
 #: Every plant, in report order. Other areas append here.

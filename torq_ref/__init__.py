@@ -10,6 +10,10 @@ Layout (one job per subpackage; the spec clause prefix is in brackets):
 - ``torq_ref.model``       minimal NumPy Llama/Qwen3 forward pass,
                            GGUF import, perplexity                     [FW]  spec/FW.md
 - ``torq_ref.torq``        the end-to-end TORQ pipeline                [TQ]  spec/TQ.md
+
+README.md's two commands and examples use exactly these entry points (spec/ST.md ST-3.1, ST-3.2,
+checked by tests/test_readme.py): ``python -m torq_ref run``, ``torq_ref.mx`` and
+``torq_ref.conformance.check``.
 """
 
 import os as _os

@@ -382,5 +382,53 @@ PIPELINE = [
           "--quant-sites down still quantizes every site kind"),
 ]
 
+T_RECORD = "tests/test_evaluate_run_record.py"
+
+#: what a run records besides its table: provenance (spec/EV.md section 6), KLD percentiles and
+#: the llama.cpp-style summary (section 7)
+RUN_RECORD = [
+    Plant("provenance-inside-settings", "pipeline", "torq_ref/evaluate/provenance.py",
+          "return {**results, KEY: provenance(argv)}",
+          "return {**results, \"settings\": {**results.get(\"settings\", {}), KEY: provenance(argv)}}",
+          (f"{T_RECORD}::test_readers_ignore_provenance",),
+          "provenance stored among the settings: two seeds of one study no longer match"),
+    Plant("provenance-git-of-any-enclosing-tree", "pipeline", "torq_ref/evaluate/provenance.py",
+          "if top is None or Path(top).resolve() != root.resolve():",
+          "if top is None:",
+          (f"{T_RECORD}::test_git_describe_only_for_the_checkout_that_holds_the_package",),
+          "a package installed in a venv inside some repository records that repository's commit"),
+    Plant("provenance-argv-dropped", "pipeline", "torq_ref/evaluate/provenance.py",
+          '"argv": [str(a) for a in (sys.argv if argv is None else argv)]', '"argv": []',
+          (f"{T_RECORD}::test_results_json_carries_provenance",),
+          "results.json does not say which command made it"),
+    Plant("kld-percentile-without-interpolation", "pipeline", "torq_ref/evaluate/kld_summary.py",
+          "return float((1 - p) * v[i] + p * v[min(i + 1, len(v) - 1)])", "return float(v[i])",
+          (f"{T_RECORD}::test_percentiles_follow_llama_cpp_rule",),
+          "percentiles take the lower order statistic instead of llama.cpp's linear interpolation"),
+    Plant("kld-percentiles-of-the-last-window-only", "pipeline", "torq_ref/torq/engine.py",
+          'kld_tokens[id(r)] += [p.pop("kld_pos") for p in parts[id(r)]]',
+          'kld_tokens[id(r)] = [p.pop("kld_pos") for p in parts[id(r)]]',
+          (f"{T_RECORD}::test_engine_rows_carry_the_percentiles_of_every_scored_token",),
+          "the percentiles see the last evaluation window, not every scored token"),
+    Plant("llama-summary-prints-se-as-kld", "pipeline", "torq_ref/evaluate/kld_summary.py",
+          "f\"Mean    KLD: {row['kld']:10.6f} ± {_nan(row.get('kld_se')):10.6f}\"",
+          "f\"Mean    KLD: {_nan(row.get('kld_se')):10.6f} ± {row['kld']:10.6f}\"",
+          (f"{T_RECORD}::test_summary_block_reads_as_llama_cpp_output",),
+          "the Mean KLD line swaps the mean and its standard error"),
+    Plant("llama-summary-ln-ratio-unpaired", "pipeline", "torq_ref/evaluate/kld_summary.py",
+          "f\"Mean ln(PPL(Q)/PPL(base))     : {d:10.6f} ± {d_se:10.6f}\"",
+          "f\"Mean ln(PPL(Q)/PPL(base))     : {d:10.6f} ± {math.hypot(nll_se, b_se):10.6f}\"",
+          (f"{T_RECORD}::test_summary_block_reads_as_llama_cpp_output",),
+          "the log-ratio's error ignores the pairing of the windows"),
+    Plant("readme-example-calls-a-renamed-function", "trace", "README.md",
+          "mx.swizzle_scales(t.scales)   #", "mx.swizzle(t.scales)          #",
+          ("tests/test_readme.py::test_readme_python_examples_run",),
+          "the README's codec example calls a function the package does not have"),
+    Plant("readme-commands-pushed-below-line-20", "trace", "README.md",
+          "**Run the main job**", "A long preamble.\n" * 12 + "\n**Run the main job**",
+          ("tests/test_readme.py::test_readme_is_short_and_starts_with_the_two_commands",),
+          "a preamble pushes the two commands out of the README's first 20 lines"),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE
+PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE + RUN_RECORD

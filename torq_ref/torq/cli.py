@@ -155,6 +155,7 @@ def model_label(model: str | None) -> str:
 def _run(args) -> int:
     from dataclasses import replace
 
+    from torq_ref.evaluate.kld_summary import summary_blocks
     from torq_ref.evaluate.summary import metrics_table
     from torq_ref.model.errors import ModelError
 
@@ -184,6 +185,7 @@ def _run(args) -> int:
         print(table(results))
         print()
         print(metrics_table(results["results"]))
+        print("\n" + summary_blocks(results["results"]))          # llama.cpp-style (spec/EV.md EV-7.3)
         print(f"\nresults: {path}")
         if not args.no_figures:
             for p in write_figures(results, out):

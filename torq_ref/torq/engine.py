@@ -218,6 +218,7 @@ def _scaled_view(model, i: int, lw):
 def _score_rows(model, rows: list[Row], eval_w: np.ndarray, progress: bool) -> list[dict]:
     """TQ-6.4: per evaluation window, the FP32 log-probabilities once (a ``fp32`` row when the
     table has one, else the float model run here), then each row's NLL, KLD and top-1."""
+    from torq_ref.evaluate.kld_summary import kld_percentiles
     from torq_ref.evaluate.token_metrics import ref_logprobs, window_metrics
 
     ref = next((r for r in rows if r.method == "fp32"), None)
@@ -229,6 +230,7 @@ def _score_rows(model, rows: list[Row], eval_w: np.ndarray, progress: bool) -> l
     else:
         ref_hidden = ref.hidden
     out = {id(r): {"window_nll": [], "window_kld": [], "window_top1": [], "window_n": []} for r in rows}
+    kld_tokens = {id(r): [] for r in rows}                       # per-token KLDs (spec/EV.md EV-7.1)
     S = eval_w.shape[1]
     for j in _progress(range(eval_w.shape[0]), "score", progress):
         targets = eval_w[j, 1:]                                                   # (S-1,)
@@ -239,10 +241,12 @@ def _score_rows(model, rows: list[Row], eval_w: np.ndarray, progress: bool) -> l
             for r in rows:
                 t0 = time.perf_counter()
                 logits = model.head(r.hidden[j:j + 1, a:b])[0]                     # (b-a, V)
-                parts[id(r)].append(window_metrics(None, logits, targets[a:b], ref_logp=ref_lp))
+                parts[id(r)].append(window_metrics(None, logits, targets[a:b], ref_logp=ref_lp,
+                                                   per_position=True))
                 r.seconds += time.perf_counter() - t0
         for r in rows:
             m = _combine(parts[id(r)])
+            kld_tokens[id(r)] += [p.pop("kld_pos") for p in parts[id(r)]]
             for k in ("nll", "kld", "top1", "n"):
                 out[id(r)][f"window_{k}"].append(m[k])
     results = []
@@ -250,7 +254,8 @@ def _score_rows(model, rows: list[Row], eval_w: np.ndarray, progress: bool) -> l
         d = out[id(r)]
         nll = np.asarray(d["window_nll"])
         results.append({"method": r.method, "setting": r.setting, "ppl": float(np.exp(nll.mean())),
-                        **{k: [float(v) for v in vals] for k, vals in d.items()}, "eval_s": r.seconds})
+                        **{k: [float(v) for v in vals] for k, vals in d.items()}, "eval_s": r.seconds,
+                        "kld_percentiles": kld_percentiles(np.concatenate(kld_tokens[id(r)]))})
     return results
 
 

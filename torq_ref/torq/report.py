@@ -43,9 +43,12 @@ def _jsonable(obj):
 
 
 def write_json(results: dict, out_dir: Path) -> Path:
+    """out_dir/results.json (TQ-4.3), stamped with its provenance record (spec/EV.md EV-6.1)."""
+    from torq_ref.evaluate.provenance import stamp
+
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
-    path.write_text(json.dumps(_jsonable(results), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(_jsonable(stamp(results)), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 

@@ -12,7 +12,7 @@ and the weight that consumes the channel is multiplied by s_j. Both are folded i
 the norm weight becomes gamma_j / s_j and the columns of W become W[:, j] s_j, so
 (x / s) (W s)^T = x W^T and the FP32 logits do not change (to float rounding), at no run-time
 cost. The rotations that follow are fitted on the smoothed rows X / s (second moment
-C / (s s^T)). alpha = 0 is the identity; alpha is chosen by measurement (RESULTS.md).
+C / (s s^T)). alpha = 0 is the identity; alpha is chosen by measurement (docs/history/results-log.md).
 The o and down sites are left alone: their inputs are not produced by a per-channel map that
 could absorb s exactly for every head (o, grouped-query attention) and smoothing down lost in
 measurement.

@@ -26,10 +26,21 @@ def test_mlx_mxfp4_causes():
     with np.errstate(all="ignore"):
         rep = check("quantize", F.mlx_quantize_mxfp4, profile="nvidia+unsigned-zero", level="quick")
     # argmin over the E2M1 table: ties to the lower index (smaller magnitude), +0 before -0;
-    # the scale is round(log2(amax / 6)), not clamped below code 0
+    # the scale is RCEIL, not clamped below code 0
     assert "TieDirection" in rep.failing_causes()
     assert "SignedZero" in rep.per_cause and rep.per_cause["SignedZero"]["fail"] == 0
     assert {"TieDirection", "ScaleNotClamped", "InfHandling"} <= _parts(rep)
+
+
+@pytest.mark.clause("MX-4.3")
+def test_mlx_scale_rounds_up():
+    """The 0.32.4 CPU path rounds amax / 6 up to a power of two (RCEIL), 0x7F for a zero block."""
+    pytest.importorskip("mlx.core")
+    q = np.array([1.0, 1.01, 1.5, 2.0, 0.5, 0.75], np.float32)
+    x = np.zeros((q.size + 1, 32), np.float32)
+    x[:-1, 0] = q * 6
+    s, _ = F.mlx_quantize_mxfp4(x)
+    assert (s.ravel().astype(int) - 127).tolist() == [0, 1, 1, 1, -1, 0, 0]
 
 
 @pytest.mark.clause("CF-3.2")

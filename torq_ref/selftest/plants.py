@@ -364,5 +364,24 @@ PIPELINE = [
           "--quant-sites down still quantizes every site kind"),
 ]
 
+T_VLAYOUT = "tests/test_mx_vendor_layout.py"
+VENDOR_LAYOUT = [
+    Plant("hopper-scale-kk-and-p2-swapped", "mx", "torq_ref/mx/vendor_layout.py",
+          "out_col = (((k2 * 2 + p1) * 8 + p3) * 2 + kk) * 2 + p2",
+          "out_col = (((k2 * 2 + p1) * 8 + p3) * 2 + p2) * 2 + kk",
+          (T_VLAYOUT,), "Hopper scale layout: the two innermost factors (K pair, row half) swapped"),
+    Plant("blackwell-scale-k-padded-to-4", "mx", "torq_ref/mx/vendor_layout.py",
+          "return _ceil_to(rows, 128), _ceil_to(cols, 8)", "return _ceil_to(rows, 128), _ceil_to(cols, 4)",
+          (T_VLAYOUT,), "Blackwell scale layout padded like cuBLAS (K to 4): the kernel reads past it"),
+    Plant("cdna4-scale-row-halves-swapped", "mx", "torq_ref/mx/vendor_layout.py",
+          "n32, a, b = r // 32, (r % 32) // 16, r % 16", "n32, b, a = r // 32, (r % 32) // 16, r % 16",
+          (T_VLAYOUT,), "CDNA4 scale preshuffle with the 2 x 16 row split read the other way"),
+    Plant("vendor-layout-pads-with-nan", "mx", "torq_ref/mx/vendor_layout.py",
+          "PAD_BYTE = 0x00", "PAD_BYTE = 0xFF",
+          (f"{T_VLAYOUT}::test_a_pad_read_as_nan_poisons_the_row",
+           f"{T_VLAYOUT}::test_blackwell_is_cublas_with_k_padded_to_8"),
+          "vendor layouts padded with the NaN scale 0xFF"),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE
+PLANTS: list[Plant] = MX + VENDOR_LAYOUT + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE

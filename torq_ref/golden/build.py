@@ -261,8 +261,42 @@ def swizzle_doc() -> dict:
                       "result": "valid"})
     group = {"type": "ScaleSwizzle", "layout": "cublas-128x4", "tests": tests}
     header = ["cuBLAS / CUTLASS 128x4 block-scale layout: (rows, cols) scale codes -> 1-D buffer",
-              "of ceil(rows/128)*128 * ceil(cols/4)*4 bytes, zero padded."]
-    return _doc("Block-scale swizzle", header, [group])
+              "of ceil(rows/128)*128 * ceil(cols/4)*4 bytes, zero padded.",
+              "Later groups: the triton_kernels Hopper, Blackwell and CDNA4 scale layouts (MX-8.4 ..",
+              "MX-8.7), the same (rows, cols) convention, zero padded to each layout's alignment."]
+    return _doc("Block-scale swizzle", header, [group] + vendor_layout_groups(ids))
+
+
+#: (layout, num_warps or None, shapes) of the vendor-layout groups (small: GV-1.1's size budget)
+VENDOR_LAYOUT_SHAPES = (("triton-hopper", 1, ((32, 4), (5, 3), (40, 5))),
+                        ("triton-hopper", 8, ((1, 1), (256, 2))),
+                        ("triton-blackwell", None, ((1, 3), (128, 8), (130, 9))),
+                        ("triton-cdna4", None, ((1, 1), (32, 8), (33, 9))))
+_VENDOR_FLAG = {"triton-hopper": "TritonHopperScaleLayout", "triton-blackwell": "TritonBlackwellScaleLayout",
+                "triton-cdna4": "TritonCdna4ScaleLayout"}
+
+
+def vendor_layout_groups(ids) -> list:
+    """One ScaleSwizzle group per vendor layout (and Hopper warp count), MX-8.4 .. MX-8.7."""
+    from torq_ref.mx.vendor_layout import padded_shape, swizzle_scales_for
+    groups = []
+    for layout, warps, shapes in VENDOR_LAYOUT_SHAPES:
+        kw = {} if warps is None else {"num_warps": warps}
+        tests = []
+        for rows, cols in shapes:
+            s = _scale_pattern(rows, cols)
+            buf = swizzle_scales_for(layout, s, **kw)
+            padded = padded_shape(layout, rows, cols, **kw) != (rows, cols)
+            flags = [_VENDOR_FLAG[layout]] + (["VendorScalePadding"] if padded else [])
+            tests.append({"tcId": ids(), "comment": f"{rows} x {cols} scales, {layout}", "flags": flags,
+                          "rows": rows, "cols": cols, "scales": to_hex(s), "swizzled": to_hex(buf),
+                          "result": "valid"})
+        g = {"type": "ScaleSwizzle", "layout": layout}
+        if warps is not None:
+            g["numWarps"] = warps
+        g["tests"] = tests
+        groups.append(g)
+    return groups
 
 
 # ----------------------------------------------------------------------------------- dot_scaled

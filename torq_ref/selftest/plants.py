@@ -383,5 +383,25 @@ VENDOR_LAYOUT = [
           "vendor layouts padded with the NaN scale 0xFF"),
 ]
 
+T_GEMM = "tests/test_mx_gemm.py"
+GEMM = [
+    Plant("gemm-round-ties-away", "mx", "torq_ref/mx/gemm.py",
+          "if r > half or (r == half and q & 1):", "if r >= half:",
+          (f"{T_GEMM}::test_round_to_pins",), "the one rounding of the exact model ties away from zero"),
+    Plant("gemm-kblock-accumulates-in-float64", "mx", "torq_ref/mx/gemm.py",
+          "acc = (acc + pb).astype(np.float32)", "acc = acc.astype(np.float64) + pb",
+          (f"{T_GEMM}::test_fp32_kblock_order_and_bf16_upcast_rounding",),
+          "the native-MMA model keeps a float64 accumulator"),
+    Plant("gemm-nan-only-from-a", "mx", "torq_ref/mx/gemm.py",
+          "return ((a_s == 0xFF)[:, None, :] | (b_s == 0xFF)[None, :, :]).any(-1)",
+          "return ((a_s == 0xFF)[:, None, :] | (b_s == 0xFF)[None, :, :] * False).any(-1)",
+          (T_GEMM,), "a 0xFF scale of B does not reach the product"),
+    Plant("gemm-upcast-output-float32", "mx", "torq_ref/mx/gemm.py",
+          'c = np.array([[round_to(*_f32_as_ratio(v), "bfloat16") for v in row] for row in acc], np.float64)',
+          'c = np.array([[round_to(*_f32_as_ratio(v), "float32") for v in row] for row in acc], np.float64)',
+          (f"{T_GEMM}::test_a_kernel_that_upcasts_is_named",),
+          "the bf16-upcast model keeps the float32 accumulator: an upcasting kernel goes unnamed"),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + VENDOR_LAYOUT + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE
+PLANTS: list[Plant] = MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE

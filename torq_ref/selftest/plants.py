@@ -403,5 +403,17 @@ GEMM = [
           "the bf16-upcast model keeps the float32 accumulator: an upcasting kernel goes unnamed"),
 ]
 
+SCALE_OFFSET = [
+    Plant("scale-offset-cause-never-named", "conformance", "torq_ref/conformance/kinds.py",
+          "    if power_of_two_offset(got, exp) is not None:\n",
+          "    if False:\n",
+          ("tests/test_conformance_scale_offset.py::test_exponent_offset_applied_twice_is_named",),
+          "a dequantizer 4x too small is reported as ValueMismatch"),
+    Plant("scale-offset-ignores-mantissa", "conformance", "torq_ref/conformance/scale_offset.py",
+          "    if not (mg == me).all():\n        return None\n", "",
+          ("tests/test_conformance_scale_offset.py::test_power_of_two_offset_is_exact",),
+          "values that differ by more than a power of two are named an exponent offset"),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE
+PLANTS: list[Plant] = MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE + SCALE_OFFSET

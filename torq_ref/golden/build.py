@@ -425,6 +425,37 @@ def bulk_files(level: str, seed: int) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------------- gpt-oss
+def gpt_oss_doc(seed: int) -> dict:
+    """gpt-oss MXFP4 expert weights (MX-8.8): blocks + scales as the checkpoint stores them and
+    W (E, K, rows) as the loader dequantizes them to bfloat16 (float32 hex of bf16 values)."""
+    from torq_ref.mx.gpt_oss import dequantize_gpt_oss, pack_gpt_oss
+    rng = np.random.default_rng(seed + 900)
+    e, rows, k = 2, 3, 64
+    codes = np.tile(np.arange(16, dtype=np.uint8), e * rows * k // 16).reshape(e, rows, k)
+    codes = rng.permuted(codes, axis=-1)
+    cases = [("every code, scales around 2^0", rng.integers(120, 135, (e, rows, k // 32)), []),
+             ("scale 0x00 (2^-127) and 0xFE (bf16 overflow for |value| >= 2)",
+              np.array([[[0x00, 0xFE], [0x7F, 0x80], [0x01, 0xFD]]] * e), ["GptOssOverflow"]),
+             ("scale 0xFF: NaN block", np.array([[[0xFF, 0x7F], [0x7F, 0x7F], [0x7F, 0xFF]]] * e),
+              ["ScaleNaN"])]
+    ids = _Ids()
+    tests = []
+    for comment, sc, extra in cases:
+        sc = sc.astype(np.uint8)
+        blocks, _ = pack_gpt_oss(sc, codes)
+        w = dequantize_gpt_oss(blocks, sc)
+        tests.append({"tcId": ids(), "comment": comment, "flags": ["GptOssMxfp4"] + extra,
+                      "experts": e, "rows": rows, "k": k, "blocks": to_hex(blocks), "scales": to_hex(sc),
+                      "w": to_hex(w.astype(np.float32)), "result": "valid"})
+    group = {"type": "GptOssMxfp4", "format": "e2m1", "blockSize": 32, "outputType": "bfloat16",
+             "layout": "blocks-E-rows-nb-16", "tests": tests}
+    header = ["gpt-oss MXFP4 expert weights: blocks uint8 (E, rows, K/32, 16), element 2i in the low",
+              "nibble; scales uint8 (E, rows, K/32) E8M0; w (E, K, rows), the loader's transposed",
+              "bfloat16 weights, written as float32 hex of the bfloat16 values (MX-8.8)."]
+    return _doc("gpt-oss MXFP4", header, [group])
+
+
 def json_docs(level: str, seed: int) -> dict:
     """file name -> JSON document."""
     check_level(level)
@@ -437,4 +468,5 @@ def json_docs(level: str, seed: int) -> dict:
         "mx_dot_scaled.json": dot_doc(seed),
         "nvfp4_quantize.json": nvfp4_doc(level, seed),
         "gguf_mxfp4.json": gguf_doc(level, seed),
+        "gpt_oss_mxfp4.json": gpt_oss_doc(seed),
     }

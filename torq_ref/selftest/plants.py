@@ -403,6 +403,17 @@ GEMM = [
           "the bf16-upcast model keeps the float32 accumulator: an upcasting kernel goes unnamed"),
 ]
 
+GPT_OSS = [
+    Plant("gpt-oss-no-bf16-overflow", "mx", "torq_ref/mx/gpt_oss.py",
+          "    w[big] = np.copysign(np.inf, w[big])\n", "",
+          ("tests/test_mx_gpt_oss.py::test_layout_and_values_pinned",),
+          "gpt-oss weights beyond bfloat16's range kept finite"),
+    Plant("gpt-oss-not-transposed", "mx", "torq_ref/mx/gpt_oss.py",
+          "return np.ascontiguousarray(np.swapaxes(w, 1, 2))", "return np.ascontiguousarray(w)",
+          ("tests/test_mx_gpt_oss.py::test_layout_and_values_pinned",),
+          "gpt-oss W returned (E, rows, K), not the loader's (E, K, rows)"),
+]
+
 SCALE_OFFSET = [
     Plant("scale-offset-cause-never-named", "conformance", "torq_ref/conformance/kinds.py",
           "    if power_of_two_offset(got, exp) is not None:\n",
@@ -416,4 +427,4 @@ SCALE_OFFSET = [
 ]
 
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE + SCALE_OFFSET
+PLANTS: list[Plant] = MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE + SCALE_OFFSET + GPT_OSS

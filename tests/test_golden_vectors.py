@@ -282,6 +282,24 @@ def test_pinned_layouts(committed):
     assert buf[1024] == s[128, 0]
 
 
+@pytest.mark.clause("GV-4.2", "MX-8.4", "MX-8.5", "MX-8.6")
+def test_pinned_vendor_layouts(committed):
+    groups = {(g["layout"], g.get("numWarps")): {(t["rows"], t["cols"]): t for t in g["tests"]}
+              for g in committed.docs["scale_swizzle.json"]["testGroups"]}
+    t = groups[("triton-hopper", 1)][(32, 4)]
+    buf, s = from_hex(t["swizzled"], "uint8"), from_hex(t["scales"], "uint8").reshape(32, 4)
+    assert buf.size == 32 * 4
+    assert [buf[2], buf[4], buf[1], buf[32], buf[64]] == [s[0, 1], s[1, 0], s[8, 0], s[16, 0], s[0, 2]]
+    t = groups[("triton-blackwell", None)][(1, 3)]
+    buf = from_hex(t["swizzled"], "uint8")
+    assert buf.size == 128 * 8 and (buf[3:] == 0).all()         # cols padded to 8, not 4
+    t = groups[("triton-cdna4", None)][(33, 9)]
+    buf, s = from_hex(t["swizzled"], "uint8"), from_hex(t["scales"], "uint8").reshape(33, 9)
+    assert buf.size == 64 * 16
+    assert [buf[1], buf[4], buf[2], buf[64], buf[256], buf[512]] == \
+        [s[16, 0], s[1, 0], s[0, 4], s[0, 1], s[0, 8], s[32, 0]]
+
+
 @pytest.mark.clause("GV-4.2")
 def test_pinned_dequantize(committed):
     tests = {t["scale"]: t for t in committed.docs["mx_dequantize.json"]["testGroups"][0]["tests"]

@@ -14,6 +14,7 @@ import sys
 import traceback
 
 import adaptors as A
+import field_adaptors as F
 
 from torq_ref.conformance import check
 
@@ -46,18 +47,44 @@ CPU_ROWS = [
      "ocp", "e2m1"),
     ("microxcaling _quantize_mx fp4 round=even", "fake-quant", A.microxcaling_fake_quant_even,
      "ocp", "e2m1"),
+    # added implementations (field_adaptors.py; CONFORMANCE.md "More implementations")
+    ("MLX quantize mode=mxfp4", "quantize", F.mlx_quantize_mxfp4, "nvidia", "e2m1"),
+    ("MLX quantize mode=mxfp8", "quantize", F.mlx_quantize_mxfp8, "nvidia", "e4m3"),
+    ("MLX quantize mode=nvfp4 (global_scale = 2688 / g_enc)", "quantize",
+     F.mlx_quantize_nvfp4_reciprocal, "nvfp4-reciprocal", "nvfp4"),
+    ("MLX dequantize mode=mxfp4 (float32)", "dequantize", F.mlx_dequantize_mxfp4, "ocp", "e2m1"),
+    ("ONNX reference QuantizeLinear FLOAT4E2M1 (scale 1)", "encode", F.onnx_ref_encode_e2m1, "ocp", "e2m1"),
+    ("ONNX reference QuantizeLinear FLOAT8E4M3FN (scale 1)", "encode", F.onnx_ref_encode_e4m3, "ocp", "e4m3"),
+    ("ONNX reference DequantizeLinear FLOAT4E2M1 x FLOAT8E8M0, block_size 32", "dequantize",
+     F.onnx_ref_dequantize_e8m0, "ocp", "e2m1"),
+    ("ONNX reference DequantizeLinear, no output_dtype (output FLOAT8E8M0)", "dequantize",
+     F.onnx_ref_dequantize_e8m0_default_dtype, "ocp", "e2m1"),
+    ("onnxruntime QuantizeLinear FLOAT8E4M3FN (scale 1)", "encode", F.ort_encode_e4m3, "ocp", "e4m3"),
+    ("onnxruntime QuantizeLinear FLOAT8E5M2 (scale 1)", "encode", F.ort_encode_e5m2, "ocp", "e5m2"),
+    ("AMD Quark fake_quantize_mx fp4 floor", "fake-quant", F.quark_fake_quant_floor, "ocp", "e2m1"),
+    ("AMD Quark fake_quantize_mx fp4 even", "fake-quant", F.quark_fake_quant_even, "even", "e2m1"),
+]
+
+#: scalar float32 -> E8M0 casts: rows of the e8m0-cast kind, run when the harness has that kind
+E8M0_CAST_ROWS = [
+    ("PyTorch .to(float8_e8m0fnu)", F.torch_e8m0_cast),
+    ("ml_dtypes astype(float8_e8m0fnu)", F.ml_dtypes_e8m0_cast),
+    ("onnxruntime Cast to FLOAT8E8M0", F.ort_e8m0_cast),
+    ("ONNX reference Cast to FLOAT8E8M0", F.onnx_ref_e8m0_cast),
 ]
 
 #: distributions whose version the table prints (microxcaling is a checkout: MICROXCALING_PATH)
 LIBRARIES = ("ml_dtypes", "torch", "torchao", "jax", "jaxlib", "triton", "gguf", "transformers",
-             "nvidia-modelopt", "compressed-tensors", "brevitas", "numpy")
+             "nvidia-modelopt", "compressed-tensors", "brevitas", "mlx", "onnx", "onnxruntime",
+             "amd-quark", "numpy")
 
 
 #: row name prefix -> the distribution whose version the row carries
 ROW_LIBRARY = {"ml_dtypes": "ml_dtypes", "torchao": "torchao", "JAX": "jax", "Triton": "triton",
                "gguf-py": "gguf", "PyTorch": "torch", "transformers": "transformers",
                "ModelOpt": "nvidia-modelopt", "compressed-tensors": "compressed-tensors",
-               "brevitas": "brevitas"}
+               "brevitas": "brevitas", "MLX": "mlx", "ONNX reference": "onnx",
+               "onnxruntime": "onnxruntime", "AMD Quark": "amd-quark"}
 
 
 def row_version(name: str) -> str:
@@ -133,6 +160,17 @@ def main(argv=None):
         lines.append(line)
         if rep is not None and not rep.passed:
             details.append(f"## {name}\n\n```\n{first_per_cause(rep)}\n```\n")
+    from torq_ref.conformance import KINDS
+    for name, fn in E8M0_CAST_ROWS:
+        if args.only and not any(s in name for s in args.only.split(",")):
+            continue
+        name = f"{name} [{row_version(name)}]"
+        if "e8m0-cast" not in KINDS:
+            print(f"{name}: skipped, this harness has no e8m0-cast kind", flush=True)
+            continue
+        line, rep = row(name, "e8m0-cast", fn, "ocp", "e8m0", args.device)
+        print(line, flush=True)
+        lines.append(line)
     text = "\n".join(lines) + "\n\nVersions: " + versions() + "\n"
     print("Versions:", versions())
     if args.out:

@@ -62,6 +62,8 @@ CAUSES: dict[str, tuple[str, str]] = {
                                        "so x / 0 saturates or gives NaN codes"),
     "NonPowerOfTwoScale": ("MX-4.1", "fake-quant values on a grid whose scale is not 2^k"),
     "ValueMismatch": ("MX-5.6", "fake-quant values that fit no block scale"),
+    "ScaleOffsetPowerOfTwo": ("MX-5.6", "dequantized values all off by one power of two 2^k "
+                                        "(the E8M0 exponent offset applied twice; CF-3.11)"),
     "Nvfp4ReciprocalScaleConvention": ("MX-9.2", "NVFP4 computed with g_enc = 1 / g (multiply), "
                                        "the reciprocal convention, where the decode g was given"),
     "Nvfp4DecodeScaleConvention": ("MX-9.4", "NVFP4 computed with the decode scale 1 / g_enc "

@@ -27,6 +27,7 @@ from .common import (KINDS, MAX_KEPT, ConventionError, as_float, as_u8,  # noqa:
                      _CODE_ORDER, convention_failure, diff_detail, _first_clause, split_variants, group_tests)
 from .blocks import aggregate_bulk, run_fake_quant, run_gguf_block, run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
+from .scale_offset import power_of_two_offset
 
 # ------------------------------------------------------------------------------------- encode
 def _encode_result(src, flags, xi, exp, g, fmt, profile, matched=(), repro=True):
@@ -114,6 +115,8 @@ def _dequant_cause(got, exp, scale):
             return "SignedZero"
         if scale == 0 and (got == 0).all():
             return "FlushedScaleCodeZero"
+    if power_of_two_offset(got, exp) is not None:
+        return "ScaleOffsetPowerOfTwo"
     return "ValueMismatch"
 
 
@@ -144,10 +147,15 @@ def run_dequantize(fn, vs, profile, fmt, use_bulk):
         clause = _first_clause(t["flags"], _CODE_ORDER, "MX-5.6")
         j = int(np.flatnonzero(~_dequant_ok(gi, exp, profile.signed_zero))[0])
         cause = _dequant_cause(gi, exp, int(s[i, 0]))
+        if cause == "ScaleOffsetPowerOfTwo":
+            clause = "MX-5.6"
+            j = int(np.flatnonzero(np.isfinite(exp) & (exp != 0))[0])
         if cause == "SignedZero":
             clause = "MX-3.3"
         detail = (f"scale {t['scale']}, element {j} code {int(c[i, j]):02x}: expected "
                   f"{exp[j]!r} got {gi[j]!r} (output dtype {got.dtype})")
+        if cause == "ScaleOffsetPowerOfTwo":
+            detail += f"; every value x 2^{power_of_two_offset(gi, exp)}"
         out.append(CaseResult(src, t["flags"], "fail", clause, "values", detail,
                               repro_snippet("fn(scales, codes)", {"scales": s[i:i + 1],
                                                                   "codes": c[i:i + 1]},

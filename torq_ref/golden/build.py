@@ -261,8 +261,42 @@ def swizzle_doc() -> dict:
                       "result": "valid"})
     group = {"type": "ScaleSwizzle", "layout": "cublas-128x4", "tests": tests}
     header = ["cuBLAS / CUTLASS 128x4 block-scale layout: (rows, cols) scale codes -> 1-D buffer",
-              "of ceil(rows/128)*128 * ceil(cols/4)*4 bytes, zero padded."]
-    return _doc("Block-scale swizzle", header, [group])
+              "of ceil(rows/128)*128 * ceil(cols/4)*4 bytes, zero padded.",
+              "Later groups: the triton_kernels Hopper, Blackwell and CDNA4 scale layouts (MX-8.4 ..",
+              "MX-8.7), the same (rows, cols) convention, zero padded to each layout's alignment."]
+    return _doc("Block-scale swizzle", header, [group] + vendor_layout_groups(ids))
+
+
+#: (layout, num_warps or None, shapes) of the vendor-layout groups (small: GV-1.1's size budget)
+VENDOR_LAYOUT_SHAPES = (("triton-hopper", 1, ((32, 4), (5, 3), (40, 5))),
+                        ("triton-hopper", 8, ((1, 1), (256, 2))),
+                        ("triton-blackwell", None, ((1, 3), (128, 8), (130, 9))),
+                        ("triton-cdna4", None, ((1, 1), (32, 8), (33, 9))))
+_VENDOR_FLAG = {"triton-hopper": "TritonHopperScaleLayout", "triton-blackwell": "TritonBlackwellScaleLayout",
+                "triton-cdna4": "TritonCdna4ScaleLayout"}
+
+
+def vendor_layout_groups(ids) -> list:
+    """One ScaleSwizzle group per vendor layout (and Hopper warp count), MX-8.4 .. MX-8.7."""
+    from torq_ref.mx.vendor_layout import padded_shape, swizzle_scales_for
+    groups = []
+    for layout, warps, shapes in VENDOR_LAYOUT_SHAPES:
+        kw = {} if warps is None else {"num_warps": warps}
+        tests = []
+        for rows, cols in shapes:
+            s = _scale_pattern(rows, cols)
+            buf = swizzle_scales_for(layout, s, **kw)
+            padded = padded_shape(layout, rows, cols, **kw) != (rows, cols)
+            flags = [_VENDOR_FLAG[layout]] + (["VendorScalePadding"] if padded else [])
+            tests.append({"tcId": ids(), "comment": f"{rows} x {cols} scales, {layout}", "flags": flags,
+                          "rows": rows, "cols": cols, "scales": to_hex(s), "swizzled": to_hex(buf),
+                          "result": "valid"})
+        g = {"type": "ScaleSwizzle", "layout": layout}
+        if warps is not None:
+            g["numWarps"] = warps
+        g["tests"] = tests
+        groups.append(g)
+    return groups
 
 
 # ----------------------------------------------------------------------------------- dot_scaled
@@ -391,6 +425,37 @@ def bulk_files(level: str, seed: int) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------------- gpt-oss
+def gpt_oss_doc(seed: int) -> dict:
+    """gpt-oss MXFP4 expert weights (MX-8.8): blocks + scales as the checkpoint stores them and
+    W (E, K, rows) as the loader dequantizes them to bfloat16 (float32 hex of bf16 values)."""
+    from torq_ref.mx.gpt_oss import dequantize_gpt_oss, pack_gpt_oss
+    rng = np.random.default_rng(seed + 900)
+    e, rows, k = 2, 3, 64
+    codes = np.tile(np.arange(16, dtype=np.uint8), e * rows * k // 16).reshape(e, rows, k)
+    codes = rng.permuted(codes, axis=-1)
+    cases = [("every code, scales around 2^0", rng.integers(120, 135, (e, rows, k // 32)), []),
+             ("scale 0x00 (2^-127) and 0xFE (bf16 overflow for |value| >= 2)",
+              np.array([[[0x00, 0xFE], [0x7F, 0x80], [0x01, 0xFD]]] * e), ["GptOssOverflow"]),
+             ("scale 0xFF: NaN block", np.array([[[0xFF, 0x7F], [0x7F, 0x7F], [0x7F, 0xFF]]] * e),
+              ["ScaleNaN"])]
+    ids = _Ids()
+    tests = []
+    for comment, sc, extra in cases:
+        sc = sc.astype(np.uint8)
+        blocks, _ = pack_gpt_oss(sc, codes)
+        w = dequantize_gpt_oss(blocks, sc)
+        tests.append({"tcId": ids(), "comment": comment, "flags": ["GptOssMxfp4"] + extra,
+                      "experts": e, "rows": rows, "k": k, "blocks": to_hex(blocks), "scales": to_hex(sc),
+                      "w": to_hex(w.astype(np.float32)), "result": "valid"})
+    group = {"type": "GptOssMxfp4", "format": "e2m1", "blockSize": 32, "outputType": "bfloat16",
+             "layout": "blocks-E-rows-nb-16", "tests": tests}
+    header = ["gpt-oss MXFP4 expert weights: blocks uint8 (E, rows, K/32, 16), element 2i in the low",
+              "nibble; scales uint8 (E, rows, K/32) E8M0; w (E, K, rows), the loader's transposed",
+              "bfloat16 weights, written as float32 hex of the bfloat16 values (MX-8.8)."]
+    return _doc("gpt-oss MXFP4", header, [group])
+
+
 def json_docs(level: str, seed: int) -> dict:
     """file name -> JSON document."""
     check_level(level)
@@ -403,4 +468,5 @@ def json_docs(level: str, seed: int) -> dict:
         "mx_dot_scaled.json": dot_doc(seed),
         "nvfp4_quantize.json": nvfp4_doc(level, seed),
         "gguf_mxfp4.json": gguf_doc(level, seed),
+        "gpt_oss_mxfp4.json": gpt_oss_doc(seed),
     }

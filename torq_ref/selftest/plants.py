@@ -430,5 +430,68 @@ RUN_RECORD = [
           "a preamble pushes the two commands out of the README's first 20 lines"),
 ]
 
+T_VLAYOUT = "tests/test_mx_vendor_layout.py"
+VENDOR_LAYOUT = [
+    Plant("hopper-scale-kk-and-p2-swapped", "mx", "torq_ref/mx/vendor_layout.py",
+          "out_col = (((k2 * 2 + p1) * 8 + p3) * 2 + kk) * 2 + p2",
+          "out_col = (((k2 * 2 + p1) * 8 + p3) * 2 + p2) * 2 + kk",
+          (T_VLAYOUT,), "Hopper scale layout: the two innermost factors (K pair, row half) swapped"),
+    Plant("blackwell-scale-k-padded-to-4", "mx", "torq_ref/mx/vendor_layout.py",
+          "return _ceil_to(rows, 128), _ceil_to(cols, 8)", "return _ceil_to(rows, 128), _ceil_to(cols, 4)",
+          (T_VLAYOUT,), "Blackwell scale layout padded like cuBLAS (K to 4): the kernel reads past it"),
+    Plant("cdna4-scale-row-halves-swapped", "mx", "torq_ref/mx/vendor_layout.py",
+          "n32, a, b = r // 32, (r % 32) // 16, r % 16", "n32, b, a = r // 32, (r % 32) // 16, r % 16",
+          (T_VLAYOUT,), "CDNA4 scale preshuffle with the 2 x 16 row split read the other way"),
+    Plant("vendor-layout-pads-with-nan", "mx", "torq_ref/mx/vendor_layout.py",
+          "PAD_BYTE = 0x00", "PAD_BYTE = 0xFF",
+          (f"{T_VLAYOUT}::test_a_pad_read_as_nan_poisons_the_row",
+           f"{T_VLAYOUT}::test_blackwell_is_cublas_with_k_padded_to_8"),
+          "vendor layouts padded with the NaN scale 0xFF"),
+]
+
+T_GEMM = "tests/test_mx_gemm.py"
+GEMM = [
+    Plant("gemm-round-ties-away", "mx", "torq_ref/mx/gemm.py",
+          "if r > half or (r == half and q & 1):", "if r >= half:",
+          (f"{T_GEMM}::test_round_to_pins",), "the one rounding of the exact model ties away from zero"),
+    Plant("gemm-kblock-accumulates-in-float64", "mx", "torq_ref/mx/gemm.py",
+          "acc = (acc + pb).astype(np.float32)", "acc = acc.astype(np.float64) + pb",
+          (f"{T_GEMM}::test_fp32_kblock_order_and_bf16_upcast_rounding",),
+          "the native-MMA model keeps a float64 accumulator"),
+    Plant("gemm-nan-only-from-a", "mx", "torq_ref/mx/gemm.py",
+          "return ((a_s == 0xFF)[:, None, :] | (b_s == 0xFF)[None, :, :]).any(-1)",
+          "return ((a_s == 0xFF)[:, None, :] | (b_s == 0xFF)[None, :, :] * False).any(-1)",
+          (T_GEMM,), "a 0xFF scale of B does not reach the product"),
+    Plant("gemm-upcast-output-float32", "mx", "torq_ref/mx/gemm.py",
+          'c = np.array([[round_to(*_f32_as_ratio(v), "bfloat16") for v in row] for row in acc], np.float64)',
+          'c = np.array([[round_to(*_f32_as_ratio(v), "float32") for v in row] for row in acc], np.float64)',
+          (f"{T_GEMM}::test_a_kernel_that_upcasts_is_named",),
+          "the bf16-upcast model keeps the float32 accumulator: an upcasting kernel goes unnamed"),
+]
+
+GPT_OSS = [
+    Plant("gpt-oss-no-bf16-overflow", "mx", "torq_ref/mx/gpt_oss.py",
+          "    w[big] = np.copysign(np.inf, w[big])\n", "",
+          ("tests/test_mx_gpt_oss.py::test_layout_and_values_pinned",),
+          "gpt-oss weights beyond bfloat16's range kept finite"),
+    Plant("gpt-oss-not-transposed", "mx", "torq_ref/mx/gpt_oss.py",
+          "return np.ascontiguousarray(np.swapaxes(w, 1, 2))", "return np.ascontiguousarray(w)",
+          ("tests/test_mx_gpt_oss.py::test_layout_and_values_pinned",),
+          "gpt-oss W returned (E, rows, K), not the loader's (E, K, rows)"),
+]
+
+SCALE_OFFSET = [
+    Plant("scale-offset-cause-never-named", "conformance", "torq_ref/conformance/kinds.py",
+          "    if power_of_two_offset(got, exp) is not None:\n",
+          "    if False:\n",
+          ("tests/test_conformance_scale_offset.py::test_exponent_offset_applied_twice_is_named",),
+          "a dequantizer 4x too small is reported as ValueMismatch"),
+    Plant("scale-offset-ignores-mantissa", "conformance", "torq_ref/conformance/scale_offset.py",
+          "    if not (mg == me).all():\n        return None\n", "",
+          ("tests/test_conformance_scale_offset.py::test_power_of_two_offset_is_exact",),
+          "values that differ by more than a power of two are named an exponent offset"),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE + RUN_RECORD
+PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY
+                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS)

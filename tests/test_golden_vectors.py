@@ -223,7 +223,7 @@ def test_bulk_files_load_with_the_safetensors_package(committed):
         assert set(theirs) == set(arrays)
         for k in arrays:
             np.testing.assert_array_equal(theirs[k], arrays[k])
-        assert meta["kind"] in {"encode", "quantize", "nvfp4", "swizzle", "dot_scaled"}
+        assert meta["kind"] in {"encode", "quantize", "nvfp4", "swizzle", "dot_scaled", "maxent"}
     data = gio.write_safetensors({"a": np.arange(3, dtype=np.uint8)}, {"k": "v"})
     arrays, meta = gio.read_safetensors(data)
     assert meta == {"k": "v"} and arrays["a"].tolist() == [0, 1, 2]

@@ -263,8 +263,13 @@ def test_maxent_property_without_running_the_optimizer():
 @pytest.mark.clause("CF-5.11", "GV-7.4")
 def test_maxent_reference_passes_and_matches_golden(vs):
     from torq_ref.rotations.maxent import maxent_rotation
+    from torq_ref.conformance.builder_kinds import heldout_objective
     rep = check("maxent", lambda X, seed: maxent_rotation(X, seed=seed)[0])
     assert rep.passed
+    a, _ = vs.bulk["maxent_heldout"]
+    me = next(g for g in vs.docs["rotation_builders.json"]["testGroups"] if g["type"] == "Maxent")
+    j = heldout_objective(a["xHeld"], maxent_rotation(a["xCal"], seed=1)[0], me["beta"])
+    assert j == from_hex(me["jReference"], "float64")[1]          # the golden value, bit for bit
 
 
 @pytest.mark.clause("CF-5.12", "CF-1.3")

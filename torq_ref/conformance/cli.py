@@ -11,7 +11,8 @@ def register(sub):
                    choices=KINDS)
     p.add_argument("--profile", default="ocp",
                    help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal; "
-                        "options after '+': ocp+unsigned-zero (spec/CF.md CF-2.4)")
+                        "options after '+': ocp+unsigned-zero (CF-2.4); hadamard conventions "
+                        "+unnormalized, +sequency, +left (CF-5.2)")
     p.add_argument("--level", default="default", choices=("quick", "default", "thorough"))
     p.add_argument("--fmt", default="e2m1", help="element format: e2m1 (default), e4m3, ..., nvfp4")
     p.add_argument("--golden-dir", default=None, help="read vectors from this directory")

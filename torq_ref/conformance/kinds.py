@@ -28,6 +28,7 @@ from .common import (KINDS, MAX_KEPT, ConventionError, as_float, as_u8,  # noqa:
 from .blocks import aggregate_bulk, run_fake_quant, run_gguf_block, run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
 from .scale_offset import power_of_two_offset
+from .rotation_kinds import ROTATION_RUNNERS
 
 # ------------------------------------------------------------------------------------- encode
 def _encode_result(src, flags, xi, exp, g, fmt, profile, matched=(), repro=True):
@@ -272,3 +273,4 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
 RUNNERS = {"encode": run_encode, "quantize": run_quantize, "dequantize": run_dequantize,
            "pack": run_pack, "swizzle": run_swizzle, "dot_scaled": run_dot_scaled,
            "fake-quant": run_fake_quant, "gguf-block": run_gguf_block}
+RUNNERS.update(ROTATION_RUNNERS)      # hadamard, rotate-quantize, schur-horn, maxent (CF-5)

@@ -33,6 +33,10 @@ class Profile:
     #: NVFP4 tensor-scale convention (CF-2.5): "decode" (the kernel gets g, MX-9.2) or
     #: "reciprocal" (the kernel gets g_enc = fp32(1 / g), MX-9.4)
     nvfp4_global: str = "decode"
+    #: Hadamard convention of the hadamard kind (CF-5.2): norm, row order, side of the product
+    hadamard_norm: str = "orthonormal"
+    hadamard_order: str = "natural"
+    hadamard_side: str = "right"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -70,7 +74,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
 
 
 #: options a profile name may carry after "+" (CF-2.4): name -> Profile field values
-OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"}}
+OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
+           "unnormalized": {"hadamard_norm": "unnormalized"},       # CF-5.2: hadamard kind only
+           "sequency": {"hadamard_order": "sequency"},
+           "left": {"hadamard_side": "left"}}
 
 
 def get_profile(profile) -> Profile:

@@ -32,13 +32,14 @@ def report(request):
 
 
 SOURCES = ["mx_encode", "mx_quantize", "nvfp4_quantize", "mx_dequantize", "fp4_pack",
-           "scale_swizzle", "mx_dot_scaled", "gguf_mxfp4", "bulk"]
+           "scale_swizzle", "mx_dot_scaled", "gguf_mxfp4", "hadamard", "rotate_quantize",
+           "rotation_builders", "bulk", "generated"]
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_vectors(report, source):
     mine = [r for r in report.results
-            if (r.source.startswith("bulk/") if source == "bulk" else r.source.startswith(source + "."))]
+            if r.source.startswith(source + ("/" if source in ("bulk", "generated") else "."))]
     if not mine:
         pytest.skip(f"no {source} vectors for kind {report.kind}")
     failed = [r for r in mine if r.status == "fail"]

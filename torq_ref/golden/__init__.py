@@ -39,8 +39,12 @@ def generate(level: str = "default", seed: int | None = None) -> VectorSet:
 
     check_level(level)
     seed = DEFAULT_SEED if seed is None else int(seed)
-    return VectorSet(docs=json_docs(level, seed), bulk=bulk_files(level, seed), level=level,
-                     seed=seed, generator_version=GENERATOR_VERSION)
+    from .rotation_cases import rotation_docs
+
+    docs, bulk = json_docs(level, seed), bulk_files(level, seed)
+    rdocs, rbulk = rotation_docs(level, seed, GENERATOR_VERSION)      # GV-7
+    return VectorSet(docs={**docs, **rdocs}, bulk={**bulk, **rbulk}, level=level, seed=seed,
+                     generator_version=GENERATOR_VERSION)
 
 
 def committed_dir() -> Path | None:

@@ -176,3 +176,8 @@ def notes_for(names) -> dict:
     if unknown:
         raise KeyError(f"unknown golden flags: {sorted(unknown)}")
     return {n: FLAGS[n].note() for n in FLAGS if n in wanted}
+
+
+from .rotation_flags import ROTATION_FLAGS  # noqa: E402 - the rotation kinds' flags (GV-7)
+
+FLAGS.update({f.name: f for f in ROTATION_FLAGS})

@@ -90,13 +90,17 @@ def read_safetensors(data: bytes, name: str = "<bytes>") -> tuple[dict, dict]:
     return arrays, meta
 
 
-def schema_text() -> str:
+def schema_text(name: str = "mx_vectors.schema.json") -> str:
     """The JSON Schema of the vector files (shipped inside the package)."""
-    return resources.files("torq_ref.golden").joinpath("mx_vectors.schema.json").read_text("utf-8")
+    return resources.files("torq_ref.golden").joinpath(name).read_text("utf-8")
 
 
-def schema() -> dict:
-    return json.loads(schema_text())
+#: the schemas written under golden/schema/ (the rotation kinds' files name the second, GV-7)
+SCHEMAS = ("mx_vectors.schema.json", "rotation_vectors.schema.json")
+
+
+def schema(name: str = "mx_vectors.schema.json") -> dict:
+    return json.loads(schema_text(name))
 
 
 def validate_doc(doc: dict) -> None:
@@ -104,7 +108,7 @@ def validate_doc(doc: dict) -> None:
     import jsonschema   # test extra; imported here so reading vectors does not need it
 
     try:
-        jsonschema.validate(doc, schema())
+        jsonschema.validate(doc, schema(doc.get("schema") if doc.get("schema") in SCHEMAS else SCHEMAS[0]))
     except jsonschema.ValidationError as err:
         raise GoldenFormatError(f"schema violation: {err.message} at {list(err.absolute_path)}") from err
     check_doc_structure(doc)
@@ -141,8 +145,9 @@ def serialize(vectors) -> dict:
     """relative path -> bytes for every file of a :class:`VectorSet`, MANIFEST.json included."""
     files: dict[str, bytes] = {}
     counts: dict[str, int] = {}
-    files["schema/mx_vectors.schema.json"] = schema_text().encode("utf-8")
-    counts["schema/mx_vectors.schema.json"] = 0
+    for name in SCHEMAS:
+        files[f"schema/{name}"] = schema_text(name).encode("utf-8")
+        counts[f"schema/{name}"] = 0
     for name, doc in vectors.docs.items():
         files[name] = dump_json(doc)
         counts[name] = doc["numberOfTests"]
@@ -174,6 +179,8 @@ def bulk_case_count(name: str, arrays: dict) -> int:
         return int(arrays["scales"].size)
     if "c" in arrays:
         return int(arrays["c"].size)
+    if "xCal" in arrays:            # maxent_heldout: one case per token row (GV-7.4)
+        return int(arrays["xCal"].shape[0] + arrays["xHeld"].shape[0])
     raise GoldenFormatError(f"bulk file {name} has no recognised arrays")
 
 

@@ -492,6 +492,45 @@ SCALE_OFFSET = [
           "values that differ by more than a power of two are named an exponent offset"),
 ]
 
+T_ROTK = "tests/test_conformance_rotation.py"
+
+ROTATION_KINDS = [
+    Plant("hadamard-convention-not-named", "conformance", "torq_ref/conformance/hadamard_kind.py",
+          "fits = [c for c, rc in ratios.items() if rc <= 1.0]", "fits = []",
+          (f"{T_ROTK}::test_verdict_names_the_convention",),
+          "an unnormalized kernel is told it is no Hadamard transform instead of its convention"),
+    Plant("hadamard-sequency-is-dyadic", "conformance", "torq_ref/rotations/kernel_bounds.py",
+          "g = k ^ (k >> 1)", "g = k",
+          (f"{T_ROTK}::test_conventions_and_orders",),
+          "the sequency order drops the Gray code (bit-reversed, dyadic order)"),
+    Plant("butterfly-bound-halved", "conformance", "torq_ref/rotations/kernel_bounds.py",
+          "coef = (gamma(k, U32) + gamma(b + 2, U64))", "coef = (gamma(k, U32) / 2 + gamma(b + 2, U64))",
+          (f"{T_ROTK}::test_butterfly_bound_holds_and_is_not_vacuous",),
+          "a butterfly bound that float32 butterflies exceed on the adversarial rows"),
+    Plant("rotation-bound-too-wide", "conformance", "torq_ref/rotations/kernel_bounds.py",
+          "(gamma(b, U32) + gamma(b, U64))", "(gamma(4 * b, U32) + gamma(b, U64))",
+          (f"{T_ROTK}::test_inside_acceptable_outside_exact",),
+          "a summation bound four times too wide accepts values beyond any float32 order"),
+    Plant("rotation-bound-too-narrow", "conformance", "torq_ref/rotations/kernel_bounds.py",
+          "(gamma(b, U32) + gamma(b, U64))", "(gamma(b, U32) / 64 + gamma(b, U64))",
+          (f"{T_ROTK}::test_rotate_quantize_exact_and_float32_orders",),
+          "a summation bound too narrow fails legitimate float32 summation orders"),
+    Plant("rotate-quantize-no-sign-model", "conformance", "torq_ref/conformance/rotate_quantize_kind.py",
+          "    if (sign < 0).any():\n", "    if False:\n",
+          (f"{T_ROTK}::test_planted_fused_kernels_get_their_cause",),
+          "a kernel with the opposite sign convention gets a generic cause"),
+    Plant("schur-horn-accepts-nonmajorized", "conformance", "torq_ref/conformance/builder_kinds.py",
+          """        return _fail(src, flags, "AcceptedNonMajorized", "returned a matrix; the target breaks "
+                     "majorization")""",
+          """        return CaseResult(src, flags, "pass")""",
+          (f"{T_ROTK}::test_schur_horn_properties",),
+          "a builder that never refuses a non-majorized target passes"),
+    Plant("maxent-margin-ignores-reference", "conformance", "torq_ref/conformance/builder_kinds.py",
+          "floor = j_ref_min - MAXENT_MARGIN", "floor = -np.inf",
+          (f"{T_ROTK}::test_maxent_property_without_running_the_optimizer",),
+          "any orthogonal R passes the max-entropy check, the identity included"),
+]
+
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY
-                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS)
+                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS)

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 _ST_DTYPES = {"uint8": "U8", "float32": "F32", "float64": "F64", "uint32": "U32"}
 _ST_BACK = {v: k for k, v in _ST_DTYPES.items()}
 
 
-class GoldenFormatError(ValueError):
+class GoldenFormatError(UserError, ValueError):
     """A golden file is malformed (bad header, hash mismatch, schema violation)."""
 
 

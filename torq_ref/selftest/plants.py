@@ -346,7 +346,7 @@ PIPELINE = [
           '"progress", "model_dir")', '"progress", "model_dir", "scale_rule")',
           (f"{T_SEEDS}::test_load_seed_runs_checks_the_study",),
           "runs under different scale rules are read as one seed study"),
-    Plant("seed-free-list-holds-a-seeded-method", "pipeline", "torq_ref/torq/methods.py",
+    Plant("seed-free-list-holds-a-seeded-method", "pipeline", "torq_ref/evaluate/seed_spread.py",
           '"smoothrot", "mr-gptq")\n', '"smoothrot", "mr-gptq", "duquant")\n',
           (f"{T_SEEDS}::test_seed_free_methods_ignore_the_seed_and_the_others_do_not",),
           "duquant's rows are borrowed across seeds although its rotations are seeded"),

@@ -117,11 +117,11 @@ def test_verdict_needs_every_seed(tmp_path):
 def test_seeds_command(tmp_path, capsys):
     p0, p1 = _study(tmp_path)
     out = tmp_path / "spread.md"
-    assert main(["seeds", "--results", f"{p0},{p1}", "--out", str(out)]) == 0
+    assert main(["report", "--seeds", f"{p0},{p1}", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "seed 1 KLD" in text and "torq - smoothrot" in text and "better" in text
     assert out.read_text() in text
-    assert main(["seeds", "--results", str(p0)]) == 2
+    assert main(["report", "--seeds", str(p0)]) == 2
     assert "at least two" in capsys.readouterr().err
 
 

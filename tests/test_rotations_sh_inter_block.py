@@ -96,7 +96,7 @@ def _parse(argv):
 @pytest.mark.clause("SH-5.4")
 def test_compare_cli_synthetic(tmp_path, capsys):
     out = tmp_path / "r.md"
-    args = _parse(["compare-inter-block", "--source", "synthetic", "--layers", "0",
+    args = _parse(["experiment", "inter-block", "--source", "synthetic", "--layers", "0",
                    "--sites", "o", "--calib-windows", "1", "--heldout-windows", "1",
                    "--out", str(out)])
     assert args.func(args) == 0
@@ -112,7 +112,7 @@ def test_compare_cli_synthetic(tmp_path, capsys):
 
 @pytest.mark.clause("SH-6.1")
 def test_bench_cli_small(capsys):
-    args = _parse(["bench-schur-horn", "--n", "64", "200"])
+    args = _parse(["bench", "schur-horn", "--n", "64", "200"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "| 64 |" in out and "| 200 |" in out and "| yes |" in out

@@ -5,7 +5,8 @@ Each command lives next to the code it drives, in a module exposing a registrati
 function adds its parser and sets ``func`` (called with the parsed namespace, returns an exit
 code). This file lists those modules (:data:`COMMANDS`), the spellings that were removed and what
 replaces them (:data:`RENAMED`, :data:`REMOVED_OPTIONS`), and is the one place that turns a
-user's bad input (a :class:`torq_ref.errors.UserError`) into ``error: ...`` and exit status 2.
+user's bad input (a :class:`torq_ref.errors.UserError`) into ``error: ...`` and exit status 2
+(CL-3.1; the bad inputs of CL-3.4 among them).
 """
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
 """The inter-block (macro) rotation, the comparison and the benchmark CLI (spec/SH.md 5, 6)."""
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import pytest
 
-from torq_ref.experiments import cli as exp_cli
 from torq_ref.experiments.inter_block import run_comparison
-from torq_ref.rotations import cli as rot_cli
 from torq_ref.rotations.baselines import block_hadamard, hadamard
 from torq_ref.rotations.inter_block import (
     STRATEGIES, choose_strategy, compare_strategies, macro_rotation, select_macro_rotation,
@@ -86,11 +83,9 @@ def test_compare_and_choose(data):
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    rot_cli.register(sub)
-    exp_cli.register(sub)
-    return p.parse_args(argv)
+    from torq_ref.cli import build_parser
+
+    return build_parser().parse_args(argv)
 
 
 @pytest.mark.clause("SH-5.4")

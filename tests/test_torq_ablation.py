@@ -36,7 +36,7 @@ def test_ablation_preset_and_default_methods():
     assert parse_list(None, METHODS, "method", default=DEFAULT_METHODS) == DEFAULT_METHODS
     abl = parse_list("ablation", METHODS, "method", presets=METHOD_PRESETS)
     assert abl == ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent", "torq-micro")
-    assert parse_list("rtn,ablation,torq", METHODS, "method", presets=METHOD_PRESETS) == ("rtn",) + abl
+    assert parse_list("rtn,ablation,torq", METHODS, "method", presets=METHOD_PRESETS) == ("rtn",) + abl + ("torq",)
     with pytest.raises(SettingsError, match="unknown method"):
         parse_list("ablation,nope", METHODS, "method", presets=METHOD_PRESETS)
 

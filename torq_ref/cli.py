@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {gone}", file=sys.stderr)
         return 2
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:                # argparse's own errors (exit 2, CL-3.3) and --help
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -287,6 +287,7 @@ T_ENGINE = "tests/test_torq_engine.py"
 # The pipeline-wiring escapes of the issue-15 review, as they would read in the layer-streaming
 # engine (spec/TQ.md section 6), and neighbouring wiring bugs.
 T_ABL = "tests/test_torq_ablation.py"
+T_VAR = "tests/test_experiments_variants.py"
 
 PIPELINE = [
     Plant("pipeline-micro-fitted-on-unscaled-rows", "pipeline", "torq_ref/torq/engine.py",
@@ -321,15 +322,15 @@ PIPELINE = [
           "        with fixed_blas_threads():", "        with fixed_blas_threads(None):",
           ("tests/test_blas_threads.py::test_commands_run_blas_on_the_fixed_count",),
           "the commands run BLAS on every core: results depend on the machine's core count"),
-    Plant("pipeline-alpha-choice-takes-the-largest-loss", "pipeline", "torq_ref/torq/scale_step.py",
+    Plant("pipeline-alpha-choice-takes-the-largest-loss", "pipeline", "torq_ref/experiments/variants.py",
           "best = min(grid, key=lambda a: (losses[a], grid.index(a)))",
           "best = max(grid, key=lambda a: (losses[a], grid.index(a)))",
-          (f"{T_ABL}::test_choose_alpha_takes_the_smallest_calibration_loss",),
-          "--scale-alpha auto keeps the alpha with the worst calibration loss"),
-    Plant("pipeline-alpha-grid-ignored", "pipeline", "torq_ref/torq/engine.py",
-          "    if not cfg.alpha_grid:\n", "    if True:\n",
-          (f"{T_ABL}::test_engine_uses_the_per_site_alpha",),
-          "the engine scales with the fixed alpha whatever --scale-alpha auto says"),
+          (f"{T_VAR}::test_choose_alpha_takes_the_smallest_calibration_loss",),
+          "--alpha-grid auto keeps the alpha with the worst calibration loss"),
+    Plant("pipeline-alpha-grid-ignored", "pipeline", "torq_ref/experiments/variants.py",
+          "        if not self.alpha_grid:\n", "        if True:\n",
+          (f"{T_VAR}::test_engine_uses_the_per_site_alpha",),
+          "the engine scales with the fixed alpha whatever --alpha-grid auto says"),
     Plant("pipeline-maxent-reuses-the-smoothed-fit", "pipeline", "torq_ref/torq/methods.py",
           '_memo(cache, ("micro", tag, layer, site), fit)', '_memo(cache, ("micro", layer, site), fit)',
           (f"{T_ABL}::test_torq_maxent_is_the_fitted_rotation_without_the_scale_step",),
@@ -364,5 +365,84 @@ PIPELINE = [
           "--quant-sites down still quantizes every site kind"),
 ]
 
+T_CLI = "tests/test_cli_errors.py"
+T_GRAPH = "tests/test_import_graph.py"
+
+# The command line (spec/CL.md): one row per distinct method, the removed spellings, the clean
+# errors of bad inputs, and the import graph.
+CLI = [
+    Plant("default-table-keeps-torq-micro", "cli", "torq_ref/torq/methods.py",
+          'DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", *SAME_AS))',
+          'DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent",))',
+          (f"{T_ABL}::test_default_and_ablation_tables_have_one_row_per_distinct_method",),
+          "the default table prints torq and torq-micro, the same method twice"),
+    Plant("rows-share-a-seed-stream", "cli", "torq_ref/torq/methods.py",
+          'R, rep = micro_rotation(X, cfg, site_seed(cfg.seed, layer, site), "hadamard", weight)',
+          'R, rep = micro_rotation(X, cfg, site_seed(cfg.seed + len(cache or ()), layer, site), "hadamard", weight)',
+          (f"{T_ABL}::test_dropping_a_row_leaves_the_other_rows_unchanged",),
+          "a fit's seed depends on what other rows fitted before it: dropping a row moves the others"),
+    Plant("variant-order-ignored", "cli", "torq_ref/experiments/variants.py",
+          '        if self.order == "micro-macro":\n', "        if False:\n",
+          (f"{T_VAR}::test_variant_compositions_of_the_full_method",),
+          "experiment torq-variant --order micro-macro runs the macro-micro composition"),
+    Plant("run-several-models-runs-one", "cli", "torq_ref/torq/cli.py",
+          '    items = [m.strip() for m in args.model.split(",") if m.strip()]',
+          "    items = [args.model.strip()]",
+          ("tests/test_torq_pipeline.py::test_model_and_dtype_options",),
+          "--model a,b is read as one model named 'a,b'"),
+    Plant("cli-handler-swallows-bugs", "cli", "torq_ref/cli.py",
+          "    except UserError as err:", "    except Exception as err:",
+          (f"{T_CLI}::test_only_user_errors_become_exit_2",),
+          "every exception, bugs included, becomes 'error: ...' exit 2 without a traceback"),
+    Plant("cli-renamed-command-not-refused", "cli", "torq_ref/cli.py",
+          "    if command in RENAMED:", "    if False:",
+          (f"{T_CLI}::test_renamed_commands_name_their_replacement",),
+          "an old command spelling gives argparse's 'invalid choice' instead of its new name"),
+    Plant("cli-removed-option-equals-form-passes", "cli", "torq_ref/cli.py",
+          '        option, eq, value = arg.partition("=")', '        option, eq, value = arg, "", ""',
+          (f"{T_CLI}::test_removed_options_name_their_replacement",),
+          "--models=a,b slips past the removed-option table"),
+    Plant("gguf-truncation-unchecked", "cli", "torq_ref/model/gguf_import.py",
+          "    check_not_truncated(src)                            # FW-5.8: before the reader maps it\n", "",
+          (f"{T_CLI}::test_truncated_gguf_to_import",),
+          "a truncated GGUF ends in the reader's reshape error, not 'truncated: expected N bytes'"),
+    Plant("gguf-extent-ignores-alignment", "cli", "torq_ref/model/gguf_import.py",
+          "        start = -(-c.pos // align) * align", "        start = c.pos",
+          (f"{T_CLI}::test_gguf_extent_of_a_cut_header",),
+          "the data section is taken to start right after the tensor infos, not at its alignment"),
+    Plant("ppl-of-no-windows-is-nan", "cli", "torq_ref/model/metrics.py",
+          "    if windows.shape[0] == 0:\n", "    if False:\n",
+          (f"{T_CLI}::test_ppl_eval_windows_zero",),
+          "perplexity of zero windows returns nan instead of an error"),
+    Plant("kernel-misspelt-function-traceback", "cli", "torq_ref/conformance/plugin.py",
+          "        if not hasattr(obj, part):", "        if False:",
+          (f"{T_CLI}::test_conformance_kernel_function_misspelt",),
+          "a misspelt kernel function is an AttributeError traceback"),
+    Plant("kernel-broken-import-swallowed", "cli", "torq_ref/conformance/plugin.py",
+          "        if err.name is None or not (mod == err.name or mod.startswith(err.name + \".\")):",
+          "        if False:",
+          (f"{T_CLI}::test_kernel_module_with_a_broken_import_keeps_its_traceback",),
+          "a kernel module whose own import fails is reported as a module that does not exist"),
+    Plant("profile-error-names-no-argument", "cli", "torq_ref/conformance/cli.py",
+          '    with argument("--profile", args.profile):', "    if True:",
+          (f"{T_CLI}::test_conformance_profile_option_misspelt",),
+          "a misspelt --profile option is reported without naming --profile"),
+    Plant("conformance-fmt-unchecked", "cli", "torq_ref/conformance/__init__.py",
+          "    check_fmt(fmt)\n", "",
+          (f"{T_CLI}::test_conformance_fmt_unknown",),
+          "check(fmt='e2m2') reports 'no quantize vectors' instead of the unknown format"),
+    Plant("import-graph-upward-import", "cli", "torq_ref/evaluate/seed_spread.py",
+          "        seed_free = SEED_FREE_METHODS\n",
+          "        from torq_ref.torq.methods import SEED_FREE_METHODS as seed_free\n",
+          (f"{T_GRAPH}::test_every_room_is_placed_and_imports_only_downward",),
+          "the seed-spread reader imports upward from torq/ (a function-local import)"),
+    Plant("import-graph-module-cycle", "cli", "torq_ref/model/gguf_import.py",
+          "    check_not_truncated(src)                            # FW-5.8: before the reader maps it\n",
+          "    from .registry import cache_dir  # noqa: F401\n"
+          "    check_not_truncated(src)                            # FW-5.8: before the reader maps it\n",
+          (f"{T_GRAPH}::test_no_module_cycle",),
+          "gguf_import imports the registry again, which imports gguf_import"),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE
+PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE + CLI

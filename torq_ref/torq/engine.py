@@ -39,12 +39,12 @@ HEAD_CHUNK = 128
 @dataclass(frozen=True)
 class Dispatch:
     """How the engine builds a layer's transforms: ``site_transform(method, layer, site, C, X, cfg,
-    cache, weight=)`` (the method dispatch, TQ-2) and ``layer_scales(model, i, site, cap, cfg)``
-    (the scale step, TQ-2.7; None: :func:`layer_scales`). The core run uses :data:`CORE`; the
+    cache, weight=)`` (the method dispatch, TQ-2; None: :func:`methods.site_transform`) and
+    ``layer_scales(model, i, site, cap, cfg)`` (the scale step, TQ-2.7; None: :func:`layer_scales`). The core run uses :data:`CORE`; the
     experiments wrap it to run their variants (TQ-2.16), with ``scale_step`` True to scale the
     scaled methods whatever ``cfg.scale_alpha`` says and ``settings`` recorded in results.json."""
 
-    site_transform: Callable = site_transform
+    site_transform: Callable | None = None
     layer_scales: Callable | None = None
     scale_step: bool = False
     settings: dict = field(default_factory=dict)
@@ -201,8 +201,8 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
         transforms[method] = {}
         for site in SITES:
             C, X = data.moment(i, site), data.inputs(i, site)
-            t, info = dispatch.site_transform(method, i, site, C, X, cfg, cache,
-                                              weight=weights[method in scaled].site_weight(site))
+            t, info = (dispatch.site_transform or site_transform)(
+                method, i, site, C, X, cfg, cache, weight=weights[method in scaled].site_weight(site))
             transforms[method][site] = t
             if site_metrics is not None:
                 m = site_metrics(C, held_out_rows(X, cfg), t, cfg)

@@ -195,3 +195,34 @@ def test_alpha_grid_on_the_command_line():
     for bad in ("3", "-0.5", "often", ","):
         with pytest.raises(SettingsError, match="--alpha-grid"):
             _alpha_grid(bad)
+
+
+@pytest.mark.clause("TQ-2.16")
+def test_torq_variant_command_runs_the_table_with_the_variant(tmp_path, monkeypatch):
+    """``experiment torq-variant`` takes run's arguments and hands the variant's dispatch to the
+    pipeline, which records the variant in results.json settings."""
+    from torq_ref.cli import main
+    from torq_ref.torq import pipeline
+
+    seen = {}
+
+    def fake_run(spec, cfg, dispatch=None):
+        seen.update(spec=spec, cfg=cfg, dispatch=dispatch)
+        return {"results": [], "per_site": {}, "settings": dict(dispatch.settings), "timings": {"total_s": 1.0},
+                "seed": 0}
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    monkeypatch.setattr("torq_ref.torq.report.table", lambda r: "")
+    monkeypatch.setattr("torq_ref.evaluate.summary.metrics_table", lambda r: "")
+    assert main(["experiment", "torq-variant", "--methods", "torq", "--settings", "W16A4",
+                 "--order", "micro-macro", "--alpha-grid", "0,0.5", "--micro-rows", "64",
+                 "--out", str(tmp_path), "--no-figures"]) == 0
+    d = seen["dispatch"]
+    assert d.scale_step and d.layer_scales is not None and d.site_transform is not None
+    assert d.settings["variant"] == {"order": "micro-macro", "full_macro_strategy": "block_hadamard",
+                                     "per_block": False, "alpha_grid": (0.0, 0.5)}
+    assert seen["spec"].methods == ("torq",) and seen["cfg"].micro_rows == 64
+    import json
+
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["variant"][
+        "order"] == "micro-macro"

@@ -1,7 +1,6 @@
 """The inter-block (macro) rotation, the comparison and the benchmark CLI (spec/SH.md 5, 6)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from torq_ref.model.hooks import SITES
 from torq_ref.rotations.maxent import DEFAULT_BETA, DEFAULT_MAX_SWEEPS
 
 from .maxent import run_real, run_synthetic
@@ -27,7 +28,7 @@ def register(sub):
     p.add_argument("--model", dest="model_dir", default=None,
                    help="registry name or model path (default smollm2-135m)")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 10, 20, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"])
+    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"], choices=SITES)
     p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
     p.add_argument("--heldout-windows", type=int, default=2,
                    help="windows after the calibration ones (held out)")
@@ -40,7 +41,7 @@ def register(sub):
                        help="Schur-Horn block-energy targets and the E8M0 grid bound (SH-5.5, SH-5.6)")
     p.add_argument("--model", default="smollm2-135m", help="registry name or imported model directory")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 10, 20, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "gate_up", "o", "down"])
+    p.add_argument("--sites", nargs="+", default=["qkv", "gate_up", "o", "down"], choices=SITES)
     p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
     p.add_argument("--heldout-windows", type=int, default=2, help="the windows after them (held out)")
     p.add_argument("--scale-alpha", type=float, default=0.5, help="smoothing of qkv / gate_up (TQ-2.7)")
@@ -63,7 +64,7 @@ def register(sub):
     p.add_argument("--model", dest="model_dir", default=None,
                    help="registry name or model path (default smollm2-135m)")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 15, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"])
+    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"], choices=SITES)
     p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
     p.add_argument("--heldout-windows", type=int, default=2, help="the windows after them")
     p.add_argument("--beta", type=float, nargs="+", default=[DEFAULT_BETA])

@@ -84,8 +84,6 @@ def _run_models(args) -> int:
 
 
 def _run_import(args) -> int:
-    from pathlib import Path
-
     from .gguf_import import import_gguf
     from .registry import Entry, assemble, cache_dir, resolve
 
@@ -146,7 +144,10 @@ def _run_ppl(args) -> int:
     return 0
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: thread variables the benchmark sets for its own run; TORQ_REF_BLAS_THREADS too, so that the
+#: command line's fixed BLAS thread count (spec/FW.md FW-1.8) is the one asked for
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                "TORQ_REF_BLAS_THREADS")
 
 
 def _run_bench(args) -> int:

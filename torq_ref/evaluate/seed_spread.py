@@ -25,6 +25,11 @@ SEED_FREE_METHODS = ("fp32", "rtn", "hadamard32", "smoothrot", "mr-gptq")
 #: settings keys that may differ between the runs of one seed study (EV-5.1): the seed itself,
 #: which rows were asked for, the progress switch and the machine's path to the model
 FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir")
+#: settings keys that runs made before the exploration knobs left the core (spec/TQ.md TQ-2.16)
+#: still carry, with the value that is the core's behaviour now: a run without the key equals one
+#: with that value (EV-5.1)
+RETIRED_SETTINGS = {"order": "macro-micro", "full_macro_strategy": "block_hadamard", "per_block": False,
+                    "alpha_grid": None}
 
 
 def load_seed_runs(paths) -> list[dict]:
@@ -56,7 +61,7 @@ def load_seed_runs(paths) -> list[dict]:
     for run in runs[1:]:
         keys = sorted((set(ref["settings"]) | set(run["settings"])) - set(FREE_SETTINGS))
         for key in keys:
-            if ref["settings"].get(key) != run["settings"].get(key):
+            if ref["settings"].get(key, RETIRED_SETTINGS.get(key)) != run["settings"].get(key, RETIRED_SETTINGS.get(key)):
                 raise ReportError(
                     f"{run['path']} and {ref['path']} differ in setting {key!r} "
                     f"({run['settings'].get(key)!r} vs {ref['settings'].get(key)!r}): "

@@ -69,7 +69,7 @@ def test_load_seed_runs_checks_the_study(tmp_path):
     # a run from before the exploration knobs left the core carries them at the core's values
     old = _write(tmp_path / "o", 4, [_row("torq", "W16A4", _hard(0))], order="macro-micro",
                  per_block=False, full_macro_strategy="block_hadamard", alpha_grid=None)
-    assert len(load_seed_runs([p0, old])) == 2
+    assert len(load_seed_runs([p0, old])) == 2 and len(load_seed_runs([old, p0])) == 2
     other_order = _write(tmp_path / "oo", 5, [_row("torq", "W16A4", _hard(0))], order="micro-macro")
     with pytest.raises(ReportError, match="differ in setting 'order'"):
         load_seed_runs([p0, other_order])

@@ -93,17 +93,17 @@ def test_report_command_writes_table_and_figure(tmp_path, capsys):
 
 @pytest.mark.clause("EV-4.4")
 def test_run_with_several_models_ends_with_the_cross_model_report(tmp_path, monkeypatch, capsys):
-    """``run --models a,b`` writes out/<model>/results.json per model, then out/report/ (the
+    """``run --model a,b`` writes out/<model>/results.json per model, then out/report/ (the
     runs themselves are replaced by synthetic results here)."""
     from torq_ref.evaluate.summary import summarize
     from torq_ref.torq import pipeline
 
-    def fake_run(spec, cfg):
+    def fake_run(spec, cfg, dispatch=None):
         rows = [dict(r, imbalance=1.0, entropy=3.5) for r in summarize(_rows(len(spec.model)))]
         return {"results": rows, "per_site": {}, "settings": {}, "timings": {"total_s": 1.0}, "seed": 0}
 
     monkeypatch.setattr(pipeline, "run", fake_run)
-    assert main(["run", "--models", "aa,bbb", "--methods", "fp32,hadamard32,torq,smoothrot",
+    assert main(["run", "--model", "aa,bbb", "--methods", "fp32,hadamard32,torq,smoothrot",
                  "--out", str(tmp_path), "--no-figures"]) == 0
     assert (tmp_path / "aa" / "results.json").is_file() and (tmp_path / "bbb" / "results.json").is_file()
     text = (tmp_path / "report" / "report.md").read_text()

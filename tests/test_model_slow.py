@@ -18,10 +18,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.crosscheck]
 def both():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from torq_ref.model import ensure_model, find_gguf, load
+    from torq_ref.model import ensure_model, load
     from torq_ref.model.reference import hf_from_gguf
+    from torq_ref.model.registry import reference_source
 
-    gguf_path = find_gguf()
+    _, gguf_path = reference_source()
     ours = load(ensure_model())
     hf, tok = hf_from_gguf(gguf_path)
     return ours, hf, tok

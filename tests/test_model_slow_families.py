@@ -2,7 +2,7 @@
 FW-9.8, FW-5.3, FW-5.6, FW-6.5).
 
 Slow: fetches / imports the real models into the cache when absent (`python -m torq_ref
-import-gguf --model NAME`), then runs the 8 evaluation windows (BOS rule of FW-6.5) through our
+models import --model NAME`), then runs the 8 evaluation windows (BOS rule of FW-6.5) through our
 forward pass and, after it is freed (peak memory stays one model), through transformers. Run one
 model at a time: ``pytest -m slow tests/test_model_slow_families.py -k gemma -s``. Measured
 figures: results/forward.md.

@@ -1,14 +1,10 @@
 """The inter-block (macro) rotation, the comparison and the benchmark CLI (spec/SH.md 5, 6)."""
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
-from torq_ref.experiments import cli as exp_cli
 from torq_ref.experiments.inter_block import run_comparison
-from torq_ref.rotations import cli as rot_cli
 from torq_ref.rotations.baselines import block_hadamard, hadamard
 from torq_ref.rotations.inter_block import (
     STRATEGIES, choose_strategy, compare_strategies, macro_rotation, select_macro_rotation,
@@ -86,17 +82,15 @@ def test_compare_and_choose(data):
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    rot_cli.register(sub)
-    exp_cli.register(sub)
-    return p.parse_args(argv)
+    from torq_ref.cli import build_parser
+
+    return build_parser().parse_args(argv)
 
 
 @pytest.mark.clause("SH-5.4")
 def test_compare_cli_synthetic(tmp_path, capsys):
     out = tmp_path / "r.md"
-    args = _parse(["compare-inter-block", "--source", "synthetic", "--layers", "0",
+    args = _parse(["experiment", "inter-block", "--source", "synthetic", "--layers", "0",
                    "--sites", "o", "--calib-windows", "1", "--heldout-windows", "1",
                    "--out", str(out)])
     assert args.func(args) == 0
@@ -112,7 +106,7 @@ def test_compare_cli_synthetic(tmp_path, capsys):
 
 @pytest.mark.clause("SH-6.1")
 def test_bench_cli_small(capsys):
-    args = _parse(["bench-schur-horn", "--n", "64", "200"])
+    args = _parse(["bench", "schur-horn", "--n", "64", "200"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "| 64 |" in out and "| 200 |" in out and "| yes |" in out

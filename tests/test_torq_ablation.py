@@ -1,5 +1,5 @@
-"""The per-site scale-step alpha (spec/TQ.md TQ-2.11) and the ablation rows of TORQ's levels
-(TQ-2.12)."""
+"""The ablation rows of TORQ's levels (spec/TQ.md TQ-2.12), one row per distinct method (TQ-2.5),
+and the micro objective weighted by the output (TQ-2.14)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,12 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from torq_ref.rotations.baselines import block_hadamard
 from torq_ref.torq import SettingsError, engine
 from torq_ref.torq.methods import DEFAULT_METHODS, METHOD_PRESETS, METHODS, parse_list
-from torq_ref.torq.pipeline import calibrate, site_metrics
-from torq_ref.torq.scale_step import (ALPHA_GRID, NORM_OF_SITE, channel_scales, choose_alpha,
-                                      smoothed_output_error)
+from torq_ref.torq.oracle import calibrate
+from torq_ref.torq.site_metrics import site_metrics
 
 from torq_fixtures import CFG, tiny, windows  # noqa: F401  (shared fixtures)
 
@@ -32,102 +30,58 @@ def _run(tiny, windows, methods, cfg):
                                   site_metrics=site_metrics)
 
 
-@pytest.mark.clause("TQ-2.11")
-def test_smoothed_output_error_is_the_folded_layer_error():
-    """L(s) equals the docstring's definition computed here token by token, without folding:
-    x -> s * Q((x / s) B) B^T, the error of that through the ORIGINAL weight W, relative to x W^T
-    (the implementation instead folds s into W and calls the TQ-5.1 proxy)."""
-    from torq_ref import mx
-
-    X, C, W = _site()
-    B = block_hadamard(X.shape[1], 32)
-    for alpha in (0.0, 0.5, 1.0):
-        s = channel_scales(C, alpha)
-        per_token = []
-        for x in X:
-            y = np.ascontiguousarray(((x / s) @ B)[None, :], dtype=np.float32)
-            q = mx.quantize_dequantize(y, "e2m1", block_size=32).astype(np.float64)[0]
-            e = (s * (q @ B.T) - x) @ W.T
-            r = x @ W.T
-            per_token.append(np.dot(e, e) / np.dot(r, r))
-        want = float(np.mean(per_token))
-        assert smoothed_output_error(X, s, W) == pytest.approx(want, rel=1e-6)
-    # the quantizer is really in it: a coarser rule changes the loss, and exact inputs give 0
-    s = channel_scales(C, 0.5)
-    assert smoothed_output_error(X, s, W, scale_rule="rceil") != smoothed_output_error(X, s, W)
-    from torq_ref.rotations.baselines import sylvester_hadamard
-
-    Z = 4.0 * np.kron(np.eye(2), sylvester_hadamard(32))[:8]   # rows whose x B is 4 e_k: exact in E2M1
-    assert smoothed_output_error(Z, np.ones(64), W) < 1e-25
-
-
-@pytest.mark.clause("TQ-2.11")
-def test_choose_alpha_takes_the_smallest_calibration_loss():
-    X, C, W = _site()
-    alpha, losses = choose_alpha(C, X, W)
-    assert set(losses) == set(ALPHA_GRID)
-    assert losses[alpha] == min(losses.values())
-    assert alpha > 0 and losses[alpha] < losses[0.0]     # the dominant channel: smoothing pays
-    # ties go to the earlier (smaller) alpha: a site without spread has s = 1 for every alpha
-    flat = np.ones((8, 32))
-    a, l = choose_alpha(np.eye(32), flat, np.eye(32))
-    assert a == 0.0 and len(set(l.values())) == 1
-    with pytest.raises(ValueError, match="empty"):
-        choose_alpha(C, X, W, grid=())
-
-
-@pytest.mark.clause("TQ-2.11")
-def test_engine_uses_the_per_site_alpha(tiny, windows, monkeypatch):
-    """A one-entry grid reproduces the fixed alpha; grid (0,) makes smoothrot the Hadamard; the
-    chosen alphas are recorded per site and come from the fit rows only."""
-    fixed, _, _ = _run(tiny, windows, ("smoothrot",), CFG)
-    one, sites, _ = _run(tiny, windows, ("smoothrot",), replace(CFG, alpha_grid=(CFG.scale_alpha,)))
-    assert one[0]["window_nll"] == fixed[0]["window_nll"]
-    zero, _, _ = _run(tiny, windows, ("smoothrot", "hadamard32"), replace(CFG, alpha_grid=(0.0,)))
-    assert zero[0]["window_nll"] == zero[1]["window_nll"]
-    assert zero[0]["window_nll"] != fixed[0]["window_nll"]
-    seen = []
-    real = engine.layer_scales
-
-    def spy(model, i, site, cap, cfg):
-        seen.append((i, site, len(cap.inputs(i, site)[: cfg.micro_rows])))
-        return real(model, i, site, cap, cfg)
-
-    monkeypatch.setattr(engine, "layer_scales", spy)
-    rows, sites, _ = _run(tiny, windows, ("hadamard32", "smoothrot"), replace(CFG, alpha_grid=ALPHA_GRID))
-    n_layers = tiny.config.num_layers
-    assert sorted(seen) == sorted((i, s, CFG.micro_rows) for i in range(n_layers) for s in NORM_OF_SITE)
-    for i in range(n_layers):
-        for site in NORM_OF_SITE:
-            info = sites["smoothrot"][f"{i}:{site}"]["scale_alpha"]
-            assert info["alpha"] in ALPHA_GRID
-            assert info["losses"][str(info["alpha"])] == min(info["losses"].values())
-        assert "scale_alpha" not in sites["smoothrot"][f"{i}:o"]
-        assert "scale_alpha" not in sites["hadamard32"][f"{i}:qkv"]
-
-
-@pytest.mark.clause("TQ-2.11")
-def test_scale_alpha_auto_on_the_command_line():
-    from torq_ref.cli import build_parser
-    from torq_ref.torq.cli import settings_from_args
-
-    parse = lambda *a: settings_from_args(build_parser().parse_args(["run", *a]))   # noqa: E731
-    assert parse("--scale-alpha", "auto")[1].alpha_grid == ALPHA_GRID
-    assert parse("--scale-alpha", "0.25")[1].scale_alpha == 0.25
-    for bad in ("3", "-0.5", "often"):
-        with pytest.raises(SettingsError, match="--scale-alpha"):
-            parse("--scale-alpha", bad)
-
-
 @pytest.mark.clause("TQ-2.12")
 def test_ablation_preset_and_default_methods():
     assert "torq-maxent" in METHODS and "torq-maxent" not in DEFAULT_METHODS
     assert parse_list(None, METHODS, "method", default=DEFAULT_METHODS) == DEFAULT_METHODS
     abl = parse_list("ablation", METHODS, "method", presets=METHOD_PRESETS)
-    assert abl == ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent", "torq-micro", "torq")
-    assert parse_list("rtn,ablation,torq", METHODS, "method", presets=METHOD_PRESETS) == ("rtn",) + abl
+    assert abl == ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent", "torq-micro")
+    assert parse_list("rtn,ablation,torq", METHODS, "method", presets=METHOD_PRESETS) == ("rtn",) + abl + ("torq",)
     with pytest.raises(SettingsError, match="unknown method"):
         parse_list("ablation,nope", METHODS, "method", presets=METHOD_PRESETS)
+
+
+@pytest.mark.clause("TQ-2.5", "TQ-2.12")
+def test_default_and_ablation_tables_have_one_row_per_distinct_method():
+    """No method of a preset or of the default list equals another of the same list by
+    construction (SAME_AS): torq-micro is torq, so the default table has torq only and the
+    ablation torq-micro only."""
+    from torq_ref.torq.methods import SAME_AS
+
+    assert "torq-micro" not in DEFAULT_METHODS and "torq" in DEFAULT_METHODS
+    for methods in (DEFAULT_METHODS, *METHOD_PRESETS.values()):
+        assert len(set(methods)) == len(methods)
+        for a, b in SAME_AS.items():
+            assert not (a in methods and b in methods), (a, b, methods)
+    assert "torq-micro" in METHODS                                   # still a valid name
+
+
+@pytest.mark.clause("TQ-2.5")
+def test_torq_and_torq_micro_are_one_method(tiny, windows):
+    """The two rows are identical on a tiny model (the reason torq-micro left the default)."""
+    rows, _, _ = _run(tiny, windows, ("torq-micro", "torq"), CFG)
+    assert rows[0]["window_nll"] == rows[1]["window_nll"]
+    assert rows[0]["window_kld"] == rows[1]["window_kld"]
+
+
+@pytest.mark.clause("TQ-2.5", "TQ-4.5")
+def test_dropping_a_row_leaves_the_other_rows_unchanged(tiny, windows):
+    """The rows of a table do not share a random stream or a fit that another row's presence
+    changes: with and without torq-micro (and with the rows in another order) every other row
+    has the same numbers, bit for bit."""
+    others = ("random-orthogonal", "hadamard32", "torq", "duquant", "torq-maxent")
+    ev, ca = windows
+    with_it, _, _ = engine.stream_evaluate(tiny, ev, ca, ("torq-micro",) + others, ("W16A4", "W4A4"),
+                                           CFG, progress=False)
+    without, _, _ = engine.stream_evaluate(tiny, ev, ca, others[::-1], ("W16A4", "W4A4"), CFG,
+                                           progress=False)
+    key = lambda r: (r["method"], r["setting"])                      # noqa: E731
+    a = {key(r): r for r in with_it if r["method"] != "torq-micro"}
+    b = {key(r): r for r in without}
+    assert set(a) == set(b)
+    for k in a:
+        for field in ("window_nll", "window_kld", "window_top1"):
+            assert a[k][field] == b[k][field], (k, field)
 
 
 @pytest.mark.clause("TQ-2.12")

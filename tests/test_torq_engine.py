@@ -11,7 +11,8 @@ from torq_ref import model as M
 from torq_ref.torq import SettingsError, site_transform
 from torq_ref.torq import engine
 from torq_ref.torq import methods as methods_mod
-from torq_ref.torq.pipeline import calibrate, plan_for, site_metrics
+from torq_ref.torq.oracle import calibrate, plan_for
+from torq_ref.torq.site_metrics import site_metrics
 from torq_ref.torq.scale_step import NORM_OF_SITE, channel_scales, scaled_model, site_scales
 
 from torq_fixtures import CFG, W, tiny, windows  # noqa: F401  (shared fixtures)

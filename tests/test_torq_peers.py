@@ -16,7 +16,8 @@ from torq_ref.rotations.baselines import sylvester_hadamard
 from torq_ref.torq import engine, site_transform
 from torq_ref.torq.duquant import duquant_transform, outlier_rotation, zigzag_permutation
 from torq_ref.torq.methods import METHODS, SCALED_METHODS, weight_quant_of
-from torq_ref.torq.pipeline import calibrate, plan_for, site_metrics
+from torq_ref.torq.oracle import calibrate, plan_for
+from torq_ref.torq.site_metrics import site_metrics
 from torq_ref.torq.scale_step import scaled_model, site_scales
 
 from torq_fixtures import CFG, W, tiny, windows  # noqa: F401  (shared fixtures)

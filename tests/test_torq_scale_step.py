@@ -6,7 +6,7 @@ import pytest
 
 from torq_ref import model as M
 from torq_ref.model.tiny import tiny_model
-from torq_ref.torq.pipeline import calibrate
+from torq_ref.torq.oracle import calibrate
 from torq_ref.torq.scale_step import (NORM_OF_SITE, ScaledCalibration, channel_scales, scaled_model,
                                       site_scales)
 

@@ -10,6 +10,12 @@ Layout (one job per subpackage; the spec clause prefix is in brackets):
 - ``torq_ref.model``       minimal NumPy Llama/Qwen3 forward pass,
                            GGUF import, perplexity                     [FW]  spec/FW.md
 - ``torq_ref.torq``        the end-to-end TORQ pipeline                [TQ]  spec/TQ.md
+- ``torq_ref.cli``         the command line, ``torq_ref.errors`` its
+                           user-facing errors                          [CL]  spec/CL.md
+
+Each subpackage is a room that imports only the rooms below it (spec/CL.md CL-4.1, the order:
+errors, blas_threads, mx, golden, conformance, quant, rotations, model, evaluate, torq,
+experiments, torch, selftest, cli); the tests collect with the ``test`` extra alone (CL-5.1).
 
 README.md's two commands and examples use exactly these entry points (spec/ST.md ST-3.1, ST-3.2,
 checked by tests/test_readme.py): ``python -m torq_ref run``, ``torq_ref.mx`` and

@@ -14,8 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 
+from torq_ref.errors import UserError
+
 #: the environment variable that overrides the fixed BLAS thread count (0: do not fix it)
 ENV = "TORQ_REF_BLAS_THREADS"
+
+
+class ThreadCountError(UserError, ValueError):
+    """``$TORQ_REF_BLAS_THREADS`` is not a whole number of at least 0."""
 
 
 def configured_threads() -> int | None:
@@ -24,9 +30,9 @@ def configured_threads() -> int | None:
     try:
         n = int(text)
     except ValueError:
-        raise ValueError(f"{ENV}={text!r}: give a whole number of threads (0: leave BLAS alone)") from None
+        raise ThreadCountError(f"{ENV}={text!r}: give a whole number of threads (0: leave BLAS alone)") from None
     if n < 0:
-        raise ValueError(f"{ENV}={text!r}: the thread count cannot be negative")
+        raise ThreadCountError(f"{ENV}={text!r}: the thread count cannot be negative")
     return None if n == 0 else n
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from torq_ref.errors import UserError
+
 from .kinds import KINDS, RUNNERS, ConventionError
 from .profiles import PROFILES, Profile, ProfileError, get_profile, with_accumulate_u
 from .report import CaseResult, Report
@@ -23,8 +25,28 @@ from .report import CaseResult, Report
 LEVELS = ("quick", "default", "thorough")
 
 
-class KindError(ValueError):
+class KindError(UserError, ValueError):
     """Unknown kind or level."""
+
+
+def check_fmt(fmt: str) -> str:
+    """``fmt`` if the harness knows it (the MX element formats and ``nvfp4``), else FormatError
+    "unknown format X; known: ..." (CF-1.1), before any vector is read."""
+    from torq_ref.mx.formats import FormatError
+
+    if fmt not in FMTS:
+        raise FormatError(f"unknown format {fmt}; known: {', '.join(FMTS)}")
+    return fmt
+
+
+def _fmts() -> tuple[str, ...]:
+    from torq_ref.mx.formats import FORMATS
+
+    return (*FORMATS, "nvfp4")
+
+
+#: the element formats ``check`` and ``conformance --fmt`` accept
+FMTS = _fmts()
 
 
 @lru_cache(maxsize=4)
@@ -52,11 +74,12 @@ def check(kind: str, fn, *, profile="ocp", level: str = "default", fmt: str = "e
         raise KindError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    check_fmt(fmt)
     prof = get_profile(profile)
     vs = load_vectors(level, golden_dir)
     results = RUNNERS[kind](fn, vs, prof, fmt, level != "quick")
     return Report(kind, prof.name, level, fmt, results, max_failures)
 
 
-__all__ = ["KINDS", "LEVELS", "PROFILES", "CaseResult", "ConventionError", "KindError", "Profile",
-           "ProfileError", "Report", "check", "get_profile", "load_vectors", "with_accumulate_u"]
+__all__ = ["FMTS", "KINDS", "LEVELS", "PROFILES", "CaseResult", "ConventionError", "KindError", "Profile",
+           "ProfileError", "Report", "check", "check_fmt", "get_profile", "load_vectors", "with_accumulate_u"]

@@ -14,7 +14,9 @@ def register(sub):
                         "options after '+': ocp+unsigned-zero (CF-2.4); hadamard conventions "
                         "+unnormalized, +sequency, +left (CF-5.2)")
     p.add_argument("--level", default="default", choices=("quick", "default", "thorough"))
-    p.add_argument("--fmt", default="e2m1", help="element format: e2m1 (default), e4m3, ..., nvfp4")
+    from . import FMTS
+
+    p.add_argument("--fmt", default="e2m1", choices=FMTS, help="element format (default e2m1)")
     p.add_argument("--golden-dir", default=None, help="read vectors from this directory")
     p.add_argument("--max-failures", type=int, default=5)
     p.add_argument("--accumulate-u", type=float, default=None,
@@ -26,11 +28,16 @@ def register(sub):
 def _run(args) -> int:
     import json
 
-    from . import check
-    from .profiles import with_accumulate_u
-    from .plugin import load_kernel
+    from torq_ref.errors import argument
 
-    rep = check(args.kind, load_kernel(args.kernel),
+    from . import check
+    from .plugin import load_kernel
+    from .profiles import get_profile, with_accumulate_u
+
+    with argument("--profile", args.profile):          # CL-3.2: the argument named in the error
+        get_profile(args.profile)
+    kernel = load_kernel(args.kernel)                  # its errors name --kernel themselves
+    rep = check(args.kind, kernel,
                 profile=with_accumulate_u(args.profile, args.accumulate_u), level=args.level,
                 fmt=args.fmt, golden_dir=args.golden_dir, max_failures=args.max_failures)
     print(json.dumps(rep.to_dict(), indent=1) if args.json else str(rep))

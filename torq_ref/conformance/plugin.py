@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 
+from torq_ref.errors import UserError
+
 
 def pytest_addoption(parser):
     g = parser.getgroup("torq-ref conformance")
@@ -22,14 +24,28 @@ def pytest_addoption(parser):
                 help="dot_scaled accumulator unit roundoff (default 2^-24; CF-3.6)")
 
 
+class KernelLoadError(UserError, ValueError):
+    """``--kernel MODULE:FUNCTION`` names no module, or no callable in it (CF-1.3)."""
+
+
 def load_kernel(spec: str):
-    """'pkg.mod:fn' (or 'pkg.mod:obj.attr') -> the callable."""
+    """'pkg.mod:fn' (or 'pkg.mod:obj.attr') -> the callable. A module that does not exist or an
+    attribute it lacks raise KernelLoadError naming it; an error raised while the module itself
+    is imported (a bug in it, or a package it needs) keeps its own traceback."""
     if ":" not in spec:
-        raise ValueError(f"--kernel must be MODULE:FUNCTION, got {spec!r}")
+        raise KernelLoadError(f"--kernel must be MODULE:FUNCTION, got {spec!r}")
     mod, _, attr = spec.partition(":")
-    obj = importlib.import_module(mod)
+    try:
+        obj = importlib.import_module(mod)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (mod == err.name or mod.startswith(err.name + ".")):
+            raise                                   # the module exists; something it imports does not
+        raise KernelLoadError(f"--kernel {spec}: no module named {err.name!r}") from None
+    path = mod
     for part in attr.split("."):
-        obj = getattr(obj, part)
+        if not hasattr(obj, part):
+            raise KernelLoadError(f"--kernel {spec}: {path} has no attribute {part!r}")
+        obj, path = getattr(obj, part), f"{path}.{part}"
     if not callable(obj):
-        raise TypeError(f"{spec} is not callable")
+        raise KernelLoadError(f"--kernel {spec}: {path} is not callable")
     return obj

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from torq_ref.errors import UserError
 
-class ProfileError(ValueError):
+
+class ProfileError(UserError, ValueError):
     """Unknown profile name or inconsistent profile."""
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from torq_ref.errors import UserError
+
 from .intervals import IntervalError
 from .summary import summarize
 
 SETTING_ORDER = ("FP32", "W16A4", "W4A4")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A results file that is missing or does not hold a run's rows."""
 
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 METHODS = ("t", "bootstrap")
 
 
-class IntervalError(ValueError):
+class IntervalError(UserError, ValueError):
     """Inputs that do not describe windows of one evaluation (lengths, weights, pairing)."""
 
 

@@ -18,9 +18,18 @@ from pathlib import Path
 from .cross_model import PEERS, ReportError, read_json
 from .intervals import IntervalError, paired_ci, weighted_mean
 
+#: methods of the TORQ table (spec/TQ.md TQ-4.8) whose transforms never depend on --seed: no Haar
+#: draw, no seeded fit; a seed study may borrow their rows across seeds (EV-5.3)
+SEED_FREE_METHODS = ("fp32", "rtn", "hadamard32", "smoothrot", "mr-gptq")
+
 #: settings keys that may differ between the runs of one seed study (EV-5.1): the seed itself,
 #: which rows were asked for, the progress switch and the machine's path to the model
 FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir")
+#: settings keys that runs made before the exploration knobs left the core (spec/TQ.md TQ-2.16)
+#: still carry, with the value that is the core's behaviour now: a run without the key equals one
+#: with that value (EV-5.1)
+RETIRED_SETTINGS = {"order": "macro-micro", "full_macro_strategy": "block_hadamard", "per_block": False,
+                    "alpha_grid": None}
 
 
 def load_seed_runs(paths) -> list[dict]:
@@ -52,7 +61,7 @@ def load_seed_runs(paths) -> list[dict]:
     for run in runs[1:]:
         keys = sorted((set(ref["settings"]) | set(run["settings"])) - set(FREE_SETTINGS))
         for key in keys:
-            if ref["settings"].get(key) != run["settings"].get(key):
+            if ref["settings"].get(key, RETIRED_SETTINGS.get(key)) != run["settings"].get(key, RETIRED_SETTINGS.get(key)):
                 raise ReportError(
                     f"{run['path']} and {ref['path']} differ in setting {key!r} "
                     f"({run['settings'].get(key)!r} vs {ref['settings'].get(key)!r}): "
@@ -106,10 +115,10 @@ def seed_head_to_head(runs, method: str = "torq", peers=PEERS, *, level: float =
     """Per quantized setting and peer: the paired difference of window KLDs (method - peer) on every
     seed where both rows exist, and the verdict over seeds (EV-5.3): "better" / "worse" when the
     interval of every seed excludes 0 on the same side, "tie" when none does, "mixed" otherwise.
-    A seed-free peer (``seed_free``, default torq.methods.SEED_FREE_METHODS) missing from a run
+    A seed-free peer (``seed_free``, default SEED_FREE_METHODS) missing from a run
     is taken from another run; any other missing peer leaves that seed out."""
     if seed_free is None:
-        from torq_ref.torq.methods import SEED_FREE_METHODS as seed_free
+        seed_free = SEED_FREE_METHODS
     tables = [_by_key(run) for run in runs]
     settings = []
     for t in tables:

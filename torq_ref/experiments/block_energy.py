@@ -1,6 +1,6 @@
 """Block energies other than equal: Schur-Horn targets and the E8M0 grid (spec/SH.md SH-5.5, SH-5.6).
 
-``python -m torq_ref compare-block-energy``: two studies on captured inputs of the real model,
+``python -m torq_ref experiment block-energy``: two studies on captured inputs of the real model,
 every transform built from calibration rows, every figure on held-out rows. The question they
 answer: Schur-Horn reaches any majorized target diagonal exactly, so do targets other than the
 constant help?

@@ -1,29 +1,34 @@
-"""Experiment subcommands of ``python -m torq_ref`` (spec/SH.md SH-5.4, spec/ME.md ME-5.2).
+"""``python -m torq_ref experiment ...`` (spec/SH.md SH-5.4, spec/ME.md ME-5.2, spec/TQ.md TQ-2.16).
 
-* ``compare-inter-block``: the macro strategies by held-out MXFP4 error on captured inputs of the
-  real model (or heavy-tailed synthetic ones) (SH-5.4).
-* ``compare-block-energy``: Schur-Horn block-energy targets other than the constant, and the
+* ``experiment inter-block``: the macro strategies by held-out MXFP4 error on captured inputs of
+  the real model (or heavy-tailed synthetic ones) (SH-5.4).
+* ``experiment block-energy``: Schur-Horn block-energy targets other than the constant, and the
   bound of what the E8M0 grid leaves to any choice of block energies (SH-5.5, SH-5.6).
-* ``maxent-synthetic`` / ``maxent-real``: the max-entropy micro rotation against identity and
-  Hadamard on synthetic or captured inputs (ME-5.2).
+* ``experiment maxent-synthetic`` / ``maxent-real``: the max-entropy micro rotation against
+  identity and Hadamard on synthetic or captured inputs (ME-5.2).
+* ``experiment torq-variant``: the ``run`` table with the exploration variants of
+  :mod:`torq_ref.experiments.variants` (TQ-2.16).
 """
 from __future__ import annotations
 
 import sys
 
+from torq_ref.model.hooks import SITES
 from torq_ref.rotations.maxent import DEFAULT_BETA, DEFAULT_MAX_SWEEPS
 
 from .maxent import run_real, run_synthetic
 
 
 def register(sub):
-    p = sub.add_parser("compare-inter-block",
+    """The subcommands below ``experiment``."""
+    p = sub.add_parser("inter-block",
                        help="macro (inter-block) rotation strategies by held-out MXFP4 NMSE")
     p.add_argument("--source", choices=("auto", "model", "synthetic"), default="auto",
                    help="captured model activations (auto: when the model can be loaded)")
-    p.add_argument("--model-dir", default=None, help="imported model directory (default cache)")
+    p.add_argument("--model", dest="model_dir", default=None,
+                   help="registry name or model path (default smollm2-135m)")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 10, 20, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"])
+    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"], choices=SITES)
     p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
     p.add_argument("--heldout-windows", type=int, default=2,
                    help="windows after the calibration ones (held out)")
@@ -32,11 +37,11 @@ def register(sub):
     p.add_argument("--out", default=None, help="write the markdown report here")
     p.set_defaults(func=_run_compare)
 
-    p = sub.add_parser("compare-block-energy",
+    p = sub.add_parser("block-energy",
                        help="Schur-Horn block-energy targets and the E8M0 grid bound (SH-5.5, SH-5.6)")
     p.add_argument("--model", default="smollm2-135m", help="registry name or imported model directory")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 10, 20, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "gate_up", "o", "down"])
+    p.add_argument("--sites", nargs="+", default=["qkv", "gate_up", "o", "down"], choices=SITES)
     p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
     p.add_argument("--heldout-windows", type=int, default=2, help="the windows after them (held out)")
     p.add_argument("--scale-alpha", type=float, default=0.5, help="smoothing of qkv / gate_up (TQ-2.7)")
@@ -56,9 +61,10 @@ def register(sub):
     p.set_defaults(func=run_synthetic)
 
     p = sub.add_parser("maxent-real", help="max-entropy micro rotation on captured model inputs")
-    p.add_argument("--model-dir", default=None, help="imported model directory (default cache)")
+    p.add_argument("--model", dest="model_dir", default=None,
+                   help="registry name or model path (default smollm2-135m)")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 15, 29])
-    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"])
+    p.add_argument("--sites", nargs="+", default=["qkv", "o", "gate_up", "down"], choices=SITES)
     p.add_argument("--calib-windows", type=int, default=4, help="windows 8.. (calibration)")
     p.add_argument("--heldout-windows", type=int, default=2, help="the windows after them")
     p.add_argument("--beta", type=float, nargs="+", default=[DEFAULT_BETA])
@@ -66,6 +72,60 @@ def register(sub):
     p.add_argument("--no-per-block", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_real)
+
+    _register_variant(sub)
+
+
+def _register_variant(sub):
+    """``experiment torq-variant``: ``run``'s arguments plus the variant knobs (TQ-2.16)."""
+    from torq_ref.rotations.inter_block import STRATEGIES
+    from torq_ref.torq.cli import add_run_arguments
+
+    from .variants import ORDERS
+
+    p = sub.add_parser("torq-variant", help="the run table with TORQ's exploration variants "
+                                            "(composition order, full-method macro, per-block, alpha grid)")
+    add_run_arguments(p)
+    g = p.add_argument_group("variants (spec/TQ.md TQ-2.16)")
+    g.add_argument("--order", default="macro-micro", choices=ORDERS,
+                   help="composition of the full method torq (default macro-micro, TQ-2.5)")
+    g.add_argument("--full-macro-strategy", default="block_hadamard", choices=STRATEGIES,
+                   help="macro strategy inside the full method torq (default block_hadamard, TQ-2.5)")
+    g.add_argument("--per-block", action="store_true", help="one micro rotation per 32-block (ME-3.8)")
+    g.add_argument("--alpha-grid", default=None,
+                   help="'auto' (0, 0.25, 0.5, 0.75, 1) or a comma list: the scale step's alpha per "
+                        "site from this grid by the calibration output error (TQ-2.11)")
+    p.set_defaults(func=_run_variant)
+
+
+def _alpha_grid(text: str | None):
+    """--alpha-grid: None, 'auto' or a comma list of numbers in [0, 2] (TQ-2.11)."""
+    from torq_ref.torq.methods import SettingsError
+
+    from .variants import ALPHA_GRID
+
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return ALPHA_GRID
+    try:
+        grid = tuple(float(a) for a in text.split(",") if a.strip())
+    except ValueError:
+        raise SettingsError(f"--alpha-grid {text!r}: give 'auto' or a comma list of numbers") from None
+    if not grid or not all(0 <= a <= 2 for a in grid):
+        raise SettingsError(f"--alpha-grid {text!r}: give 'auto' or numbers in [0, 2]")
+    return grid
+
+
+def _run_variant(args) -> int:
+    from torq_ref.torq.cli import run_models, settings_from_args
+
+    from .variants import Variant
+
+    spec, cfg = settings_from_args(args)
+    variant = Variant(order=args.order, full_macro_strategy=args.full_macro_strategy,
+                      per_block=args.per_block, alpha_grid=_alpha_grid(args.alpha_grid))
+    return run_models(args, spec, cfg, variant.dispatch())
 
 
 def _run_compare(args) -> int:

@@ -1,6 +1,6 @@
 """The inter-block (macro) strategy comparison on real or synthetic layer inputs (spec/SH.md SH-5.4).
 
-``python -m torq_ref compare-inter-block``: the report of results/inter_block.md.
+``python -m torq_ref experiment inter-block``: the report of results/inter_block.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Max-entropy micro-rotation experiments (spec/ME.md ME-5.2): ``maxent-synthetic``, ``maxent-real``.
+"""Max-entropy micro-rotation experiments (spec/ME.md ME-5.2): ``experiment maxent-synthetic``, ``experiment maxent-real``.
 
 Tables of identity, Hadamard and the optimized shared / per-block R on calibration tokens and on
 evaluation tokens the optimizer never sees (results/maxent.md).

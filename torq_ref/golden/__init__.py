@@ -13,24 +13,11 @@ GV-3.1 / GV-3.2 inputs (``cases.py``), GV-4.1 expected outputs (``build.py``), G
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from .cases import LEVELS, check_level
 from .flags import FLAGS
-from .io import GoldenFormatError, read_tree, validate_doc, verify_manifest, write_tree
-
-
-@dataclass
-class VectorSet:
-    """Every golden vector: JSON documents (file name -> dict) and bulk arrays
-    (name -> (arrays, metadata)), with the level and seed that made them."""
-
-    docs: dict
-    bulk: dict
-    level: str
-    seed: int
-    generator_version: str
+from .io import GoldenFormatError, VectorSet, read_tree, validate_doc, verify_manifest, write_tree
 
 
 def generate(level: str = "default", seed: int | None = None) -> VectorSet:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 LEVELS = ("default", "thorough")
 FLT_MAX = float(np.finfo(np.float32).max)
 ULP1 = 2.0 ** -23          # float32 ulp of 1.0
@@ -35,7 +37,7 @@ class InputCase:
     params: dict = field(default_factory=dict)
 
 
-class LevelError(ValueError):
+class LevelError(UserError, ValueError):
     """Unknown coverage level."""
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 #: dtype name -> (unsigned view dtype, hex digits per element)
 _WIDTH = {"uint8": (np.uint8, 2), "float32": (np.uint32, 8), "float64": (np.uint64, 16)}
 
 
-class HexFormatError(ValueError):
+class HexFormatError(UserError, ValueError):
     """A hex array string does not match its declared dtype or shape."""
 
 

@@ -15,17 +15,32 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 _ST_DTYPES = {"uint8": "U8", "float32": "F32", "float64": "F64", "uint32": "U32"}
 _ST_BACK = {v: k for k, v in _ST_DTYPES.items()}
 
 
-class GoldenFormatError(ValueError):
+class GoldenFormatError(UserError, ValueError):
     """A golden file is malformed (bad header, hash mismatch, schema violation)."""
+
+
+@dataclass
+class VectorSet:
+    """Every golden vector: JSON documents (file name -> dict) and bulk arrays
+    (name -> (arrays, metadata)), with the level and seed that made them."""
+
+    docs: dict
+    bulk: dict
+    level: str
+    seed: int
+    generator_version: str
 
 
 def dump_json(doc: dict) -> bytes:
@@ -222,8 +237,6 @@ def _load_json(path: Path):
 
 def read_tree(root: Path):
     """Load a golden directory (after verifying its manifest) into a :class:`VectorSet`."""
-    from . import VectorSet
-
     root = Path(root)
     manifest = verify_manifest(root)
     docs, bulk = {}, {}

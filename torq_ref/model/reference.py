@@ -1,7 +1,7 @@
 """transformers as the reference implementation (crosscheck extra: torch, transformers).
 
 Used by the slow tests (FW-5.5, FW-6.4, FW-9.8: every registry model against transformers loading
-the same GGUF), ``ppl --reference`` and ``bench-forward``; imported lazily so the package works
+the same GGUF), ``models ppl --reference`` and ``bench forward``; imported lazily so the package works
 without torch.
 """
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import subprocess
 import sys
 import zipfile
@@ -95,9 +96,10 @@ def _log(msg: str) -> None:
 
 
 def cache_dir(cache=None) -> Path:
-    from .gguf_import import cache_dir as _cache
-
-    return _cache(cache)
+    """``cache`` if given, else $TORQ_REF_CACHE, else ~/.cache/torq_ref (FW-5.1)."""
+    if cache is None:
+        cache = os.environ.get("TORQ_REF_CACHE") or Path.home() / ".cache" / "torq_ref"
+    return Path(cache).expanduser()
 
 
 def pip_command(sources, cache: Path) -> list[str]:

@@ -1,19 +1,28 @@
-"""CLI subcommands of the codec: ``demo`` and ``bench-codec`` (see README and benchmarks/codec.md)."""
+"""CLI subcommands of the codec: ``demo`` and ``bench codec`` (see README and benchmarks/codec.md)."""
 from __future__ import annotations
 
 import time
 
 
 def register(sub) -> None:
+    """``demo``."""
+    from .formats import FORMATS, SCALE_RULES
+
     p = sub.add_parser("demo", help="quantize a small example block to MX and show every step")
-    p.add_argument("--fmt", default="e2m1", help="element format (default e2m1)")
-    p.add_argument("--scale-rule", default="floor", help="floor | rceil | ceil | even | mse")
+    p.add_argument("--fmt", default="e2m1", choices=FORMATS, help="element format (default e2m1)")
+    p.add_argument("--scale-rule", default="floor", choices=SCALE_RULES, help="E8M0 scale rule (default floor)")
     p.add_argument("values", nargs="*", type=float, help="values of one block (padded with zeros to 32)")
     p.set_defaults(func=_demo)
-    b = sub.add_parser("bench-codec", help="time MXFP4 quantize / encode against torchao and ml_dtypes")
-    b.add_argument("--rows", type=int, default=4096)
-    b.add_argument("--cols", type=int, default=4096)
-    b.add_argument("--repeat", type=int, default=5)
+
+
+def register_bench(sub) -> None:
+    """``bench codec``."""
+    from torq_ref.errors import positive_int
+
+    b = sub.add_parser("codec", help="time MXFP4 quantize / encode against torchao and ml_dtypes")
+    b.add_argument("--rows", type=positive_int, default=4096)
+    b.add_argument("--cols", type=positive_int, default=4096)
+    b.add_argument("--repeat", type=positive_int, default=5)
     b.set_defaults(func=_bench)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 
 @dataclass(frozen=True)
 class ElementFormat:
@@ -88,8 +90,12 @@ E8M0_NAN = 0xFF
 E8M0_MAX_FINITE = 0xFE
 
 
+class FormatError(UserError, ValueError):
+    """An unknown element format or scale rule name (the message lists the known ones)."""
+
+
 def get_format(fmt: str | ElementFormat) -> ElementFormat:
-    """Return the format named ``fmt`` (case-insensitive) or raise ValueError listing the known ones."""
+    """Return the format named ``fmt`` (case-insensitive) or raise FormatError (a ValueError) listing the known ones."""
     if isinstance(fmt, ElementFormat):
         return fmt
     if not isinstance(fmt, str):
@@ -97,12 +103,12 @@ def get_format(fmt: str | ElementFormat) -> ElementFormat:
     try:
         return FORMATS[fmt.lower()]
     except KeyError:
-        raise ValueError(f"unknown MX element format {fmt!r}; known: {', '.join(FORMATS)}") from None
+        raise FormatError(f"unknown format {fmt}; known: {', '.join(FORMATS)}") from None
 
 
 def check_scale_rule(rule: str) -> str:
     if not isinstance(rule, str) or rule.lower() not in SCALE_RULES:
-        raise ValueError(f"unknown scale_rule {rule!r}; known: {', '.join(SCALE_RULES)}")
+        raise FormatError(f"unknown scale rule {rule}; known: {', '.join(SCALE_RULES)}")
     return rule.lower()
 
 

@@ -1,13 +1,13 @@
 """Rotation benchmarks of ``python -m torq_ref`` (spec/SH.md SH-6.1, spec/ME.md ME-5.2).
 
-``register(sub)`` adds them; each runs both sides in one process on synthetic data:
+``register_bench(sub)`` adds them below ``bench``; each runs both sides in one process on synthetic data:
 
-* ``bench-schur-horn``: the constant-target Schur-Horn builder (numba and NumPy paths) against
+* ``bench schur-horn``: the constant-target Schur-Horn builder (numba and NumPy paths) against
   ``numpy.linalg.eigvalsh`` of the same matrix (SH-6.1).
-* ``bench-maxent``: the max-entropy optimizer, numba against NumPy, and its scaling (ME-5.2).
+* ``bench maxent``: the max-entropy optimizer, numba against NumPy, and its scaling (ME-5.2).
 
-The experiments on the real model's inputs (compare-inter-block, maxent-real) live in
-torq_ref.experiments, above both the model and the rotations.
+The experiments on the real model's inputs (``experiment inter-block``, ``experiment maxent-real``)
+live in torq_ref.experiments, above both the model and the rotations.
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from .maxent_eval import CHUNK
 from .synthetic import heavy_tailed_activations
 
 
-def register(sub):
-    p = sub.add_parser("bench-schur-horn",
+def register_bench(sub):
+    """``bench schur-horn`` and ``bench maxent``."""
+    p = sub.add_parser("schur-horn",
                        help="Schur-Horn builder vs numpy.linalg.eigvalsh, numba vs NumPy")
     p.add_argument("--n", type=int, nargs="+", default=[4096, 8192], help="matrix sizes")
     p.add_argument("--seed", type=int, default=0)
@@ -32,7 +33,7 @@ def register(sub):
     p.add_argument("--no-numpy", action="store_true", help="skip the NumPy-path timing")
     p.set_defaults(func=_run_bench_schur_horn)
 
-    p = sub.add_parser("bench-maxent", help="time maxent_rotation (numba vs NumPy) and scaling")
+    p = sub.add_parser("maxent", help="time maxent_rotation (numba vs NumPy) and scaling")
     p.add_argument("--tokens", type=int, nargs="+", default=[1024, 2048, 4096])
     p.add_argument("--channels", type=int, nargs="+", default=[576])
     p.add_argument("--sweeps", type=int, default=2, help="sweeps timed (holdout off)")

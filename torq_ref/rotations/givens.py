@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from torq_ref.errors import UserError
+
 from . import _numba_givens
 
 __all__ = ["GivensSequence", "GivensFileError", "apply_rotations"]
@@ -33,7 +35,7 @@ _VERSION = "1"
 _UNIT_TOL = 1e-12
 
 
-class GivensFileError(ValueError):
+class GivensFileError(UserError, ValueError):
     """A safetensors file does not hold a valid GivensSequence (SH-1.5)."""
 
 

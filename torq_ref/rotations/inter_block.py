@@ -190,7 +190,7 @@ def select_macro_rotation(calib, heldout, strategies=STRATEGIES, *, block_size: 
 
 
 # --------------------------------------------------------------------------------------------
-# the measured comparison (CLI ``compare-inter-block``, results/inter_block.md)
+# the measured comparison (CLI ``experiment inter-block``, results/inter_block.md)
 # --------------------------------------------------------------------------------------------
 SYNTHETIC_WIDTHS = {"qkv": 576, "o": 576, "gate_up": 576, "down": 1536}
 

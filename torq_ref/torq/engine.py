@@ -19,6 +19,8 @@ The numbers equal those of a whole-model pass per row (tested on a tiny model, T
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -26,11 +28,30 @@ from torq_ref.model.capture import ActivationCapture
 from torq_ref.model.hooks import SITES, SiteQuant, prepare_site
 
 from .methods import SCALED_METHODS, SettingsError, TorqConfig, site_transform, weight_quant_of
+from .site_metrics import site_metrics as measure_site
 
 #: windows per batched layer call (bounds the attention and MLP temporaries)
 WINDOW_BATCH = 4
 #: positions per chunk at the output head (bounds the (positions, vocabulary) temporaries)
 HEAD_CHUNK = 128
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """How the engine builds a layer's transforms: ``site_transform(method, layer, site, C, X, cfg,
+    cache, weight=)`` (the method dispatch, TQ-2; None: :func:`methods.site_transform`) and
+    ``layer_scales(model, i, site, cap, cfg)`` (the scale step, TQ-2.7; None: :func:`layer_scales`). The core run uses :data:`CORE`; the
+    experiments wrap it to run their variants (TQ-2.16), with ``scale_step`` True to scale the
+    scaled methods whatever ``cfg.scale_alpha`` says and ``settings`` recorded in results.json."""
+
+    site_transform: Callable | None = None
+    layer_scales: Callable | None = None
+    scale_step: bool = False
+    settings: dict = field(default_factory=dict)
+
+
+#: the core dispatch of ``run``
+CORE = Dispatch()
 
 
 def _progress(iterable, desc: str, progress: bool, total=None):
@@ -90,12 +111,14 @@ class Row:
 
 
 def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, settings,
-                    cfg: TorqConfig, *, progress: bool = True, site_metrics=None):
+                    cfg: TorqConfig, *, progress: bool = True, site_metrics=measure_site,
+                    dispatch: Dispatch = CORE):
     """(rows, per_site, timings) of every (method, setting) on ``model`` (TQ-6).
 
     ``rows``: list of dicts with method, setting, ppl and the per-window lists window_nll,
     window_kld, window_top1, window_n, plus eval_s. ``per_site[method]["layer:site"]``: the site
-    metrics and fit info. ``site_metrics(C, X_held, transform, cfg) -> dict`` measures a site."""
+    metrics and fit info. ``site_metrics(C, X_held, transform, cfg) -> dict`` measures a site
+    (default :func:`torq_ref.torq.site_metrics.site_metrics`; None: no metrics)."""
     eval_w, calib_w = np.asarray(eval_w), np.asarray(calib_w)
     check_rows(calib_w.size, cfg)
     width = eval_w.shape[1]
@@ -109,7 +132,7 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
     rows = [Row(m, s, x_eval.copy()) for m in methods
             for s in (("FP32",) if m == "fp32" else tuple(settings))]
     del x_eval
-    scaled = tuple(m for m in methods if m in SCALED_METHODS and (cfg.scale_alpha > 0 or cfg.alpha_grid))
+    scaled = tuple(m for m in methods if m in SCALED_METHODS and (cfg.scale_alpha > 0 or dispatch.scale_step))
     per_site: dict[str, dict] = {m: {} for m in methods}
     cache: dict = {}
     for i in _progress(range(model.config.num_layers), "layers", progress):
@@ -118,7 +141,7 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
         x_cal = _run_layer(model, i, x_cal, rope, {}, capture=cap)              # TQ-6.1
         timings["calibration_s"] += time.perf_counter() - t0
         transforms, weights, views = _layer_transforms(model, i, cap, methods, scaled, cfg, cache,
-                                                       per_site, site_metrics, timings)
+                                                       per_site, site_metrics, timings, dispatch)
         # GPTQ rows need the second moment of their sites' inputs, as their model saw it (TQ-7.4)
         moments = {flag: {site: v.moment(i, site) for site in SITES} for flag, v in views.items()
                    if any(r.setting == "W4A4" and (r.method in scaled) == flag
@@ -155,7 +178,7 @@ def _note_layer(i: int, n: int, t_start: float, progress: bool) -> None:
 
 
 def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cache: dict,
-                      per_site: dict, site_metrics, timings: dict):
+                      per_site: dict, site_metrics, timings: dict, dispatch: Dispatch = CORE):
     """TQ-6.2: the transforms {method: {site: Transform | None}} of layer i from its capture,
     the site metrics (into ``per_site``), the layer's weights {False: plain, True: scaled} and the
     calibration views {False: cap, True: scaled view}. Scaled methods (the scale step, TQ-2.7)
@@ -168,7 +191,7 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
     if scaled:
         scales = {}
         for site in NORM_OF_SITE:
-            scales[site], alphas[site] = layer_scales(model, i, site, cap, cfg)
+            scales[site], alphas[site] = (dispatch.layer_scales or layer_scales)(model, i, site, cap, cfg)
         weights[True] = scaled_layer(model.layers[i], scales)
         scaled_cal = ScaledCalibration(cap, {(i, site): s for site, s in scales.items()})
     transforms: dict[str, dict] = {}
@@ -178,8 +201,8 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
         transforms[method] = {}
         for site in SITES:
             C, X = data.moment(i, site), data.inputs(i, site)
-            t, info = site_transform(method, i, site, C, X, cfg, cache,
-                                     weight=weights[method in scaled].site_weight(site))
+            t, info = (dispatch.site_transform or site_transform)(
+                method, i, site, C, X, cfg, cache, weight=weights[method in scaled].site_weight(site))
             transforms[method][site] = t
             if site_metrics is not None:
                 m = site_metrics(C, held_out_rows(X, cfg), t, cfg)
@@ -194,18 +217,10 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, cach
 
 
 def layer_scales(model, i: int, site: str, cap, cfg: TorqConfig):
-    """(s, info) of the scale step at one RMSNorm-fed site of layer i: the fixed alpha of TQ-2.7,
-    or with ``cfg.alpha_grid`` the per-site choice of TQ-2.11 on the rows the micro step fits
-    (the held-out rows of the site metrics are not used)."""
-    from .scale_step import channel_scales, choose_alpha
+    """(s, info) of the scale step at one RMSNorm-fed site of layer i: the fixed alpha of TQ-2.7."""
+    from .scale_step import channel_scales
 
-    C = cap.moment(i, site)
-    if not cfg.alpha_grid:
-        return channel_scales(C, cfg.scale_alpha), {"alpha": float(cfg.scale_alpha)}
-    X = cap.inputs(i, site)[: cfg.micro_rows]
-    alpha, losses = choose_alpha(C, X, model.layers[i].site_weight(site), cfg.alpha_grid,
-                                 block_size=cfg.block_size, fmt=cfg.fmt, scale_rule=cfg.scale_rule)
-    return channel_scales(C, alpha), {"alpha": alpha, "losses": {str(a): v for a, v in losses.items()}}
+    return channel_scales(cap.moment(i, site), cfg.scale_alpha), {"alpha": float(cfg.scale_alpha)}
 
 
 def _scaled_view(model, i: int, lw):

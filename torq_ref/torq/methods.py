@@ -14,7 +14,7 @@ random-orthogonal   x @ Q, Q Haar-random (seeded per site; QuaRot style)        
 hadamard32          x_b @ H32 in every 32-block (BRQ / MR-GPTQ style)                 TQ-2.2
 torq-macro          x @ M, M = macro_rotation(C) (inter-block, Schur-Horn based)       TQ-2.3
 torq-micro          x_b @ R, R = maxent_rotation(X) (intra-block, max entropy)        TQ-2.4
-torq                x @ M then x_b @ R, R fitted on X @ M                             TQ-2.5
+torq                x @ B then x_b @ R', B the 32-block Hadamard: equals torq-micro     TQ-2.5
 torq-maxent         x_b @ R, R = maxent_rotation(X), no scale step (ablation)          TQ-2.12
 smoothrot           scale step, then x_b @ H32 (SmoothRot, no fitted rotation)        TQ-2.8
 duquant             scale step, then ((x R1) P) R2 (DuQuant, 32-blocks, zig-zag P)    TQ-2.9
@@ -27,15 +27,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# SEED_FREE_METHODS: the methods whose transforms never depend on --seed (TQ-4.8); the seed-spread
+# reader below this package owns the list, re-exported here with the other method lists
+from torq_ref.evaluate.seed_spread import SEED_FREE_METHODS  # noqa: F401
+from torq_ref.errors import UserError
 from torq_ref.model.hooks import SITES
 
 METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq",
            "smoothrot", "duquant", "mr-gptq", "torq-maxent")
-#: the methods of a plain ``run`` (``torq-maxent`` is an ablation row, asked for by name or preset)
-DEFAULT_METHODS = METHODS[:-1]
-#: named method lists for ``--methods`` (TQ-2.12): the ablation of TORQ's levels
+#: methods that equal another method of METHODS by construction (TQ-2.5): never two rows of the
+#: same method in one table
+SAME_AS = {"torq-micro": "torq"}
+#: the methods of a plain ``run``: one row per distinct method (``torq-maxent`` is an ablation row,
+#: asked for by name or preset; ``torq-micro`` is ``torq``, TQ-2.5)
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", *SAME_AS))
+#: named method lists for ``--methods`` (TQ-2.12): the ablation of TORQ's levels and scale step,
+#: each a distinct method
 METHOD_PRESETS = {"ablation": ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent",
-                               "torq-micro", "torq")}
+                               "torq-micro")}
 #: methods that start with the scale step (TQ-2.7): TORQ's micro level, and the smoothing peers
 #: with the same alpha rule (TQ-2.8, TQ-2.9)
 SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant")
@@ -46,28 +55,25 @@ WEIGHT_QUANTS = ("rtn", "gptq")
 MICRO_OBJECTIVES = ("activation", "output")
 #: methods whose W4A4 weights are always GPTQ (TQ-2.10)
 GPTQ_METHODS = ("mr-gptq",)
-#: methods whose transforms never depend on --seed (TQ-4.8): no Haar draw, no seeded fit
-SEED_FREE_METHODS = ("fp32", "rtn", "hadamard32", "smoothrot", "mr-gptq")
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """Bad settings for the TORQ pipeline, reported before any long work."""
 
 
 @dataclass(frozen=True)
 class TorqConfig:
-    """Knobs of the pipeline (defaults are the ones spec/TQ.md justifies)."""
+    """Knobs of the pipeline (defaults are the ones spec/TQ.md justifies). The exploration
+    variants (the other composition orders and macro strategies of the full method, one rotation
+    per block, a per-site alpha grid) are not knobs of the core: torq_ref.experiments.variants
+    wraps this dispatch to run them (TQ-2.16)."""
 
     macro_strategy: str = "block_hadamard_schur_horn"
     beta: float | None = None            # None: torq_ref.rotations.maxent.DEFAULT_BETA
     holdout: float = 0.25
     max_sweeps: int | None = 2           # micro optimizer sweeps (held-out early stopping inside)
     micro_rows: int = 1024               # calibration rows per site given to the micro optimizer
-    per_block: bool = False
-    order: str = "macro-micro"           # "macro-micro" or "micro-macro" (TQ-2.5)
-    full_macro_strategy: str = "block_hadamard"   # the macro level of the full method (TQ-2.5)
     scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
-    alpha_grid: tuple | None = None      # --scale-alpha auto: per-site alpha from this grid (TQ-2.11)
     micro_objective: str = "activation"  # "activation" or "output": NMSE weighted by W (TQ-2.14)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)
@@ -107,7 +113,7 @@ def parse_list(text: str | None, allowed: tuple[str, ...], what: str, *, default
 _ALL_LAYERS = 2**20
 
 
-def _site_seed(seed: int, layer: int, site: str) -> int:
+def site_seed(seed: int, layer: int, site: str) -> int:
     """The seed of one site's random draws, derived from the run seed only (TQ-4.5: same seed,
     same transforms)."""
     return int(np.random.SeedSequence([seed, layer, SITES.index(site)])
@@ -118,11 +124,6 @@ def macro_transform(C: np.ndarray, cfg: TorqConfig):
     from torq_ref.rotations.inter_block import macro_rotation
 
     return macro_rotation(C, strategy=cfg.macro_strategy, block_size=cfg.block_size, seed=cfg.seed)
-
-
-#: macro strategies that already end in (or contain) the 32-block Hadamard; the micro step after
-#: them starts from the identity, since a second Hadamard would undo the first (H H = I).
-_MACRO_WITH_BLOCK_HADAMARD = ("block_hadamard", "block_hadamard_schur_horn", "schur_horn_block_hadamard")
 
 
 def output_block_exponents(W: np.ndarray, block_size: int) -> np.ndarray:
@@ -153,9 +154,11 @@ def weighted_rows(X: np.ndarray, k: np.ndarray, block_size: int) -> np.ndarray:
     return Y.reshape(T, n).astype(X.dtype)
 
 
-def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadamard", weight=None):
+def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadamard", weight=None,
+                   per_block: bool = False):
     """The micro rotation fitted on ``X[:micro_rows]``; with ``cfg.micro_objective == "output"``
-    and the consuming ``weight`` (out, n) the rows are first weighted block by block (TQ-2.14)."""
+    and the consuming ``weight`` (out, n) the rows are first weighted block by block (TQ-2.14).
+    ``per_block`` (one rotation per block) is for the experiments' variants only (TQ-2.16)."""
     from torq_ref.rotations.maxent import maxent_rotation
 
     kwargs = {}
@@ -171,7 +174,7 @@ def micro_rotation(X: np.ndarray, cfg: TorqConfig, seed: int, init: str = "hadam
     elif cfg.micro_objective != "activation":
         raise SettingsError(f"unknown micro objective {cfg.micro_objective!r}; choose from {', '.join(MICRO_OBJECTIVES)}")
     R, report = maxent_rotation(rows, block_size=cfg.block_size, holdout=cfg.holdout, seed=seed,
-                                per_block=cfg.per_block, init=init, **kwargs)
+                                per_block=per_block, init=init, **kwargs)
     return R, report
 
 
@@ -180,8 +183,8 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     """(Transform or None, info dict) of ``method`` for one site (TQ-2.x). ``weight`` (out, n):
     the weight that consumes the site, as the method's model has it (needed by TQ-2.14).
 
-    ``cache`` (optional) keeps the micro rotation fitted on the raw rows of a site, which
-    ``torq-micro`` and ``torq`` (order micro-macro) share: the same fit is never run twice."""
+    ``cache`` (optional) keeps the micro rotation fitted on a site's rows, which ``torq-micro``
+    and ``torq`` share (TQ-2.5): the same fit is never run twice."""
     from torq_ref.model import Transform
     from torq_ref.rotations import baselines
 
@@ -192,10 +195,10 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         return None, info
     if method == "random-orthogonal":
         if cfg.random_per_layer:
-            q = baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, layer, site))
+            q = baselines.random_orthogonal(n, seed=site_seed(cfg.seed, layer, site))
         else:                                         # --quick: one per site kind, shared
             q = _memo(cache, ("random-orthogonal", site),
-                      lambda: baselines.random_orthogonal(n, seed=_site_seed(cfg.seed, _ALL_LAYERS, site)))
+                      lambda: baselines.random_orthogonal(n, seed=site_seed(cfg.seed, _ALL_LAYERS, site)))
         return Transform(matrix=q, block_size=b), info
     if method in ("hadamard32", "smoothrot", "mr-gptq"):
         # smoothrot: the scale step (applied by the caller, SCALED_METHODS) then this (TQ-2.8);
@@ -205,36 +208,19 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         from .duquant import duquant_transform
 
         return duquant_transform(X[: cfg.micro_rows], b, cfg.duquant_steps,
-                                 _site_seed(cfg.seed, layer, site)), info
+                                 site_seed(cfg.seed, layer, site)), info
     if method == "torq-macro":
         return Transform(matrix=macro_transform(C, cfg), block_size=b), info
     if method in ("torq-micro", "torq-maxent"):
         # the same fit on different rows: smoothed (torq-micro) or raw (torq-maxent, TQ-2.12)
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, tag=method, weight=weight)
         return Transform(block=R, block_size=b), info
-    if method == "torq" and cfg.order == "micro-macro":
-        # micro first (Hadamard start, max-entropy sweeps on the raw rows), then the inter-block
-        # Schur-Horn equalization of the micro-rotated second moment: x -> ((x_b @ R) ...) @ Q
-        from torq_ref.rotations.schur_horn import schur_horn
-
-        R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
-        BR = np.kron(np.eye(n // b), R)                       # (n, n) block-diagonal
-        Q = schur_horn(BR.T @ C @ BR)
-        return Transform(matrix=Q.apply(BR), block_size=b), info
-    if method == "torq" and cfg.full_macro_strategy == "block_hadamard":
+    if method == "torq":
         # block Hadamard B, then R' fitted on X B from the identity: B (I (x) R') = I (x) (H R'),
-        # and H R' is exactly the micro fit of the raw rows from the Hadamard start (shared)
+        # and H R' is exactly the micro fit of the same rows from the Hadamard start, torq-micro's
+        # fit (TQ-2.5): the two methods share it
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
         return Transform(block=R, block_size=b), info
-    if method == "torq":
-        from dataclasses import replace
-
-        M = macro_transform(C, replace(cfg, macro_strategy=cfg.full_macro_strategy))
-        init = "identity" if cfg.full_macro_strategy in _MACRO_WITH_BLOCK_HADAMARD else "hadamard"
-        WM = None if weight is None else M.apply(np.asarray(weight, dtype=np.float64))   # (out, n): W M
-        R, rep = micro_rotation(M.apply(X[: cfg.micro_rows]), cfg, _site_seed(cfg.seed, layer, site), init, WM)
-        info["micro"] = _report_summary(rep)
-        return Transform(matrix=M, block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
@@ -253,13 +239,13 @@ def _raw_micro(layer: int, site: str, X: np.ndarray, cfg: TorqConfig, cache: dic
     the rows: the methods that share a tag fit the same rows (torq-micro and torq: the smoothed
     rows; torq-maxent: the raw rows), so a fit is never reused for other rows."""
     def fit():
-        R, rep = micro_rotation(X, cfg, _site_seed(cfg.seed, layer, site), "hadamard", weight)
-        return R, _report_summary(rep)
+        R, rep = micro_rotation(X, cfg, site_seed(cfg.seed, layer, site), "hadamard", weight)
+        return R, report_summary(rep)
 
     return _memo(cache, ("micro", tag, layer, site), fit)
 
 
-def _report_summary(rep) -> dict:
+def report_summary(rep) -> dict:
     """The JSON-friendly part of a MaxentReport: why it stopped and the metrics it moved."""
     return {"stop_reason": rep.stop_reason, "best_sweep": int(rep.best_sweep),
             "sweeps": len(rep.sweeps), "initial": _plain(rep.initial), "final": _plain(rep.final),

@@ -218,7 +218,8 @@ def test_engine_rows_carry_the_percentiles_of_every_scored_token():
     from torq_ref.evaluate.token_metrics import window_metrics
     from torq_ref.model.tiny import tiny_model
     from torq_ref.torq import engine
-    from torq_ref.torq.pipeline import plan_for, site_metrics
+    from torq_ref.torq.oracle import plan_for
+    from torq_ref.torq.site_metrics import site_metrics
     from torq_fixtures import CFG, W
 
     tiny = tiny_model("llama", seed=3)

@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "torq_ref"
 #: the rooms of the package, lowest first (CL-4.1): a module may import its own room and the rooms
 #: before it, never one after it. ``torq_ref`` is the package's __init__ (its version); the other
 #: names are the subpackages and top-level modules of torq_ref.
-ROOMS = ("torq_ref", "errors", "blas_threads", "mx", "golden", "conformance", "quant", "rotations",
+ROOMS = ("torq_ref", "errors", "blas_threads", "mx", "quant", "rotations", "golden", "conformance",
          "model", "evaluate", "torq", "experiments", "torch", "selftest", "cli", "__main__")
 
 

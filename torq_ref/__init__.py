@@ -14,7 +14,7 @@ Layout (one job per subpackage; the spec clause prefix is in brackets):
                            user-facing errors                          [CL]  spec/CL.md
 
 Each subpackage is a room that imports only the rooms below it (spec/CL.md CL-4.1, the order:
-errors, blas_threads, mx, golden, conformance, quant, rotations, model, evaluate, torq,
+errors, blas_threads, mx, quant, rotations, golden, conformance, model, evaluate, torq,
 experiments, torch, selftest, cli); the tests collect with the ``test`` extra alone (CL-5.1).
 
 README.md's two commands and examples use exactly these entry points (spec/ST.md ST-3.1, ST-3.2,

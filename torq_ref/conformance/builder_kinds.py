@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from torq_ref.golden.hexio import from_hex
+from torq_ref.rotations.maxent_eval import heldout_objective  # the oracle objective (ME-2.1)
 
 from .common import as_float
 from .report import CaseResult
@@ -93,15 +94,6 @@ def run_schur_horn(fn, vs, profile, fmt, use_bulk):
             out.append(judge_schur_horn(f"rotation_builders.json#{t['tcId']}", t["flags"], lam, tg,
                                         t["expect"], lambda: fn(lam.copy(), tg.copy())))
     return out
-
-
-def heldout_objective(X_held, R, beta: float, block_size: int = 32) -> float:
-    """J = H - beta NMSE of the held-out tokens rotated by R, through torq_ref.mx (ME-2.1)."""
-    from torq_ref.rotations.maxent_eval import rotation_metrics
-
-    m = rotation_metrics(np.asarray(X_held, np.float64), np.asarray(R, np.float64),
-                         block_size=block_size)
-    return m["entropy"] - beta * m["nmse"]
 
 
 def judge_maxent(src, flags, x_held, R, beta, j_ref_min, block_size) -> CaseResult:

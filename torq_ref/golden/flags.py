@@ -15,19 +15,7 @@ case "breaks".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Flag:
-    name: str
-    bug_type: str
-    description: str
-    clause: str
-
-    def note(self) -> dict:
-        """The Wycheproof-style notes entry written into JSON files."""
-        return {"bugType": self.bug_type, "description": self.description, "clause": self.clause}
+from .flag import Flag
 
 
 def _f(name, bug_type, clause, description):

@@ -257,7 +257,7 @@ def maxent_inputs():
 
 def builders_doc(level: str, seed: int, version: str):
     """(rotation_builders.json, the maxent_heldout bulk arrays) (GV-7.3, GV-7.4)."""
-    from torq_ref.conformance.builder_kinds import heldout_objective
+    from torq_ref.rotations.maxent_eval import heldout_objective
     from torq_ref.rotations.maxent import DEFAULT_BETA, maxent_rotation
 
     ids = _Ids()

@@ -2,7 +2,7 @@
 :data:`torq_ref.golden.flags.FLAGS`."""
 from __future__ import annotations
 
-from .flags import Flag
+from .flag import Flag
 
 
 def _f(name, bug_type, clause, description):

@@ -274,3 +274,11 @@ def rotation_metrics(X, R=None, *, block_size: int = 32) -> dict:
                    dtype=np.float64)
     return {"entropy": code_entropy(Y, block_size=block_size),
             "nmse": float(np.sum((q - Y) ** 2) / np.sum(X * X))}
+
+
+def heldout_objective(X_held, R, beta: float, block_size: int = 32) -> float:
+    """J = H - beta NMSE of the held-out tokens X_held (N, n) rotated blockwise by R (b, b),
+    through torq_ref.mx (ME-2.1): the objective the ``maxent`` conformance kind judges by."""
+    m = rotation_metrics(np.asarray(X_held, np.float64), np.asarray(R, np.float64),
+                         block_size=block_size)
+    return m["entropy"] - beta * m["nmse"]

@@ -143,7 +143,7 @@ def quotients(x, s: int) -> np.ndarray:
 
 
 def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
-                     follows=(), rules=("floor", "rceil", "ceil", "even")) -> list:
+                     follows=(), rules=mx.AMAX_RULES) -> list:
     """Every (cause, rule) that explains a failing MX block, most specific first (CF-3.7).
 
     ``rule`` is the profile's rule; ``follows`` the other rules whose scales the kernel gives on
@@ -213,13 +213,13 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
 
 
 def classify_block(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
-                   follows=(), rules=("floor", "rceil", "ceil", "even")):
+                   follows=(), rules=mx.AMAX_RULES):
     """(cause, rule) of one failing block on its own: the first candidate."""
     return block_candidates(x, exp_s, exp_c, got_s, got_c, fmt, rule, follows, rules)[0]
 
 
 def rules_followed(x, got_s, fmt: str, rule: str, block: int = 32,
-                   rules=("floor", "rceil", "ceil", "even")) -> tuple:
+                   rules=mx.AMAX_RULES) -> tuple:
     """The other rules whose scale the kernel gives on at least half of the blocks where that
     rule's scale differs from the profile rule's. x (rows, K), got_s (rows, K / block)."""
     b = np.asarray(x, np.float64).reshape(got_s.shape + (block,))

@@ -25,7 +25,10 @@ from .report import CaseResult, hexwords, repro_snippet
 
 from .common import (KINDS, MAX_KEPT, ConventionError, as_float, as_u8,  # noqa: F401
                      _CODE_ORDER, convention_failure, diff_detail, _first_clause, split_variants, group_tests)
-from .blocks import aggregate_bulk, run_fake_quant, run_gguf_block, run_quantize
+from .fake_quant import run_fake_quant
+from .gguf_block import run_gguf_block
+from .judge import aggregate_bulk
+from .quantize_mx import run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
 
 # ------------------------------------------------------------------------------------- encode

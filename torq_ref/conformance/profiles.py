@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from torq_ref.mx.formats import AMAX_RULES
+
 
 class ProfileError(ValueError):
     """Unknown profile name or inconsistent profile."""
@@ -65,7 +67,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("any-rule", "floor",
             "FLOOR is valid; the same block under RCEIL, CEIL or EVEN is acceptable "
             "(ScaleRuleVariant). For kernels whose rule is unknown.",
-            acceptable_rules=("rceil", "ceil", "even")),
+            acceptable_rules=tuple(r for r in AMAX_RULES if r != "floor")),
 ]}
 
 

@@ -81,7 +81,10 @@ FORMATS: dict[str, ElementFormat] = {
     "int8": ElementFormat("int8", 0, 6, 0, 0, 127.0 / 64.0, False, False, 0x7F),
 }
 
-SCALE_RULES = ("floor", "rceil", "ceil", "even", "mse")
+#: The rules that compute a block's scale from its amax alone (MX-4.2 .. MX-4.5), in the order
+#: reports and golden groups list them; SCALE_RULES adds MSE (MX-4.8), which needs the values.
+AMAX_RULES = ("floor", "rceil", "ceil", "even")
+SCALE_RULES = AMAX_RULES + ("mse",)
 
 E8M0_BIAS = 127
 E8M0_NAN = 0xFF

@@ -29,15 +29,17 @@ ELEMENT_FORMATS = ("e2m1", "e2m3", "e3m2", "e4m3", "e5m2", "int8")
 #: (format, rule) groups of the JSON quantize file; bulk adds the other formats under FLOOR.
 #: The amax rules share the full input set (GV-2.5); the MSE rule (MX-4.8) has a small group of its
 #: own at the end of the file (GV-2.6), and no bulk file.
-AMAX_RULES = ("floor", "rceil", "ceil", "even")
+AMAX_RULES = mx.AMAX_RULES
 QUANTIZE_GROUPS = [("e2m1", r) for r in AMAX_RULES] + [("e4m3", "floor"), ("e4m3", "rceil")]
 BULK_QUANTIZE = QUANTIZE_GROUPS + [(f, "floor") for f in ("e2m3", "e3m2", "e5m2", "int8")]
 
 
 def positive_values(fmt: str) -> np.ndarray:
-    """Sorted positive-or-zero finite values of an element format (from the oracle's table)."""
+    """Sorted positive-or-zero finite values of an element format (from the oracle's table).
+    The sign bit is tested, not ``t >= 0``: -0.0 >= 0 holds, and which of +0 / -0 np.unique
+    keeps depends on the sort NumPy picks, so the zero is +0 by construction."""
     t = mx.VALUE_TABLES[fmt]
-    v = np.unique(t[np.isfinite(t) & (t >= 0)])
+    v = np.unique(t[np.isfinite(t) & ~np.signbit(t)])
     return v
 
 

@@ -36,12 +36,18 @@ def _same_bits(a, b):
         return ((a == b) & (np.signbit(a) == np.signbit(b))) | (np.isnan(a) & np.isnan(b))
 
 
+#: at most this many (scale, codes) readings of one block's output are classified
+MAX_FITS = 8
+
+
 def infer_scale_codes(got, x, exp_s, fmt, rules_scales, dtype=np.float32):
     """(s, c) pairs: a scale code and element codes with value(c) * 2^(s-127), rounded to the
     output dtype, equal to got bit for bit. If the oracle's own quantization of x under some
     scale reproduces the output, only those scales count (the two nearest the expected one: a
-    clamped amax or scale lands far from it); otherwise the expected scale +-3 and every rule's,
-    with the codes read back from the output (a block of small values fits several scales)."""
+    clamped amax or scale lands far from it). Otherwise every scale 0..254 whose codes read
+    back from the output reproduce it, at most MAX_FITS: the rules' scales first, then by
+    distance from the expected scale, the expected scale itself last (always kept), so that a wrong scale
+    (an overflowed or clamped one) is not read as element errors under the right one."""
     with np.errstate(over="ignore", invalid="ignore"):
         ss = np.arange(255)
         q = np.ldexp(np.asarray(x, np.float64)[None, :], (127 - ss)[:, None])       # (255, n)
@@ -51,34 +57,37 @@ def infer_scale_codes(got, x, exp_s, fmt, rules_scales, dtype=np.float32):
     if ok.size:
         near = sorted(ok, key=lambda v: (abs(int(v) - exp_s), int(v)))[:2]
         return [(int(v), nat[v]) for v in near]
-    fits = []
-    for s in dict.fromkeys(c for c in [exp_s + d for d in (0, 1, -1, 2, -2, 3, -3)] + list(rules_scales)
-                           if 0 <= c <= 254):
-        with np.errstate(invalid="ignore", over="ignore"):
-            c = mx.encode(np.ldexp(got, 127 - s), fmt)
-            back = np.ldexp(mx.decode(c, fmt), s - 127).astype(dtype).astype(np.float64)
-        if _same_bits(back, got).all():
-            fits.append((s, c))
-    return fits
+    with np.errstate(invalid="ignore", over="ignore"):
+        codes = mx.encode(np.ldexp(got[None, :], (127 - ss)[:, None]), fmt)          # (255, n)
+        back = np.ldexp(mx.decode(codes, fmt), (ss - 127)[:, None]).astype(dtype).astype(np.float64)
+    fit = set(np.flatnonzero(_same_bits(back, got[None, :]).all(-1)).tolist())
+    order = [s for s in dict.fromkeys(int(r) for r in rules_scales) if s != exp_s] + \
+        sorted((s for s in range(255) if s != exp_s), key=lambda s: (abs(s - exp_s), s))
+    chosen = [s for s in dict.fromkeys(order) if s in fit][:MAX_FITS - 1]
+    chosen += [exp_s] if exp_s in fit else []
+    return [(s, codes[s]) for s in chosen]
 
 
 def _non_pow2_grid(got, fmt):
-    """True if got = value(c) * k for one k that is not a power of two."""
+    """True if got = value(c) * k for one k that is not a power of two, and for no k that is
+    (a block with one nonzero magnitude m fits m / v for every element value v: only a
+    magnitude that no power of two times an element value gives is evidence)."""
     a = np.abs(got[np.isfinite(got)])
     if a.size == 0 or a.max() == 0:
         return False
+    other = False
     for v in np.unique(np.abs(mx.VALUE_TABLES[fmt][np.isfinite(mx.VALUE_TABLES[fmt])])):
         if v == 0:
             continue
         k = a.max() / v
-        if np.frexp(k)[0] == 0.5:
-            continue
         r = a / k
         with np.errstate(invalid="ignore", over="ignore"):
             back = mx.decode(mx.encode(r, fmt), fmt)
         if np.allclose(back, r, rtol=2.0 ** -20, atol=0):
-            return True
-    return False
+            if np.frexp(k)[0] == 0.5:
+                return False
+            other = True
+    return other
 
 
 def _fake_candidates(case: Case, s0: int, ec, g, fmt, rule, dt):

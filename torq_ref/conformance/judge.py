@@ -19,7 +19,7 @@ import numpy as np
 
 from torq_ref.golden.hexio import from_hex
 
-from .causes import clause_of, resolve
+from .causes import clause_of, resolve, rule_parts
 from .common import MAX_KEPT, convention_failure
 from .report import CaseResult
 
@@ -75,7 +75,8 @@ def lenient_verdict(case: Case, profile, cause: str, crule: str, rule: str):
     block follows an accepted scale rule (CF-2.3) or differs only in the sign of a zero under
     ``+unsigned-zero`` (CF-2.4); else (None, the cause with an accepted SignedZero part
     removed)."""
-    if crule != rule and crule in profile.acceptable_rules and cause == "OtherScaleRule":
+    accepted = bool(rule_parts(crule)) and all(r in profile.acceptable_rules for r in rule_parts(crule))
+    if crule != rule and accepted and cause == "OtherScaleRule":
         return CaseResult(case.src, case.flags, "acceptable", matched=["ScaleRuleVariant", crule],
                           cause=cause, rule=crule), cause
     parts = cause.split("+")

@@ -101,10 +101,11 @@ def _round_to(exp: np.ndarray, dtype) -> np.ndarray:
 
 
 def _dequant_ok(got, exp, signed_zero="exact"):
-    """CF-3.2: equal with the same sign of zero (unless the profile accepts +0 for -0), and NaN
-    exactly where NaN is expected: a NaN output for a number fails."""
+    """CF-3.2: equal with the same sign of zero (under +unsigned-zero also +0 for -0, never -0
+    for +0: CF-2.4), and NaN exactly where NaN is expected: a NaN output for a number fails."""
     with np.errstate(invalid="ignore"):
-        same = (got == exp) & ((np.signbit(got) == np.signbit(exp)) | (signed_zero != "exact"))
+        plus_for_minus = (signed_zero != "exact") & np.signbit(exp) & ~np.signbit(got)
+        same = (got == exp) & ((np.signbit(got) == np.signbit(exp)) | plus_for_minus)
         return np.where(np.isnan(exp), np.isnan(got), same & ~np.isnan(got))
 
 
@@ -114,7 +115,7 @@ def _dequant_cause(got, exp, scale):
         if (np.isnan(exp[bad]) | np.isnan(got[bad])).any():
             return "NaNHandling"
         if ((got[bad] == 0) & (exp[bad] == 0)).all():
-            return "SignedZero"
+            return "SignedZero" if np.signbit(exp[bad]).all() else "NegativeZero"
         if scale == 0 and (got == 0).all():
             return "FlushedScaleCodeZero"
     return "ValueMismatch"
@@ -147,7 +148,7 @@ def run_dequantize(fn, vs, profile, fmt, use_bulk):
         clause = _first_clause(t["flags"], _CODE_ORDER, "MX-5.6")
         j = int(np.flatnonzero(~_dequant_ok(gi, exp, profile.signed_zero))[0])
         cause = _dequant_cause(gi, exp, int(s[i, 0]))
-        if cause == "SignedZero":
+        if cause in ("SignedZero", "NegativeZero"):
             clause = "MX-3.3"
         detail = (f"scale {t['scale']}, element {j} code {int(c[i, j]):02x}: expected "
                   f"{exp[j]!r} got {gi[j]!r} (output dtype {got.dtype})")

@@ -33,6 +33,9 @@ class Judging:
     candidates: Callable        # (Case, expected Outputs, got Outputs) -> [(cause, rule), ...]
     nvfp4: bool = False
     output_name: str = "codes"  # the output named when only the codes differ
+    #: the accepted rules one block matches -> the name reported (causes.accepted_rule_namer);
+    #: None names the first
+    accepted_rule: Callable | None = None
 
 
 def judge_block(case: Case, exp: Outputs, got: Outputs, how: Judging, *, matched=(),
@@ -49,10 +52,11 @@ def judge_block(case: Case, exp: Outputs, got: Outputs, how: Judging, *, matched
     status, known = variant_match(case.variants, got, case.flags, profile)
     if status:
         return CaseResult(case.src, case.flags, "acceptable", matched=known)
-    for r, other in case.others.items():
-        if got.same_as(other) and other.codes is not None:
-            return CaseResult(case.src, case.flags, "acceptable", matched=["ScaleRuleVariant", r],
-                              cause="OtherScaleRule", rule=r)
+    matching = [r for r, other in case.others.items() if other.codes is not None and got.same_as(other)]
+    if matching:
+        r = how.accepted_rule(matching) if how.accepted_rule else matching[0]
+        return CaseResult(case.src, case.flags, "acceptable", matched=["ScaleRuleVariant", r],
+                          cause="OtherScaleRule", rule=r)
     render = block_failure(case, exp, got, how, known + list(matched), repro)
     return Pending(case, how.candidates(case, exp, got), profile, how.rule, render, how.nvfp4)
 

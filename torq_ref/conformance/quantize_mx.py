@@ -7,12 +7,14 @@ judged block by block against the profile's rule group of mx_quantize.json and t
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from torq_ref import mx
 from torq_ref.golden.hexio import from_hex
 
-from .causes import block_candidates, rules_followed
+from .causes import accepted_rule_namer, block_candidates, rules_followed
 from .common import group_tests, split_variants
 from .judge import Case, Outputs, call_kernel, finish
 from .quantize_block import Judging, call_quantize, judge_block, judge_bulk
@@ -56,6 +58,12 @@ def json_quantize_cases(vs, profile, fmt):
     return cases, expected, x
 
 
+def _matches(cases, gots, profile) -> dict:
+    """accepted rule -> bool per block of the call: the kernel's block equals that rule's."""
+    return {r: np.array([r in c.others and g.same_as(c.others[r]) for c, g in zip(cases, gots)])
+            for r in profile.acceptable_rules}
+
+
 def _outputs(t) -> Outputs:
     codes = None if t["codes"] is None else from_hex(t["codes"], "uint8").reshape(1, -1)
     return Outputs(from_hex(t["scale"], "uint8").reshape(1, 1), codes)
@@ -79,9 +87,10 @@ def run_quantize(fn, vs, profile, fmt, use_bulk):
             out.append(failed)
         else:
             gs, gc = got
-            how = mx_judging(profile, fmt, rules_followed(x, gs, fmt, rule))
-            out += finish([judge_block(c, e, Outputs(gs[i:i + 1], gc[i:i + 1]), how)
-                           for i, (c, e) in enumerate(zip(cs, expected))])
+            gots = [Outputs(gs[i:i + 1], gc[i:i + 1]) for i in range(len(cs))]
+            how = replace(mx_judging(profile, fmt, rules_followed(x, gs, fmt, rule)),
+                          accepted_rule=accepted_rule_namer(_matches(cs, gots, profile)))
+            out += finish([judge_block(c, e, g, how) for c, e, g in zip(cs, expected, gots)])
     if use_bulk and bulk_name in vs.bulk:
         out += _bulk_quantize(fn, vs, bulk_name, profile, fmt)
     return out

@@ -172,6 +172,51 @@ CONFORMANCE_CODEC = [
           requires=("numba",)),
 ]
 
+T_VERDICT = "tests/test_conformance_causes_verdicts.py"
+
+CONFORMANCE = [
+    # verdicts of the harness that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.7)
+    Plant("verdict-scale-byte-read-as-elements", "conformance", "torq_ref/conformance/causes.py",
+          "if np.array_equal(got_c, exp_c) and not np.array_equal(rc, got_c):", "if False:",
+          (f"{T_VERDICT}::test_wrong_scale_byte_beside_right_codes_is_a_scale_cause",),
+          "a wrong scale byte beside the right codes is named after element causes"),
+    Plant("verdict-unsigned-zero-both-ways", "conformance", "torq_ref/conformance/causes.py",
+          '"NegativeZero" if zero_both[k] else', '"SignedZero" if zero_both[k] else',
+          (f"{T_VERDICT}::test_unsigned_zero_accepts_plus_zero_for_minus_zero_only",),
+          "+unsigned-zero accepts -0 written for +0"),
+    Plant("verdict-any-rule-first-in-order", "conformance", "torq_ref/conformance/quantize_block.py",
+          "r = how.accepted_rule(matching) if how.accepted_rule else matching[0]", "r = matching[0]",
+          (f"{T_VERDICT}::test_any_rule_names_the_rule_the_kernel_follows_as_a_whole",),
+          "any-rule names the first agreeing rule (RCEIL for an EVEN kernel)"),
+    Plant("verdict-followed-on-coincidences", "conformance", "torq_ref/conformance/causes.py",
+          "if agree >= MIN_EVIDENCE and 2 * agree >= int(d.sum()):", "if agree >= 1 and 2 * agree >= int(d.sum()):",
+          (f"{T_VERDICT}::test_followed_rule_needs_evidence_that_separates_the_rules",),
+          "a rule counts as followed on two coincidental blocks"),
+    Plant("verdict-followed-rules-not-separated", "conformance", "torq_ref/conformance/causes.py",
+          "kept = [r for r in support if not any(_beats(got_s, scales[o], scales[r]) for o in support if o != r)]",
+          "kept = list(support)",
+          (f"{T_VERDICT}::test_followed_rule_needs_evidence_that_separates_the_rules",),
+          "every rule that agrees on half its blocks is followed, RCEIL beside EVEN"),
+    Plant("verdict-flushed-variant-of-zero-block", "conformance", "torq_ref/golden/defects.py",
+          "            if (mx.decode(codes, fmt) != 0).any():\n", "            if True:\n",
+          (f"{T_VERDICT}::test_no_flushed_scale_code_zero_variant_for_a_block_of_zeros",),
+          "a block of zeros gets a FlushedScaleCodeZero variant equal to the sign-of-zero loss"),
+    Plant("verdict-inf-tie-neighbour", "conformance", "torq_ref/conformance/causes.py",
+          "neighbour = finite_q & ~tie & pair", "neighbour = ~tie & pair",
+          (f"{T_VERDICT}::test_inf_encoded_as_four_is_saturation_not_tie_neighbour",),
+          "+-Inf encoded as +-4 is named TieNeighbour"),
+    Plant("verdict-fake-expected-scale-first", "conformance", "torq_ref/conformance/fake_quant.py",
+          "    chosen = [s for s in dict.fromkeys(order) if s in fit][:MAX_FITS - 1]\n",
+          "    chosen = [s for s in dict.fromkeys([exp_s] + order) if s in fit][:MAX_FITS - 1]\n",
+          (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
+          "fake-quant reads the output under the expected scale first"),
+    Plant("verdict-non-pow2-on-one-magnitude", "conformance", "torq_ref/conformance/fake_quant.py",
+          "            if np.frexp(k)[0] == 0.5:\n                return False\n",
+          "            if np.frexp(k)[0] == 0.5:\n                continue\n",
+          (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
+          "NonPowerOfTwoScale for a block with one nonzero magnitude on a power-of-two grid"),
+]
+
 GOLDEN = [
     Plant("safetensors-oversized-header", "golden", "torq_ref/golden/io.py",
           "    if n > len(data) - 8:\n", "    if False:\n",
@@ -365,4 +410,4 @@ PIPELINE = [
 ]
 
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE
+PLANTS: list[Plant] = MX + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY + PIPELINE

@@ -218,6 +218,10 @@ CONFORMANCE = [
 ]
 
 GOLDEN = [
+    Plant("schema-property-undescribed", "golden", "torq_ref/golden/mx_vectors.schema.json",
+          '"description": "Test id, unique within the file, from 1."', '"$comment": "tcId"',
+          (f"{T_GOLD}::test_every_schema_property_is_described",),
+          "a schema property without a description (GV-1.3)"),
     Plant("safetensors-oversized-header", "golden", "torq_ref/golden/io.py",
           "    if n > len(data) - 8:\n", "    if False:\n",
           (f"{T_GOLD}::test_safetensors_reader_rejects_bad_headers",),

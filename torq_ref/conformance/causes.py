@@ -76,7 +76,8 @@ CAUSES: dict[str, tuple[str, str]] = {
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
-RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5", "mse": "MX-4.8"}
+RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5", "mse": "MX-4.8",
+               "cutlass": "MX-4.9"}
 _ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "NegativeZero", "SubnormalFlush", "TieDirection", "TieNeighbour",
                   "Saturation", "ElementRounding")
 

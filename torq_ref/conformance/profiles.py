@@ -54,6 +54,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("ceil", "ceil", "torchao ScaleCalculationMode.CEIL.", evidence="torchao 0.18"),
     Profile("even", "even", "torchao ScaleCalculationMode.EVEN; vLLM's CUTLASS MXFP4 path.",
             evidence="torchao 0.18; vLLM"),
+    Profile("vllm-cutlass-moe", "cutlass",
+            "vLLM's CUTLASS MXFP4 (W4A4) MoE kernel: the E8M0 code is the biased exponent of the "
+            "float32 amax after adding 2^21 to its bit pattern, minus emax (MX-4.9): the exponent "
+            "goes up at m >= 1.75, so amax / scale lies in [4, 7) and a block with m in (1.5, 1.75) "
+            "saturates its largest element to 6; checked on mx_scale_rules.json (GV-2.7).",
+            evidence="vLLM PR 43557 (the fixed CUTLASS MoE E8M0 computation)"),
     Profile("mse", "mse",
             "The software MSE scale rule (MX-4.8): per block FLOOR's code or FLOOR + 1, whichever "
             "quantized block has the smaller squared error (ties keep FLOOR); the small e2m1 MSE "

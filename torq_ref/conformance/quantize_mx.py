@@ -33,29 +33,38 @@ def mx_judging(profile, fmt: str, follows) -> Judging:
     return Judging(profile, rule, CALL, candidates)
 
 
+#: the JSON files whose MxQuantize groups the quantize kinds read, in order
+QUANTIZE_FILES = ("mx_quantize.json", "mx_scale_rules.json")
+
+
 def json_quantize_cases(vs, profile, fmt):
-    """(Cases, expected Outputs, x (n, 32)) of the profile's group of mx_quantize.json, each
-    Case with its variants and its outputs under the rules the profile accepts; None when the
-    file has no such group."""
-    doc = vs.docs["mx_quantize.json"]
-    tests = group_tests(doc, "MxQuantize", format=fmt, scaleRule=profile.scale_rule)
-    if tests is None:
-        return None
-    valid, variants = split_variants(tests)
-    by_rule = {}
-    for r in profile.acceptable_rules:
-        ot = group_tests(doc, "MxQuantize", format=fmt, scaleRule=r)
-        if ot:
-            by_rule[r] = {t["x"]: t for t in ot if t["result"] == "valid"}
-    x = np.stack([from_hex(t["x"], "float32") for t in valid])                 # (n, 32)
+    """(Cases, expected Outputs, x (n, 32)) of the profile's groups of QUANTIZE_FILES, each
+    Case with its variants and its outputs under the rules the profile accepts (from the same
+    file); None when no file has such a group."""
     cases, expected = [], []
-    for i, t in enumerate(valid):
-        others = {r: _outputs(m[t["x"]]) for r, m in by_rule.items()
-                  if t["x"] in m and m[t["x"]]["codes"]}
-        cases.append(Case(f"mx_quantize.json#{t['tcId']}", t["flags"], x[i:i + 1],
-                          variants=variants.get(t["tcId"], []), others=others))
-        expected.append(_outputs(t))
-    return cases, expected, x
+    for name in QUANTIZE_FILES:
+        if name not in vs.docs:
+            continue
+        doc = vs.docs[name]
+        tests = group_tests(doc, "MxQuantize", format=fmt, scaleRule=profile.scale_rule)
+        if tests is None:
+            continue
+        valid, variants = split_variants(tests)
+        by_rule = {}
+        for r in profile.acceptable_rules:
+            ot = group_tests(doc, "MxQuantize", format=fmt, scaleRule=r)
+            if ot:
+                by_rule[r] = {t["x"]: t for t in ot if t["result"] == "valid"}
+        for t in valid:
+            others = {r: _outputs(m[t["x"]]) for r, m in by_rule.items()
+                      if t["x"] in m and m[t["x"]]["codes"]}
+            cases.append(Case(f"{name}#{t['tcId']}", t["flags"],
+                              from_hex(t["x"], "float32").reshape(1, -1),
+                              variants=variants.get(t["tcId"], []), others=others))
+            expected.append(_outputs(t))
+    if not cases:
+        return None
+    return cases, expected, np.concatenate([c.x for c in cases])                 # (n, 32)
 
 
 def _matches(cases, gots, profile) -> dict:

@@ -6,6 +6,8 @@ amax = m * 2^E (m in [1, 2), exact from ``np.frexp``):
     FLOOR  s = 127 + E - emax                          (OCP MX v1.0 section 6.3)
     CEIL   s = 127 + E - emax + [m > 1]
     EVEN   s = 127 + E - emax + [m >= 2 - 2^-(mbits+1)]
+    CUTLASS s = 127 + E - emax + [m >= 1.75]          (the float32 bit pattern of amax plus 2^21,
+                                                      its biased exponent: vLLM's CUTLASS MoE)
     RCEIL  s = 127 + ceil(log2(d)),  d = amax / max_elem rounded once to the working float
            (float32 for float16/float32 input, float64 for float64 input), as hardware does
 
@@ -59,6 +61,8 @@ def scale_codes(amax, fmt: str | ElementFormat, rule: str = "floor", *, saturate
             delta = 0
         elif rule == "ceil":
             delta = (mant > 1.0).astype(np.int64)
+        elif rule == "cutlass":  # MX-4.9: a carry out of the top two mantissa bits, whatever mbits
+            delta = (mant >= 1.75).astype(np.int64)
         else:  # even: round the significand to mbits+1 fractional bits' worth, carry into E
             delta = (mant >= 2.0 - np.ldexp(1.0, -(f.mbits + 1))).astype(np.int64)
         unbiased = E - f.emax + delta

@@ -76,3 +76,35 @@ def test_vllm_cutlass_moe_profile():
         return s, c.reshape(x.shape)
     rep = check("quantize", before_the_fix, profile="vllm-cutlass-moe", level="quick")
     assert not rep.passed and "MX-4.9" in {r.clause for r in rep.failures}
+
+
+@pytest.mark.clause("MX-4.10")
+def test_e8m0_cast_modes_hand_derived():
+    x = np.array([1.0, 1.25, 1.5, 1.9999, 3.0, 2.0 ** -130, 2.0 ** 127, 1.5 * 2.0 ** 127, np.inf,
+                  np.nan], np.float32)
+    assert list(mx.e8m0_cast(x, "nearest")) == [0x7F, 0x7F, 0x80, 0x80, 0x81, 0, 0xFE, 0xFF, 0xFF, 0xFF]
+    assert list(mx.e8m0_cast(x, "floor")) == [0x7F, 0x7F, 0x7F, 0x7F, 0x80, 0, 0xFE, 0xFE, 0xFF, 0xFF]
+    assert list(mx.e8m0_cast(x, "ceil-satfinite")) == [0x7F, 0x80, 0x80, 0x80, 0x81, 0, 0xFE, 0xFE, 0xFE, 0xFF]
+    with pytest.raises(ValueError, match="positive"):
+        mx.e8m0_cast(np.array([0.0], np.float32))
+    with pytest.raises(ValueError, match="known"):
+        mx.e8m0_cast(np.array([1.0], np.float32), "rne")
+
+
+@pytest.mark.clause("CF-3.11", "GV-2.8")
+def test_e8m0_cast_kind_on_the_libraries_and_a_planted_floor_cast():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    torch = pytest.importorskip("torch")
+    assert check("e8m0-cast", lambda x: x.astype(ml_dtypes.float8_e8m0fnu).view(np.uint8)).passed
+    t = lambda x: torch.from_numpy(x).to(torch.float8_e8m0fnu).view(torch.uint8).numpy()
+    # torch rounds the float32 bit pattern: a subnormal 1.25 x 2^-127 (fraction bit 22 set)
+    # goes up to 2^-126, although 2^-127 is nearer; every other vector is the nearest mode's
+    rep = check("e8m0-cast", t)
+    assert [r.detail.split()[0] for r in rep.failures] == ["x=00500000"], rep.per_cause
+    rep = check("e8m0-cast", t, profile="nvidia")          # torch rounds to nearest, not up
+    assert not rep.passed and rep.failing_causes() == {"OtherCastRounding"}
+    assert "nearest" in {r.rule for r in rep.failures} and {r.clause for r in rep.failures} == {"MX-4.10"}
+    exponent_field = lambda x: np.where(np.isnan(x), 255, (x.view(np.uint32) >> 23) & 0xFF).astype(np.uint8)
+    assert check("e8m0-cast", exponent_field, profile="ocp+cast-floor").passed
+    rep = check("e8m0-cast", exponent_field)
+    assert rep.failing_causes() == {"OtherCastRounding"} and {r.rule for r in rep.failures} == {"floor"}

@@ -74,6 +74,8 @@ CAUSES: dict[str, tuple[str, str]] = {
     "Nvfp4ZeroDenominator": ("MX-9.2", "NVFP4: value(S) * g is 0 in float32 (a flushed subnormal "
                                        "tensor scale), x / 0 saturated instead of q = +-0"),
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
+    "OtherCastRounding": ("MX-4.10", "an E8M0 cast code of another named rounding mode (in rule)"),
+    "CastCode": ("MX-4.10", "an E8M0 cast code that no named rounding mode gives"),
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
 RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5", "mse": "MX-4.8",

@@ -10,8 +10,9 @@ def register(sub):
     p.add_argument("--kind", required=True,
                    choices=KINDS)
     p.add_argument("--profile", default="ocp",
-                   help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal; "
-                        "options after '+': ocp+unsigned-zero (spec/CF.md CF-2.4)")
+                   help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal, "
+                        "vllm-cutlass-moe, mse; options after '+': ocp+unsigned-zero, "
+                        "ocp+cast-floor, ocp+cast-ceil-satfinite (spec/CF.md CF-2.4)")
     p.add_argument("--level", default="default", choices=("quick", "default", "thorough"))
     p.add_argument("--fmt", default="e2m1", help="element format: e2m1 (default), e4m3, ..., nvfp4")
     p.add_argument("--golden-dir", default=None, help="read vectors from this directory")

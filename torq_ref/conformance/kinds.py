@@ -25,6 +25,7 @@ from .report import CaseResult, hexwords, repro_snippet
 
 from .common import (KINDS, MAX_KEPT, ConventionError, as_float, as_u8,  # noqa: F401
                      _CODE_ORDER, convention_failure, diff_detail, _first_clause, split_variants, group_tests)
+from .e8m0_cast import run_e8m0_cast
 from .fake_quant import run_fake_quant
 from .gguf_block import run_gguf_block
 from .judge import aggregate_bulk
@@ -267,4 +268,4 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
 
 RUNNERS = {"encode": run_encode, "quantize": run_quantize, "dequantize": run_dequantize,
            "pack": run_pack, "swizzle": run_swizzle, "dot_scaled": run_dot_scaled,
-           "fake-quant": run_fake_quant, "gguf-block": run_gguf_block}
+           "fake-quant": run_fake_quant, "gguf-block": run_gguf_block, "e8m0-cast": run_e8m0_cast}

@@ -35,6 +35,8 @@ class Profile:
     #: NVFP4 tensor-scale convention (CF-2.5): "decode" (the kernel gets g, MX-9.2) or
     #: "reciprocal" (the kernel gets g_enc = fp32(1 / g), MX-9.4)
     nvfp4_global: str = "decode"
+    #: rounding mode of the scalar fp32 -> E8M0 cast the e8m0-cast kind expects (MX-4.10)
+    e8m0_cast: str = "nearest"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -44,7 +46,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             evidence="OCP MX v1.0; microxcaling; torchao default"),
     Profile("nvidia", "rceil",
             "NVIDIA hardware / cuBLAS / TransformerEngine: RCEIL scale (cvt.rp.satfinite.ue8m0x2), "
-            "satfinite (Inf block -> 0xFE, acceptable).",
+            "satfinite (Inf block -> 0xFE, acceptable); the E8M0 cast rounds up with saturation "
+            "(__nv_cvt_float_to_e8m0, cudaRoundPosInf).",
+            e8m0_cast="ceil-satfinite",
             evidence="PTX cvt.rp.satfinite.ue8m0x2.f32; cuBLAS block-scaled GEMM docs"),
     Profile("torchao", "floor",
             "torchao to_mx with ScaleCalculationMode.FLOOR (its default).",
@@ -78,7 +82,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
 
 
 #: options a profile name may carry after "+" (CF-2.4): name -> Profile field values
-OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"}}
+OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
+           "cast-nearest": {"e8m0_cast": "nearest"}, "cast-floor": {"e8m0_cast": "floor"},
+           "cast-ceil-satfinite": {"e8m0_cast": "ceil-satfinite"}}
 
 
 def get_profile(profile) -> Profile:

@@ -76,3 +76,43 @@ def scale_rules_doc(quantize_tests, doc) -> dict:
               "ulp either side, at three block exponents) and the 32 values of Triton issue 6054.",
               "Groups of one format share their inputs in order."]
     return doc("MX scale rules", header, groups)
+
+
+def e8m0_cast_inputs() -> list:
+    """(x float32, comment, flags) of the cast vectors: every power of two 2^-149 .. 2^127, the
+    significands where the modes part (1 + ulp, 1.25, 1.5 - ulp, 1.5, 1.5 + ulp, 1.75, 2 - ulp)
+    at a few exponents, FLT_MAX, +Inf and NaN."""
+    f32 = np.float32
+    out = [(f32(np.ldexp(1.0, k)), f"2^{k}", ["PowerOfTwo"]) for k in range(-149, 128)]
+    one = f32(1.0)
+    sig = [(np.nextafter(one, f32(2)), "1 + ulp"), (f32(1.25), "1.25"),
+           (np.nextafter(f32(1.5), one), "1.5 - ulp"), (f32(1.5), "1.5 (the nearest mode's tie)"),
+           (np.nextafter(f32(1.5), f32(2)), "1.5 + ulp"), (f32(1.75), "1.75"),
+           (np.nextafter(f32(2.0), one), "2 - ulp")]
+    for k in (-140, -127, -126, -20, 0, 1, 20, 126, 127):
+        for m, why in sig:
+            out.append((f32(np.ldexp(np.float64(m), k)), f"{why} x 2^{k}", ["ScaleRuleBoundary"]))
+    out += [(np.finfo(np.float32).max, "FLT_MAX", ["ExtremeMagnitude"]),
+            (f32(np.inf), "+Inf", ["NonFinite"]), (f32(np.nan), "NaN", ["NonFinite"])]
+    return out
+
+
+def e8m0_cast_doc(doc) -> dict:
+    """``mx_e8m0_cast.json``: one E8m0Cast group per rounding mode (GV-2.8, MX-4.10)."""
+    from .build import _Ids
+    from .hexio import to_hex
+
+    ids = _Ids()
+    inputs = e8m0_cast_inputs()
+    groups = []
+    for mode in mx.E8M0_CAST_MODES:
+        tests = []
+        for x, comment, flags in inputs:
+            xa = np.array([x], np.float32)
+            tests.append({"tcId": ids(), "comment": comment, "flags": list(flags), "x": to_hex(xa),
+                          "code": to_hex(mx.e8m0_cast(xa, mode)), "result": "valid"})
+        groups.append({"type": "E8m0Cast", "rounding": mode, "tests": tests})
+    header = ["The scalar float32 -> E8M0 cast under each named rounding mode: one positive",
+              "float32 (or +Inf, NaN), its E8M0 code. Zero and negative inputs have no E8M0 value",
+              "and are not tested (implementations differ: torch writes 0x00 for 0, ml_dtypes 0xFF)."]
+    return doc("E8M0 cast", header, groups)

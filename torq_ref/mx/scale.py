@@ -146,3 +146,40 @@ def scale_values(codes) -> np.ndarray:
         raise TypeError(f"scale codes must be uint8, got dtype {c.dtype}")
     v = np.ldexp(1.0, c.astype(np.int64) - E8M0_BIAS)
     return np.where(c == E8M0_NAN, np.nan, v)
+
+
+#: rounding modes of the scalar fp32 -> E8M0 cast (MX-4.10)
+E8M0_CAST_MODES = ("nearest", "floor", "ceil-satfinite")
+
+
+def e8m0_cast(x, mode: str = "nearest") -> np.ndarray:
+    """E8M0 code of each positive float (or NaN / +Inf), as uint8, under a named rounding mode
+    (MX-4.10). With x = m * 2^E (m in [1, 2), exact from frexp):
+
+        nearest         E + [m >= 1.5]: the nearest power of two, ties (1.5 x 2^k) up; a
+                        result above 2^127 (or +Inf) is 0xFF (torch float8_e8m0fnu, ml_dtypes)
+        floor           E (the float32 exponent field); +Inf is 0xFF
+        ceil-satfinite  E + [m > 1], above 2^127 (and +Inf) 0xFE (CUDA __nv_cvt_float_to_e8m0
+                        with cudaRoundPosInf and saturation; PTX cvt.rp.satfinite.ue8m0x2)
+
+    then 127 + that, below 0 clamped to 0x00 (2^-127, the smallest code: E8M0 has no zero).
+    NaN gives 0xFF. Zero and negative inputs have no E8M0 value and are a ValueError.
+    """
+    if mode not in E8M0_CAST_MODES:
+        raise ValueError(f"unknown E8M0 cast mode {mode!r}; known: {', '.join(E8M0_CAST_MODES)}")
+    a = np.asarray(x)
+    if a.dtype.kind != "f":
+        raise TypeError(f"x must be a float array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    nan, inf = np.isnan(a), np.isinf(a)
+    if np.any((a <= 0) & ~nan):
+        raise ValueError("the E8M0 cast is defined for positive inputs, NaN and +Inf; found "
+                         f"{a[(a <= 0) & ~nan].flat[0]!r}")
+    fin = np.where(nan | inf, 1.0, a)
+    m, e = np.frexp(fin)
+    E, mant = e - 1, 2.0 * m
+    up = {"nearest": mant >= 1.5, "floor": np.zeros(a.shape, bool), "ceil-satfinite": mant > 1.0}[mode]
+    code = np.maximum(E + up.astype(np.int64) + E8M0_BIAS, 0)
+    over = (code > E8M0_MAX_FINITE) | inf
+    code = np.where(over, E8M0_MAX_FINITE if mode == "ceil-satfinite" else E8M0_NAN, code)
+    return np.where(nan, E8M0_NAN, code).astype(np.uint8)

@@ -157,6 +157,10 @@ MX = [
           "delta = (mant >= 1.75).astype(np.int64)", "delta = (mant > 1.75).astype(np.int64)",
           ("tests/test_mx_scale_rules.py::test_cutlass_steps_at_one_point_seventy_five_whatever_the_format",),
           "the CUTLASS rule (MX-4.9) steps up only above m = 1.75, not at it"),
+    Plant("e8m0-cast-nearest-ties-down", "mx", "torq_ref/mx/scale.py",
+          'up = {"nearest": mant >= 1.5,', 'up = {"nearest": mant > 1.5,',
+          ("tests/test_mx_scale_rules.py::test_e8m0_cast_modes_hand_derived",),
+          "the nearest E8M0 cast sends the tie 1.5 x 2^k down"),
     Plant("mse-tie-goes-up", "mx", "torq_ref/mx/scale.py",
           "up = cand & (e1 < e0)", "up = cand & (e1 <= e0)",
           ("tests/test_mx_mse.py::test_pinned_blocks",), "MSE rule (MX-4.8) takes FLOOR + 1 on a tie"),
@@ -328,7 +332,7 @@ TRACEABILITY = [
           "`2^(s-127) * value(P_i)`. Implemented in\n`mx/blocks.py`.",
           (f"{T_TRACE}::test_every_implementation_path_exists",), "the spec names a module that does not exist"),
     Plant("trace-unknown-id-in-code", "trace", "torq_ref/mx/scale.py",
-          "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".9).",     # split so this file cites no fake id
+          "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".99).",     # split so this file cites no fake id
           (f"{T_TRACE}::test_every_cited_id_exists",), "code cites a clause that does not exist"),
     Plant("trace-clause-not-cited-by-code", "trace", "torq_ref/rotations/entropy.py",
           "ME-1.3 ``code_histogram`` and bad input.", "``code_histogram`` and bad input.",

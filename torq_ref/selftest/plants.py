@@ -153,6 +153,14 @@ MX = [
           "c += (a >= _THR[k]) if _UP[k] else (a > _THR[k])", "c += a >= _THR[k]",
           (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up",
           requires=("numba",)),
+    Plant("cutlass-rule-strict-step", "mx", "torq_ref/mx/scale.py",
+          "delta = (mant >= 1.75).astype(np.int64)", "delta = (mant > 1.75).astype(np.int64)",
+          ("tests/test_mx_scale_rules.py::test_cutlass_steps_at_one_point_seventy_five_whatever_the_format",),
+          "the CUTLASS rule (MX-4.9) steps up only above m = 1.75, not at it"),
+    Plant("e8m0-cast-nearest-ties-down", "mx", "torq_ref/mx/scale.py",
+          'up = {"nearest": mant >= 1.5,', 'up = {"nearest": mant > 1.5,',
+          ("tests/test_mx_scale_rules.py::test_e8m0_cast_modes_hand_derived",),
+          "the nearest E8M0 cast sends the tie 1.5 x 2^k down"),
     Plant("mse-tie-goes-up", "mx", "torq_ref/mx/scale.py",
           "up = cand & (e1 < e0)", "up = cand & (e1 <= e0)",
           ("tests/test_mx_mse.py::test_pinned_blocks",), "MSE rule (MX-4.8) takes FLOOR + 1 on a tie"),
@@ -172,7 +180,56 @@ CONFORMANCE_CODEC = [
           requires=("numba",)),
 ]
 
+T_VERDICT = "tests/test_conformance_causes_verdicts.py"
+
+CONFORMANCE = [
+    # verdicts of the harness that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.7)
+    Plant("verdict-scale-byte-read-as-elements", "conformance", "torq_ref/conformance/causes.py",
+          "if np.array_equal(got_c, exp_c) and not np.array_equal(rc, got_c):", "if False:",
+          (f"{T_VERDICT}::test_wrong_scale_byte_beside_right_codes_is_a_scale_cause",),
+          "a wrong scale byte beside the right codes is named after element causes"),
+    Plant("verdict-unsigned-zero-both-ways", "conformance", "torq_ref/conformance/causes.py",
+          '"NegativeZero" if zero_both[k] else', '"SignedZero" if zero_both[k] else',
+          (f"{T_VERDICT}::test_unsigned_zero_accepts_plus_zero_for_minus_zero_only",),
+          "+unsigned-zero accepts -0 written for +0"),
+    Plant("verdict-any-rule-first-in-order", "conformance", "torq_ref/conformance/quantize_block.py",
+          "r = how.accepted_rule(matching) if how.accepted_rule else matching[0]", "r = matching[0]",
+          (f"{T_VERDICT}::test_any_rule_names_the_rule_the_kernel_follows_as_a_whole",),
+          "any-rule names the first agreeing rule (RCEIL for an EVEN kernel)"),
+    Plant("verdict-followed-on-coincidences", "conformance", "torq_ref/conformance/causes.py",
+          "if agree >= MIN_EVIDENCE and 2 * agree >= int(d.sum()):", "if agree >= 1 and 2 * agree >= int(d.sum()):",
+          (f"{T_VERDICT}::test_followed_rule_needs_evidence_that_separates_the_rules",),
+          "a rule counts as followed on two coincidental blocks"),
+    Plant("verdict-followed-rules-not-separated", "conformance", "torq_ref/conformance/causes.py",
+          "kept = [r for r in support if not any(_beats(got_s, scales[o], scales[r]) for o in support if o != r)]",
+          "kept = list(support)",
+          (f"{T_VERDICT}::test_followed_rule_needs_evidence_that_separates_the_rules",),
+          "every rule that agrees on half its blocks is followed, RCEIL beside EVEN"),
+    Plant("verdict-flushed-variant-of-zero-block", "conformance", "torq_ref/golden/defects.py",
+          "            if (mx.decode(codes, fmt) != 0).any():\n", "            if True:\n",
+          (f"{T_VERDICT}::test_no_flushed_scale_code_zero_variant_for_a_block_of_zeros",),
+          "a block of zeros gets a FlushedScaleCodeZero variant equal to the sign-of-zero loss"),
+    Plant("verdict-inf-tie-neighbour", "conformance", "torq_ref/conformance/causes.py",
+          "neighbour = finite_q & ~tie & pair", "neighbour = ~tie & pair",
+          (f"{T_VERDICT}::test_inf_encoded_as_four_is_saturation_not_tie_neighbour",),
+          "+-Inf encoded as +-4 is named TieNeighbour"),
+    Plant("verdict-fake-expected-scale-first", "conformance", "torq_ref/conformance/fake_quant.py",
+          "    chosen = [s for s in dict.fromkeys(order) if s in fit][:MAX_FITS - 1]\n",
+          "    chosen = [s for s in dict.fromkeys([exp_s] + order) if s in fit][:MAX_FITS - 1]\n",
+          (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
+          "fake-quant reads the output under the expected scale first"),
+    Plant("verdict-non-pow2-on-one-magnitude", "conformance", "torq_ref/conformance/fake_quant.py",
+          "            if np.frexp(k)[0] == 0.5:\n                return False\n",
+          "            if np.frexp(k)[0] == 0.5:\n                continue\n",
+          (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
+          "NonPowerOfTwoScale for a block with one nonzero magnitude on a power-of-two grid"),
+]
+
 GOLDEN = [
+    Plant("schema-property-undescribed", "golden", "torq_ref/golden/mx_vectors.schema.json",
+          '"description": "Test id, unique within the file, from 1."', '"$comment": "tcId"',
+          (f"{T_GOLD}::test_every_schema_property_is_described",),
+          "a schema property without a description (GV-1.3)"),
     Plant("safetensors-oversized-header", "golden", "torq_ref/golden/io.py",
           "    if n > len(data) - 8:\n", "    if False:\n",
           (f"{T_GOLD}::test_safetensors_reader_rejects_bad_headers",),
@@ -275,7 +332,7 @@ TRACEABILITY = [
           "`2^(s-127) * value(P_i)`. Implemented in\n`mx/blocks.py`.",
           (f"{T_TRACE}::test_every_implementation_path_exists",), "the spec names a module that does not exist"),
     Plant("trace-unknown-id-in-code", "trace", "torq_ref/mx/scale.py",
-          "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".9).",     # split so this file cites no fake id
+          "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".99).",     # split so this file cites no fake id
           (f"{T_TRACE}::test_every_cited_id_exists",), "code cites a clause that does not exist"),
     Plant("trace-clause-not-cited-by-code", "trace", "torq_ref/rotations/entropy.py",
           "ME-1.3 ``code_histogram`` and bad input.", "``code_histogram`` and bad input.",
@@ -616,5 +673,5 @@ CLI = [
 ]
 
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY
-                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI)
+PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
+                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI)

@@ -52,6 +52,9 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke setting: 1 eval + 1 calibration window, 64 micro rows, 1 sweep, one random orthogonal per site kind")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--export-plan", default=None, metavar="DIR",
+                   help="also write every row's transforms as a plan directory (spec/TQ.md TQ-8; with several "
+                        "models DIR/<model>)")
     p.set_defaults(func=_run)
 
 
@@ -159,7 +162,7 @@ def _run(args) -> int:
     from torq_ref.model.errors import ModelError
 
     from .methods import SettingsError
-    from .pipeline import run
+    from .plan import export_run
     from .report import table, write_figures, write_json
 
     try:
@@ -174,7 +177,7 @@ def _run(args) -> int:
         label = model_label(name)
         out = Path(args.out or "out") / label if several else Path(args.out or Path("out") / label)
         try:
-            results = run(replace(spec, model=name), cfg)
+            results = export_run(replace(spec, model=name), cfg, args.export_plan, label if several else None)
         except (SettingsError, ModelError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

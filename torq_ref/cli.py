@@ -13,6 +13,7 @@ import sys
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES = (
     "torq_ref.torq.cli",         # run: the end-to-end TORQ table (the main job)
+    "torq_ref.torch.cli",        # eval-plan: an exported plan on the transformers model (torch path)
     "torq_ref.evaluate.cli",     # report: the cross-model table of several runs
     "torq_ref.mx.cli",           # demo, bench-codec
     "torq_ref.golden.cli",       # golden: regenerate golden/

@@ -125,7 +125,12 @@ def test_remove_restores_the_model_and_the_qkv_input_is_transformed_once(case):
     n_layers = hf.config.num_hidden_layers
     assert len(calls) == 4 * n_layers                      # one per site, not one per module
     assert not torch.equal(q, ref)
+    other = torch.from_numpy(ev[1:2])
+    with torch.no_grad():
+        q_other = hf(other, use_cache=False).logits        # a second forward under the same application
     applied.remove()
+    with torch.no_grad(), apply_plan(hf, plan, "smoothrot", "W4A4"):
+        assert torch.equal(hf(other, use_cache=False).logits, q_other)
     assert all(torch.equal(before[k], v) for k, v in hf.state_dict().items())
     with torch.no_grad():
         assert torch.equal(hf(ids, use_cache=False).logits, ref)

@@ -12,6 +12,8 @@ soon as the engine has built them, so a plan never holds more than one layer in 
 manifest at the end. ``load_plan`` reads a plan back (JSON and safetensors only, never a pickle)
 and ``check_model`` refuses a model that is not the one the plan was fitted on, naming the site
 (TQ-8.3). ``export_run`` is ``run`` with the recorder attached (``run --export-plan DIR``).
+Everything a consumer needs is in the files, nothing in this code: tests/plan_applier.py applies a
+plan from the spec alone (TQ-8.4).
 """
 from __future__ import annotations
 

@@ -179,3 +179,22 @@ def test_eval_plan_command_errors(tmp_path, capsys):
 
     assert main(["eval-plan", "--plan", str(tmp_path)]) == 2
     assert "no plan.json" in capsys.readouterr().err
+
+
+@pytest.mark.clause("TQ-9.4")
+def test_bound_widens_as_one_over_sqrt_n_and_flags_a_row_outside():
+    from torq_ref.torch.evaluate import BOUND, bound_for, compare
+
+    assert bound_for(8) == BOUND and bound_for(20) == BOUND
+    assert bound_for(2)["top1_abs"] == pytest.approx(2 * BOUND["top1_abs"])
+    eng = [{"method": "torq", "setting": "W16A4", "window_kld": [0.2] * 8, "window_top1": [0.8] * 8,
+            "window_nll": [np.log(10.0)] * 8}]
+
+    def row(kld, top1, ppl, n=8):
+        return [{"method": "torq", "setting": "W16A4", "kld": kld, "top1": top1, "ppl": ppl, "window_kld": [kld] * n}]
+
+    assert compare(row(0.215, 0.82, 10.1), eng)[0]["within_bound"]
+    assert not compare(row(0.25, 0.8, 10.0), eng)[0]["within_bound"]        # KLD 25 % off
+    assert not compare(row(0.2, 0.84, 10.0), eng)[0]["within_bound"]        # top-1 0.04 off
+    assert not compare(row(0.2, 0.8, 10.3), eng)[0]["within_bound"]         # PPL 3 % off
+    assert compare(row(0.2, 0.84, 10.0, n=2), eng)[0]["within_bound"]       # 2 windows: twice as wide

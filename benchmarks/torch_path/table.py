@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
+from torq_ref.torch.evaluate import bound_for, within
+
 
 def rows(label: str, path: str) -> list[str]:
     d = json.loads(open(path, encoding="utf-8").read())
@@ -16,7 +18,7 @@ def rows(label: str, path: str) -> list[str]:
         rel = dd["kld"] / n["kld"] if n["kld"] else 0.0
         out.append(f"| {label} | {c['method']} {c['setting']} | {c['windows']} | {n['ppl']:.4f} | {t['ppl']:.4f} | "
                    f"{n['kld']:.5f} | {t['kld']:.5f} | {dd['kld']:+.2e} ({rel:+.2%}) | {n['top1']:.4f} | "
-                   f"{t['top1']:.4f} | {dd['top1']:+.4f} | {'yes' if c['within_bound'] else 'NO'} |")
+                   f"{t['top1']:.4f} | {dd['top1']:+.4f} | {'yes' if within(dd, n, bound_for(c['windows'])) else 'NO'} |")
     return out
 
 

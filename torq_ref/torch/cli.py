@@ -65,7 +65,7 @@ def _run(args) -> int:
     from torq_ref.model.errors import ModelError
     from torq_ref.torq.plan import PlanError, load_plan
 
-    from .evaluate import BOUND, compare, evaluate_plan, load_hf_model, plan_windows, write_json
+    from .evaluate import BOUND, BOUND_WINDOWS, compare, evaluate_plan, load_hf_model, plan_windows, write_json
 
     try:
         plan = load_plan(args.plan)
@@ -84,7 +84,7 @@ def _run(args) -> int:
     device = args.device_map and f"device_map={args.device_map}" or args.device
     out = {"plan": str(args.plan), "model_dir": str(model_dir), "device": device,
            "torch": torch.__version__, "transformers": transformers.__version__,
-           "windows": int(len(windows)), "rows": res, "comparison": cmp, "bound": BOUND}
+           "windows": int(len(windows)), "rows": res, "comparison": cmp, "bound": BOUND, "bound_windows": BOUND_WINDOWS}
     path = write_json(out, args.out or Path(args.plan) / f"eval-plan-{device.replace(':', '')}.json")
     print(f"{'method':<12} {'setting':<6} {'ppl torch':>10} {'ppl numpy':>10} {'kld torch':>10} {'kld numpy':>10} "
           f"{'top1 torch':>10} {'top1 numpy':>10}  within bound")

@@ -672,6 +672,56 @@ CLI = [
           "gguf_import imports the registry again, which imports gguf_import"),
 ]
 
+T_PLAN = "tests/test_torq_plan.py"
+T_TORCH = "tests/test_torch_path.py"
+
+PLAN = [
+    Plant("plan-scale-vector-not-referenced", "plan", "torq_ref/torq/plan.py",
+          'k["scale"] = f"{site}.scale"', 'pass',
+          (f"{T_PLAN}::test_manifest_follows_the_schema_and_every_property_is_described",
+           f"{T_PLAN}::test_the_spec_alone_reproduces_the_engine"),
+          "the scaled rows' plan forgets the scale step: applied from the spec they differ from the engine"),
+    Plant("plan-gptq-row-exported-as-rtn", "plan", "torq_ref/torq/plan.py",
+          'if s == "W4A4" and weight_quant_of(m, cfg) == "gptq":', 'if False:',
+          (f"{T_PLAN}::test_every_row_is_exported_and_gptq_rows_are_skipped",),
+          "a GPTQ row is written as if its weights were RTN"),
+    Plant("plan-identity-ignores-the-digest", "plan", "torq_ref/torq/plan.py",
+          'if got != s["weight_sha256"]:', 'if False:',
+          (f"{T_PLAN}::test_a_plan_refuses_another_model_naming_the_site",),
+          "a plan is applied to other weights of the same shapes"),
+    Plant("plan-layer-file-digest-unchecked", "plan", "torq_ref/torq/plan.py",
+          'if file_sha256(p) != f["sha256"]:', 'if False:',
+          (f"{T_PLAN}::test_load_plan_refuses_damaged_plans",),
+          "a changed or truncated layer file is read as if intact"),
+    Plant("torch-fake-quant-ties-away", "plan", "torq_ref/torch/fake_quant.py",
+          "torch.round(a * 2) / 2", "torch.floor(a * 2 + 0.5) / 2",
+          (f"{T_TORCH}::test_torch_fake_quant_is_bit_exact_under_the_harness",),
+          "the torch fake quantizer rounds E2M1 ties away from zero", requires=("torch",)),
+    Plant("torch-fake-quant-drops-negative-zero", "plan", "torq_ref/torch/fake_quant.py",
+          "q = torch.copysign(q.clamp(max=_MAX), y)", "q = torch.sign(y) * q.clamp(max=_MAX)",
+          (f"{T_TORCH}::test_torch_fake_quant_refuses_what_it_does_not_implement",),
+          "negative values that round to zero become +0", requires=("torch",)),
+    Plant("torch-norm-fold-forgets-one-plus-weight", "plan", "torq_ref/torch/apply.py",
+          "g = (g + 1) if one_plus else g", "g = g",
+          (f"{T_TORCH}::test_torch_path_reproduces_the_engine_on_tiny_models",),
+          "the scale step folded into Gemma3's norm as if its multiplier were w, not 1 + w",
+          requires=("torch", "transformers")),
+    Plant("torch-qkv-input-reused-across-calls", "plan", "torq_ref/torch/apply.py",
+          "if self._last is not None and self._last[0] is x:", "if self._last is not None:",
+          (f"{T_TORCH}::test_remove_restores_the_model_and_the_qkv_input_is_transformed_once",),
+          "a site's transformed input is reused for the next token batch / layer call",
+          requires=("torch", "transformers")),
+    Plant("torch-remove-keeps-the-folded-norm", "plan", "torq_ref/torch/apply.py",
+          "        p = model.get_submodule(ident[\"norm\"]).weight\n        out._save(p)\n",
+          "        p = model.get_submodule(ident[\"norm\"]).weight\n",
+          (f"{T_TORCH}::test_remove_restores_the_model_and_the_qkv_input_is_transformed_once",),
+          "remove() leaves the scale step folded into the norms", requires=("torch", "transformers")),
+    Plant("torch-bound-ignores-top1", "plan", "torq_ref/torch/evaluate.py",
+          'and abs(diff["top1"]) <= bound["top1_abs"] and', "and",
+          (f"{T_TORCH}::test_bound_widens_as_one_over_sqrt_n_and_flags_a_row_outside",),
+          "a row whose top-1 differs from the engine's by any amount passes", requires=("torch", "transformers")),
+]
+
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
-                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI)
+                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN)

@@ -52,7 +52,20 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke setting: 1 eval + 1 calibration window, 64 micro rows, 1 sweep, one random orthogonal per site kind")
     p.add_argument("--no-figures", action="store_true")
+    add_performance_args(p)
     p.set_defaults(func=_run)
+
+
+def add_performance_args(p) -> None:
+    """The "performance" group of ``run`` (spec/TQ.md TQ-6.6..6.8): how the work is spread and
+    what is reused; none of it changes a number of the results."""
+    g = p.add_argument_group("performance", "where the work runs; the results are the same bytes for every choice")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: the usable cores); 1 runs everything in this process")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the work units on the Dask distributed scheduler at ADDRESS (the 'dask' extra)")
+    g.add_argument("--ref-cache", default=None, metavar="DIR",
+                   help="directory of the cached FP32 references (default <model cache>/references); 'off': none")
 
 
 def settings_from_args(args):
@@ -153,6 +166,36 @@ def model_label(model: str | None) -> str:
 
 
 def _run(args) -> int:
+    from .methods import SettingsError
+
+    try:
+        spec, cfg = settings_from_args(args)
+        models = model_list(args)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    several = len(models) > 1
+    from .parallel import make_executor
+
+    try:
+        executor = make_executor(args.jobs, args.scheduler)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ref_cache = None
+    if args.ref_cache != "off":
+        from torq_ref.evaluate.ref_cache import RefCache
+
+        from .pipeline import _log
+
+        ref_cache = RefCache(args.ref_cache, log=_log)
+    try:
+        return _run_models(args, spec, cfg, models, several, executor, ref_cache)
+    finally:
+        executor.close()
+
+
+def _run_models(args, spec, cfg, models, several, executor, ref_cache) -> int:
     from dataclasses import replace
 
     from torq_ref.evaluate.summary import metrics_table
@@ -162,19 +205,12 @@ def _run(args) -> int:
     from .pipeline import run
     from .report import table, write_figures, write_json
 
-    try:
-        spec, cfg = settings_from_args(args)
-        models = model_list(args)
-    except SettingsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    several = len(models) > 1
     done = []
     for name in models:
         label = model_label(name)
         out = Path(args.out or "out") / label if several else Path(args.out or Path("out") / label)
         try:
-            results = run(replace(spec, model=name), cfg)
+            results = run(replace(spec, model=name), cfg, executor=executor, ref_cache=ref_cache)
         except (SettingsError, ModelError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -53,6 +53,27 @@ def _pin_threads() -> None:
         pass
 
 
+def fork_safe_numba() -> None:
+    """Make numba's threads survive a fork: GNU OpenMP (numba's ``omp`` layer, its default here)
+    aborts or hangs in a forked child once the parent has used it, while the ``workqueue`` layer
+    is rebuilt after a fork. Chooses workqueue while numba has not started its threads; raises
+    a SettingsError when the omp layer already runs in this process."""
+    try:
+        import numba
+        from numba.np.ufunc import parallel as npp
+    except ImportError:
+        return
+    if not npp._is_initialized and str(numba.config.THREADING_LAYER) != "omp":
+        if str(numba.config.THREADING_LAYER) == "default":
+            numba.config.THREADING_LAYER = "workqueue"
+        return
+    if not npp._is_initialized or numba.threading_layer() == "omp":
+        from .methods import SettingsError
+
+        raise SettingsError("numba's OpenMP threads already run in this process, and a forked worker "
+                            "would hang: set NUMBA_THREADING_LAYER=workqueue, or use --jobs 1")
+
+
 class Inline:
     """Every unit here, in item order (``--jobs 1``)."""
 
@@ -85,6 +106,7 @@ class ForkPool:
             raise ValueError(f"a ForkPool needs at least 2 jobs, got {jobs}")
         if "fork" not in mp.get_all_start_methods():
             raise ValueError("--jobs > 1 needs the fork start method (Linux); use --jobs 1 or --scheduler")
+        fork_safe_numba()
         self.jobs = int(jobs)
         self._mp = mp.get_context("fork")
 
@@ -161,3 +183,18 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None):
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SettingsError(f"--jobs must be a positive whole number, got {jobs!r}")
     return Inline() if jobs == 1 else ForkPool(jobs)
+
+
+#: the keys of results.json that hold wall-clock times or the machine's provenance: the only
+#: ones that may differ between executors (TQ-6.6)
+TIMING_KEYS = ("timings", "provenance", "eval_s", "seconds")
+
+
+def without_timings(obj):
+    """``obj`` (a results dict) with every TIMING_KEYS entry removed, at any depth: what must be
+    the same bytes for every executor (TQ-6.6)."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, (list, tuple)):
+        return [without_timings(v) for v in obj]
+    return obj

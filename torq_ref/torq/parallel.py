@@ -89,6 +89,28 @@ class Inline:
         return "Inline()"
 
 
+def _warm_kernels() -> None:
+    """Compile (or load from numba's disk cache) the kernels of the fits and the codec once in the
+    parent, so the workers forked for every step inherit them instead of loading them each time.
+    Runs on a small synthetic site; its results are discarded (no number of a run depends on it)."""
+    try:
+        import numpy as np
+
+        from torq_ref import mx
+
+        from .methods import TorqConfig, site_transform
+
+        X = np.random.default_rng(0).standard_normal((96, 64)).astype(np.float32)
+        C = X.T.astype(np.float64) @ X / len(X)
+        cfg = TorqConfig(micro_rows=48, max_sweeps=1)
+        for method in ("torq-micro", "duquant"):
+            site_transform(method, 0, "qkv", C, X, cfg, {})
+        for dtype in (np.float32, np.float64):
+            mx.quantize_dequantize(X.astype(dtype), "e2m1", block_size=32, scale_rule="floor")
+    except Exception:              # a warm-up only saves time; the units work without it
+        pass
+
+
 def _fork_call(item):
     fn, model, shared = _STEP
     return fn(model, shared, item)
@@ -109,12 +131,16 @@ class ForkPool:
         fork_safe_numba()
         self.jobs = int(jobs)
         self._mp = mp.get_context("fork")
+        self._warm = False
 
     def map(self, fn, model, shared, items) -> list:
         global _STEP
         items = list(items)
         if len(items) <= 1:
             return [fn(model, shared, item) for item in items]
+        if not self._warm:
+            _warm_kernels()
+            self._warm = True
         _STEP = (fn, model, shared)
         try:
             with self._mp.Pool(min(self.jobs, len(items)), initializer=_pin_threads) as pool:

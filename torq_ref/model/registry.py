@@ -67,7 +67,7 @@ def _parts(prefix: str, version: str, members: list[tuple[str, int]]) -> tuple[S
     return tuple(Source(f"{prefix}{k}", version, m, size) for k, (m, size) in enumerate(members, 1))
 
 
-#: the named real models (FW-10.1) with their pins (FW-10.2)
+#: the named real models (FW-10.1) with their pins (FW-10.2); the 1.5B entry is FW-10.6
 REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("smollm2-135m", "llama", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct",
           98_362_432, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",

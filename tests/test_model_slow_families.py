@@ -1,11 +1,13 @@
-"""Qwen2.5-Coder-0.5B and Gemma-3-270M against transformers loading the same GGUF (spec/FW.md
-FW-9.8, FW-5.3, FW-5.6, FW-6.5).
+"""Qwen2.5-Coder-0.5B, Gemma-3-270M and Qwen2.5-Coder-1.5B against transformers loading the same
+GGUF (spec/FW.md FW-9.8, FW-5.3, FW-5.6, FW-6.5, FW-10.6).
 
 Slow: fetches / imports the real models into the cache when absent (`python -m torq_ref
 import-gguf --model NAME`), then runs the 8 evaluation windows (BOS rule of FW-6.5) through our
 forward pass and, after it is freed (peak memory stays one model), through transformers. Run one
-model at a time: ``pytest -m slow tests/test_model_slow_families.py -k gemma -s``. Measured
-figures: results/forward.md.
+model at a time: ``pytest -m slow tests/test_model_slow_families.py -k gemma -s``. The 1.5B model
+holds 7.1 GB of float32 weights per copy (one copy at a time, about 10 GB peak with the logits):
+``pytest -m slow tests/test_model_slow_families.py -k 1.5b -s``. Measured figures: results/forward.md
+and results/qwen2.5-coder-1.5b/ppl_check.md.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.crosscheck]
 
 #: name -> (transformers' FP32 perplexity under the protocol, our bound on |logit diff| in window 0)
-MODELS = {"qwen2.5-coder-0.5b": (11.33, 1e-3), "gemma3-270m": (15.17, 1e-3)}   # measured 4.2e-5 / 1.7e-4
+MODELS = {"qwen2.5-coder-0.5b": (11.33, 1e-3), "gemma3-270m": (15.17, 1e-3),   # measured 4.2e-5 / 1.7e-4
+          "qwen2.5-coder-1.5b": (None, 1e-3)}
 _CACHE: dict = {}
 
 
@@ -94,4 +97,4 @@ def test_fp32_perplexity_within_0p1_percent(name):
     print(f"\n{name}: FP32 PPL ours {r['ppl']:.6f} ({r['t_ours']:.1f} s), transformers {r['ref_ppl']:.6f} "
           f"({r['t_ref']:.1f} s), rel diff {rel:.2e}, max window NLL diff {np.abs(r['nll'] - r['ref_nll']).max():.2e}")
     assert rel < 1e-3
-    assert abs(r["ref_ppl"] - MODELS[name][0]) < 0.01
+    assert MODELS[name][0] is None or abs(r["ref_ppl"] - MODELS[name][0]) < 0.01

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.crosscheck]
 
 #: name -> (transformers' FP32 perplexity under the protocol, our bound on |logit diff| in window 0)
 MODELS = {"qwen2.5-coder-0.5b": (11.33, 1e-3), "gemma3-270m": (15.17, 1e-3),   # measured 4.2e-5 / 1.7e-4
-          "qwen2.5-coder-1.5b": (None, 1e-3)}
+          "qwen2.5-coder-1.5b": (6.70, 1e-3)}   # measured 9.8e-5
 _CACHE: dict = {}
 
 
@@ -97,4 +97,4 @@ def test_fp32_perplexity_within_0p1_percent(name):
     print(f"\n{name}: FP32 PPL ours {r['ppl']:.6f} ({r['t_ours']:.1f} s), transformers {r['ref_ppl']:.6f} "
           f"({r['t_ref']:.1f} s), rel diff {rel:.2e}, max window NLL diff {np.abs(r['nll'] - r['ref_nll']).max():.2e}")
     assert rel < 1e-3
-    assert MODELS[name][0] is None or abs(r["ref_ppl"] - MODELS[name][0]) < 0.01
+    assert abs(r["ref_ppl"] - MODELS[name][0]) < 0.01

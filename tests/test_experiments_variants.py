@@ -206,7 +206,7 @@ def test_torq_variant_command_runs_the_table_with_the_variant(tmp_path, monkeypa
 
     seen = {}
 
-    def fake_run(spec, cfg, dispatch=None):
+    def fake_run(spec, cfg, dispatch=None, **run_kw):
         seen.update(spec=spec, cfg=cfg, dispatch=dispatch)
         return {"results": [], "per_site": {}, "settings": dict(dispatch.settings), "timings": {"total_s": 1.0},
                 "seed": 0}

@@ -615,6 +615,54 @@ CLI = [
           "gguf_import imports the registry again, which imports gguf_import"),
 ]
 
+T_GLUE_OPT = "tests/test_glue_run_options.py"
+T_GLUE_ENG = "tests/test_glue_engine.py"
+
+GLUE = [
+    # --- the glue between stages (spec/ST.md ST-4.1)
+    Plant("glue-run-option-not-passed-on", "glue", "torq_ref/torq/cli.py",
+          'for key in ("beta", "max_sweeps", "micro_rows"):', 'for key in ("max_sweeps", "micro_rows"):',
+          (f"{T_GLUE_OPT}::test_run_option_reaches_its_consumer",),
+          "run --beta is parsed and then never reaches the micro optimizer"),
+    Plant("glue-quick-keeps-per-layer-draws", "glue", "torq_ref/torq/cli.py",
+          "cfg_kw.update(micro_rows=64, max_sweeps=1, random_per_layer=False)",
+          "cfg_kw.update(micro_rows=64, max_sweeps=1)",
+          (f"{T_GLUE_OPT}::test_run_option_reaches_its_consumer",),
+          "--quick no longer shares the random orthogonals per site kind"),
+    Plant("glue-settings-key-dropped", "glue", "torq_ref/torq/pipeline.py",
+          '"settings": {**asdict(spec), **asdict(cfg), **dispatch.settings},',
+          '"settings": {**asdict(spec), **{k: v for k, v in asdict(cfg).items() if k != "micro_objective"}, '
+          '**dispatch.settings},',
+          (f"{T_GLUE_OPT}::test_results_json_records_every_setting",),
+          "results.json loses a knob of the run (and report --seeds would pair runs differing in it)"),
+    Plant("glue-seeds-free-setting-too-many", "glue", "torq_ref/evaluate/seed_spread.py",
+          'FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir")',
+          'FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir", "quant_sites")',
+          (f"{T_GLUE_OPT}::test_report_seeds_refuses_runs_differing_in_any_setting",),
+          "report --seeds accepts runs that quantized different site kinds"),
+    Plant("glue-duquant-fits-held-out-rows", "glue", "torq_ref/torq/methods.py",
+          "duquant_transform(X[: cfg.micro_rows], b,", "duquant_transform(X, b,",
+          (f"{T_GLUE_ENG}::test_no_fit_sees_held_out_or_evaluation_rows",),
+          "DuQuant's greedy rotation is fitted on the held-out metric rows too"),
+    Plant("glue-micro-fits-held-out-rows", "glue", "torq_ref/torq/methods.py",
+          "rows = X[: cfg.micro_rows]", "rows = X",
+          (f"{T_GLUE_ENG}::test_no_fit_sees_held_out_or_evaluation_rows",),
+          "the micro optimizer also sees the rows the site metrics are measured on"),
+    Plant("glue-chunk-combine-unweighted", "glue", "torq_ref/torq/engine.py",
+          "float(np.dot(n, [p[k] for p in parts]) / n.sum())", "float(np.mean([p[k] for p in parts]))",
+          (f"{T_GLUE_ENG}::test_combine_weights_unequal_chunks",
+           f"{T_GLUE_ENG}::test_rows_independent_of_chunk_and_batch_sizes"),
+          "the window mean of head chunks is right only when the chunks have equal sizes"),
+    Plant("glue-window-check-ignores-bos", "glue", "torq_ref/torq/pipeline.py",
+          "check_windows(len(ids), spec, bos)", "check_windows(len(ids), spec)",
+          (f"{T_GLUE_ENG}::test_run_on_a_bos_model_uses_its_bos_rule",),
+          "the window check counts window tokens of text on a model that puts a BOS first"),
+    Plant("glue-window-text-without-bos", "glue", "torq_ref/torq/pipeline.py",
+          "text = spec.window - (bos_id is not None)", "text = spec.window",
+          (f"{T_GLUE_ENG}::test_window_check_follows_the_bos_rule",),
+          "check_windows ignores the BOS rule it is given"),
+]
+
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY
-                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI)
+                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + GLUE)

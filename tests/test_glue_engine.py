@@ -141,7 +141,7 @@ def test_window_check_follows_the_bos_rule(bos):
     """A window holds ``window - 1`` text tokens after a BOS and ``window`` without: the check
     accepts exactly enough tokens and refuses one fewer, on both rules."""
     spec = RunSpec(eval_windows=3, calib_windows=2, window=W)
-    text = W - (bos is not None)
+    text = spec.window - (bos is not None)
     check_windows(5 * text, spec, bos)
     with pytest.raises(SettingsError, match=f"need {5 * text} text tokens"):
         check_windows(5 * text - 1, spec, bos)

@@ -13,7 +13,8 @@ To add a plant, append one entry to the list of its area below, e.g.::
 
 Names are unique; ``area`` groups the report (``--area mx`` runs one group).
 
-Clauses: ST-1.1 (the registry and its checks).
+Clauses: ST-1.1 (the registry and its checks); the "glue" area plants the escapes of ST-4.1 (glue
+between stages) and ST-4.3 (converse properties).
 """
 from __future__ import annotations
 
@@ -617,6 +618,7 @@ CLI = [
 
 T_GLUE_OPT = "tests/test_glue_run_options.py"
 T_GLUE_ENG = "tests/test_glue_engine.py"
+T_GLUE_CONV = "tests/test_glue_converse.py"
 
 GLUE = [
     # --- the glue between stages (spec/ST.md ST-4.1)
@@ -661,6 +663,35 @@ GLUE = [
           "text = spec.window - (bos_id is not None)", "text = spec.window",
           (f"{T_GLUE_ENG}::test_window_check_follows_the_bos_rule",),
           "check_windows ignores the BOS rule it is given"),
+    # --- converse properties (spec/ST.md ST-4.3)
+    Plant("glue-orthogonality-reads-column-norms", "glue", "torq_ref/model/hooks.py",
+          "err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(",
+          "err = np.abs(np.linalg.norm(m, axis=0) - 1).max() if m.ndim == 2 else max(",
+          (f"{T_GLUE_CONV}::test_transform_refuses_non_orthogonal",),
+          "the transform check reads only the column norms: a skewed matrix passes"),
+    Plant("glue-orthogonality-first-block-only", "glue", "torq_ref/model/hooks.py",
+          "np.abs(probe[:, :m.shape[-1]] @ b @ b.T - probe[:, :m.shape[-1]]).max() for b in m)",
+          "np.abs(probe[:, :m.shape[-1]] @ b @ b.T - probe[:, :m.shape[-1]]).max() for b in m[:1])",
+          (f"{T_GLUE_CONV}::test_transform_refuses_non_orthogonal",),
+          "a per-block rotation is checked on its first block only"),
+    Plant("glue-dense-orthogonal-diagonal-only", "glue", "torq_ref/rotations/baselines.py",
+          "err = float(np.max(np.abs(m.T @ m - np.eye(m.shape[0])))) if m.size else 0.0",
+          "err = float(np.max(np.abs(np.diag(m.T @ m) - 1))) if m.size else 0.0",
+          (f"{T_GLUE_CONV}::test_dense_orthogonal_and_givens_factor_refuse_non_orthogonal",),
+          "DenseOrthogonal checks the diagonal of M^T M (unit columns), not the rest"),
+    Plant("glue-majorization-largest-entry-only", "glue", "torq_ref/rotations/schur_horn.py",
+          "over = st[:-1] - ss[:-1] > tol", "over = st[:1] - ss[:1] > tol",
+          (f"{T_GLUE_CONV}::test_majorization_needs_every_partial_sum",),
+          "majorization checked on the largest entry and the total only"),
+    Plant("glue-manifest-size-only", "glue", "torq_ref/golden/io.py",
+          'if sha256(data) != entry["sha256"] or len(data) != entry["bytes"]:',
+          'if len(data) != entry["bytes"]:',
+          (f"{T_GLUE_CONV}::test_manifest_refuses_a_wrong_sha256_of_the_right_size",),
+          "a golden file of the right size but other bytes passes the manifest check"),
+    Plant("glue-returned-field-never-read", "glue", "torq_ref/model/model.py",
+          "    seq_len: int\n    tables: dict\n", "    seq_len: int\n    tables: dict\n    positions: int = 0\n",
+          (f"{T_GLUE_CONV}::test_every_public_record_field_is_read_by_a_test",),
+          "a record gains a returned field that no test reads"),
 ]
 
 #: Every plant, in report order. Other areas append here.

@@ -14,7 +14,7 @@ To add a plant, append one entry to the list of its area below, e.g.::
 Names are unique; ``area`` groups the report (``--area mx`` runs one group).
 
 Clauses: ST-1.1 (the registry and its checks); the "glue" area plants the escapes of ST-4.1 (glue
-between stages) and ST-4.3 (converse properties).
+between stages), ST-4.2 (rarely taken branches of the harness) and ST-4.3 (converse properties).
 """
 from __future__ import annotations
 
@@ -619,6 +619,7 @@ CLI = [
 T_GLUE_OPT = "tests/test_glue_run_options.py"
 T_GLUE_ENG = "tests/test_glue_engine.py"
 T_GLUE_CONV = "tests/test_glue_converse.py"
+T_BOUND = "tests/test_conformance_boundaries.py"
 
 GLUE = [
     # --- the glue between stages (spec/ST.md ST-4.1)
@@ -663,6 +664,31 @@ GLUE = [
           "text = spec.window - (bos_id is not None)", "text = spec.window",
           (f"{T_GLUE_ENG}::test_window_check_follows_the_bos_rule",),
           "check_windows ignores the BOS rule it is given"),
+    # --- rarely taken branches of the harness (spec/ST.md ST-4.2)
+    Plant("glue-sh-orthogonality-bound-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
+          "if oe > ORTH_RTOL * n:", "if oe >= ORTH_RTOL * n:",
+          (f"{T_BOUND}::test_schur_horn_orthogonality_bound_is_inclusive",),
+          "a Q exactly on the orthogonality bound fails"),
+    Plant("glue-sh-diagonal-bound-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
+          "if de <= tol:", "if de < tol:",
+          (f"{T_BOUND}::test_schur_horn_diagonal_bound_is_inclusive",),
+          "a diagonal exactly on its bound fails"),
+    Plant("glue-maxent-floor-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
+          "if j >= floor:", "if j > floor:",
+          (f"{T_BOUND}::test_maxent_floor_and_orthogonality_bounds_are_inclusive",),
+          "a rotation whose held-out objective sits exactly on the floor fails"),
+    Plant("glue-hadamard-bound-off-by-one-ulp", "glue", "torq_ref/conformance/hadamard_kind.py",
+          "if r <= 1.0:", "if r <= np.nextafter(1.0, 2.0):",
+          (f"{T_BOUND}::test_hadamard_bounds_are_inclusive",),
+          "an output one ulp past the butterfly bound passes"),
+    Plant("glue-hadamard-near-factor-exclusive", "glue", "torq_ref/conformance/hadamard_kind.py",
+          "if rb <= NEAR_FACTOR:", "if rb < NEAR_FACTOR:",
+          (f"{T_BOUND}::test_hadamard_bounds_are_inclusive",),
+          "an error exactly NEAR_FACTOR x the bound is called NotHadamard (a cause chosen in an untested branch)"),
+    Plant("glue-report-passes-about-nothing", "glue", "torq_ref/conformance/report.py",
+          "return sum(r.count for r in self.results) > 0 and all(", "return all(",
+          (f"{T_BOUND}::test_a_report_about_nothing_never_passes",),
+          "a report with no case says PASSED"),
     # --- converse properties (spec/ST.md ST-4.3)
     Plant("glue-orthogonality-reads-column-norms", "glue", "torq_ref/model/hooks.py",
           "err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(",

@@ -77,6 +77,8 @@ def run_cli(monkeypatch, tmp_path: Path, argv, **fake) -> tuple[dict, FakeModels
     if key not in _RUNS:
         models = FakeModels(monkeypatch, **fake)
         out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        models.out = out
+        argv = [a.replace("{out}", str(out)) for a in argv]
         assert main(["run", *argv, "--out", str(out)]) == 0
         assert (out / "results.json").is_file()
         _RUNS[key] = json.loads((out / "results.json").read_text()), models
@@ -133,6 +135,12 @@ def _check_settings(base, alt, fb, fa):
     assert {r["setting"] for r in alt["results"]} == {"W4A4"}
 
 
+def _check_plan(base, alt, fb, fa):
+    plan = fa.out / "plan"
+    assert plan.is_dir() and any(plan.iterdir())
+    assert not (fb.out / "plan").exists()
+
+
 def _check_figures(base, alt, fb, fa):
     assert fb.figures == [] and len(fa.figures) == 1
 
@@ -161,6 +169,7 @@ PROBES: dict[str, Probe] = {
     "micro_rows": Probe(("--micro-rows", "32"), keys=("micro_rows",), base_add=("--methods", "duquant")),
     "out": Probe((), differ=False),          # every probe run writes where --out says (run_cli reads it there)
     "no_figures": Probe((), differ=False, drop=("--no-figures",), check=_check_figures),
+    "export_plan": Probe(("--export-plan", "{out}/plan"), differ=False, check=_check_plan),
 }
 
 

@@ -392,3 +392,31 @@ def test_read_tree_names_a_missing_file(tmp_path):
     (root / "fp4_pack.json").unlink()
     with pytest.raises(golden.GoldenFormatError, match=r"fp4_pack\.json: named in MANIFEST.json"):
         golden.read_tree(root)
+
+
+def _properties_without_description(node, path="$"):
+    """Paths of every schema property (a `properties` entry) with no non-empty description."""
+    out = []
+    if isinstance(node, dict):
+        for name, sub in node.get("properties", {}).items():
+            if not (isinstance(sub, dict) and isinstance(sub.get("description"), str)
+                    and sub["description"].strip()):
+                out.append(f"{path}.properties.{name}")
+        for k, v in node.items():
+            out += _properties_without_description(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _properties_without_description(v, f"{path}[{i}]")
+    return out
+
+
+@pytest.mark.clause("GV-1.3")
+def test_every_schema_property_is_described():
+    from importlib import resources
+    texts = {"torq_ref/golden/mx_vectors.schema.json":
+             resources.files("torq_ref.golden").joinpath("mx_vectors.schema.json").read_text("utf-8")}
+    texts.update({str(p): p.read_text("utf-8") for p in sorted((GOLDEN / "schema").glob("*.json"))})
+    assert len(texts) >= 2
+    for name, text in texts.items():
+        assert _properties_without_description(json.loads(text)) == [], name
+    assert _properties_without_description({"properties": {"a": {"type": "string"}}}) == ["$.properties.a"]

@@ -5,7 +5,9 @@
     assert report.passed, str(report)
 
 Kinds and their calling conventions are in :mod:`torq_ref.conformance.kinds` and
-:mod:`torq_ref.conformance.blocks` (quantize, fake-quant, gguf-block); the cause classifier in
+:mod:`torq_ref.conformance.quantize_mx`, :mod:`~torq_ref.conformance.quantize_nvfp4`,
+:mod:`~torq_ref.conformance.fake_quant` and :mod:`~torq_ref.conformance.gguf_block` (the block
+kinds, sharing :mod:`~torq_ref.conformance.judge` and :mod:`~torq_ref.conformance.quantize_block`); the cause classifier in
 :mod:`torq_ref.conformance.causes`; profiles (the
 legitimate variants: scale rule, satfinite, NaN element codes) in
 :mod:`torq_ref.conformance.profiles`. Levels: "quick" (JSON vectors only), "default" (JSON +

@@ -38,7 +38,10 @@ CAUSES: dict[str, tuple[str, str]] = {
     "NonFiniteCode": ("MX-3.2", "a finite quotient written as a NaN or Inf code (a division by a "
                                 "flushed scale, or no saturation)"),
     "SignedZero": ("MX-3.3", "the sign of a zero lost: +0 for a negative value that rounds to "
-                             "zero (or for -0.0), or -0 for a positive one"),
+                             "zero (or for -0.0)"),
+    "NegativeZero": ("MX-3.3", "-0 written where +0 is expected (for +0.0 or a positive value "
+                               "that rounds to zero); never acceptable, not even under "
+                               "+unsigned-zero"),
     "SubnormalFlush": ("MX-5.3", "a float32 subnormal input flushed to zero (FTZ / DAZ)"),
     "TieDirection": ("MX-3.1", "an exact tie rounded to the odd neighbour (ties away / toward zero)"),
     "TieNeighbour": ("MX-3.1", "a quotient within 2^-20 of a tie sent across it (x + 0.5 rounded "
@@ -73,10 +76,13 @@ CAUSES: dict[str, tuple[str, str]] = {
     "Nvfp4ZeroDenominator": ("MX-9.2", "NVFP4: value(S) * g is 0 in float32 (a flushed subnormal "
                                        "tensor scale), x / 0 saturated instead of q = +-0"),
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),
+    "OtherCastRounding": ("MX-4.10", "an E8M0 cast code of another named rounding mode (in rule)"),
+    "CastCode": ("MX-4.10", "an E8M0 cast code that no named rounding mode gives"),
     "ConventionError": ("CF-1.2", "the kernel raised or broke the calling convention"),
 }
-RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5", "mse": "MX-4.8"}
-_ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "SubnormalFlush", "TieDirection", "TieNeighbour",
+RULE_CLAUSE = {"floor": "MX-4.2", "rceil": "MX-4.3", "ceil": "MX-4.4", "even": "MX-4.5", "mse": "MX-4.8",
+               "cutlass": "MX-4.9"}
+_ELEMENT_ORDER = ("NonFiniteCode", "SignedZero", "NegativeZero", "SubnormalFlush", "TieDirection", "TieNeighbour",
                   "Saturation", "ElementRounding")
 
 
@@ -107,8 +113,11 @@ def element_causes(x, q, exp, got, fmt: str) -> list:
     xi, qi = x[idx].astype(np.float64), q[idx]
     with np.errstate(invalid="ignore"):
         zero_both = (dv_e == 0) & (dv_g == 0)
+        # which zero: +0 for -0 (SignedZero, acceptable under +unsigned-zero) or -0 for +0
+        plus_for_minus = zero_both & np.signbit(dv_e) & ~np.signbit(dv_g)
+        finite_q = np.isfinite(qi)       # an Inf quotient is never near a tie (Inf - m is Inf)
         sub = (xi != 0) & (np.abs(xi) < 2.0 ** -126) & (dv_g == 0) & (dv_e != 0)
-        tie = np.isin(np.abs(qi), _ties(fmt)) & ~np.isnan(dv_g) & (np.abs(dv_g - qi) == np.abs(dv_e - qi))
+        tie = finite_q & np.isin(np.abs(qi), _ties(fmt)) & ~np.isnan(dv_g) & (np.abs(dv_g - qi) == np.abs(dv_e - qi))
         # within 2^-20 of a tie and sent across it: the two codes are the tie's two neighbours
         vals = np.unique(np.abs(mx.VALUE_TABLES[fmt][np.isfinite(mx.VALUE_TABLES[fmt])]))
         mids = (vals[:-1] + vals[1:]) / 2
@@ -117,12 +126,13 @@ def element_causes(x, q, exp, got, fmt: str) -> list:
                                              < np.abs(np.abs(qi) - mids[k])), k + 1, k)
         lo, hi = vals[k], vals[k + 1]
         pair = ((np.abs(dv_e) == lo) & (np.abs(dv_g) == hi)) | ((np.abs(dv_e) == hi) & (np.abs(dv_g) == lo))
-        neighbour = ~tie & pair & (np.abs(np.abs(qi) - mids[k]) <= np.abs(qi) * 2.0 ** -20)
+        neighbour = finite_q & ~tie & pair & (np.abs(np.abs(qi) - mids[k]) <= np.abs(qi) * 2.0 ** -20)
         sat = np.abs(qi) > f.max_value
         nonfinite = ~np.isfinite(dv_g) & np.isfinite(qi)
     out = []
     for k in range(idx.size):
-        out.append("NonFiniteCode" if nonfinite[k] else "SignedZero" if zero_both[k] else
+        out.append("NonFiniteCode" if nonfinite[k] else "SignedZero" if plus_for_minus[k] else
+                   "NegativeZero" if zero_both[k] else
                    "SubnormalFlush" if sub[k] else "TieDirection" if tie[k] else
                    "TieNeighbour" if neighbour[k] else "Saturation" if sat[k] else "ElementRounding")
     return out
@@ -145,7 +155,7 @@ def quotients(x, s: int) -> np.ndarray:
 
 
 def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
-                     follows=(), rules=("floor", "rceil", "ceil", "even")) -> list:
+                     follows=(), rules=mx.AMAX_RULES) -> list:
     """Every (cause, rule) that explains a failing MX block, most specific first (CF-3.7).
 
     ``rule`` is the profile's rule; ``follows`` the other rules whose scales the kernel gives on
@@ -165,6 +175,10 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
             return [("InfHandling", rule)]
         out = []
         rc = codes_for_scale(x, got_s, fmt) if got_s <= 254 else None
+        if np.array_equal(got_c, exp_c) and not np.array_equal(rc, got_c):
+            # the codes are those of the right scale, not of the kernel's byte: the defect is
+            # in the byte alone, so only scale causes explain it (no element causes)
+            return _scale_byte_causes(amax, exp_s, got_s, fmt, rule)
 
         def with_codes(scale_cause):
             """The scale cause, joined with the element causes of codes that do not follow the
@@ -180,7 +194,7 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
             out.append(("ScaleByteOnly", rule))
         rule_scale = {r: int(mx.scale_codes(np.array([amax]), fmt, r)[0]) for r in rules if r != rule}
         for r in follows:
-            if rule_scale.get(r) == got_s:
+            if rule_scale.get(rule_parts(r)[0]) == got_s:
                 out.append(("OtherScaleRule", r) if np.array_equal(rc, got_c) else
                            (join(element_causes(x, quotients(x, got_s), rc, got_c, fmt)), r))
         if got_s == float_log2_scale(amax, fmt, rule):
@@ -188,8 +202,9 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
         if rule == "rceil" and got_s == 0 and rceil_quotient_is_subnormal(amax, fmt):
             out.append((with_codes("RceilQuotientFlushed"), rule))
         if rc is not None and np.array_equal(got_c, rc):
+            followed = {p for f in follows for p in rule_parts(f)}
             out += [("OtherScaleRule", r) for r, sc in rule_scale.items()
-                    if sc == got_s and r not in follows]
+                    if sc == got_s and r not in followed]
         if rc is not None:
             out.append((with_codes("WrongScale"), rule))
         return out or [("WrongScaleAndCodes", rule)]
@@ -214,30 +229,94 @@ def block_candidates(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: st
     return out + [(join(element_causes(x, quotients(x, exp_s), exp_c, got_c, fmt)), rule)]
 
 
+def _scale_byte_causes(amax: float, exp_s: int, got_s: int, fmt: str, rule: str) -> list:
+    """The causes of a wrong scale byte written beside the right scale's codes: a code below
+    0x00 wrapped in the byte alone (ScaleNotClamped), else ScaleByteOnly. The scale models
+    whose codes follow their own scale (FloatLog2, another rule) do not fit such a block."""
+    out = []
+    if exp_s == 0 and got_s == unclamped_scale(amax, fmt):
+        out.append(("ScaleNotClamped", rule))
+    return out + [("ScaleByteOnly", rule)]
+
+
 def classify_block(x, exp_s: int, exp_c, got_s: int, got_c, fmt: str, rule: str,
-                   follows=(), rules=("floor", "rceil", "ceil", "even")):
+                   follows=(), rules=mx.AMAX_RULES):
     """(cause, rule) of one failing block on its own: the first candidate."""
     return block_candidates(x, exp_s, exp_c, got_s, got_c, fmt, rule, follows, rules)[0]
 
 
+#: a rule is followed only on at least this many blocks of a call that separate it from the
+#: profile's rule: a few coincidences are no evidence
+MIN_EVIDENCE = 4
+
+
 def rules_followed(x, got_s, fmt: str, rule: str, block: int = 32,
-                   rules=("floor", "rceil", "ceil", "even")) -> tuple:
-    """The other rules whose scale the kernel gives on at least half of the blocks where that
-    rule's scale differs from the profile rule's. x (rows, K), got_s (rows, K / block)."""
+                   rules=mx.AMAX_RULES) -> tuple:
+    """The other rules the kernel's scales follow as a whole, best first. x (rows, K), got_s
+    (rows, K / block).
+
+    A rule r is followed when, on the blocks where r's scale differs from the profile rule's,
+    the kernel gives r's scale on at least half of them and on at least MIN_EVIDENCE. Of two
+    followed rules, one is dropped when on the blocks where the two differ the kernel gives
+    the other's scale more often; two that no block of the call separates are named together,
+    "ceil/even" (the evidence does not say which)."""
     b = np.asarray(x, np.float64).reshape(got_s.shape + (block,))
     with np.errstate(invalid="ignore"):
         amax = np.abs(b).max(-1)
     # MSE (MX-4.8) needs the block values; the amax rules need only amax
     base = mx.block_scale_codes(b, fmt, rule) if rule == "mse" else mx.scale_codes(amax, fmt, rule)
-    out = []
-    for r in rules:
-        if r == rule:
-            continue
-        sr = mx.scale_codes(amax, fmt, r)
+    scales = {r: mx.scale_codes(amax, fmt, r) for r in rules if r != rule}
+    support = {}
+    for r, sr in scales.items():
         d = sr != base
-        if d.any() and (got_s[d] == sr[d]).mean() >= 0.5:
-            out.append(r)
-    return tuple(out)
+        agree = int((got_s[d] == sr[d]).sum())
+        if agree >= MIN_EVIDENCE and 2 * agree >= int(d.sum()):
+            support[r] = int((got_s == sr).sum())
+    kept = [r for r in support if not any(_beats(got_s, scales[o], scales[r]) for o in support if o != r)]
+    kept.sort(key=lambda r: -support[r])
+    return tuple(_join_inseparable(kept, lambda r: scales[r]))
+
+
+def _beats(got, a, b) -> bool:
+    """On the blocks where scales a and b differ, got equals a more often than b."""
+    d = a != b
+    return bool(d.any()) and int((got[d] == a[d]).sum()) > int((got[d] == b[d]).sum())
+
+
+def _join_inseparable(names, key) -> list:
+    """Names whose evidence (key(name), an array) is identical, joined with "/" in AMAX_RULES order."""
+    out, used = [], set()
+    for r in names:
+        if r in used:
+            continue
+        same = [o for o in names if o not in used and np.array_equal(key(o), key(r))]
+        used.update(same)
+        out.append("/".join(sorted(same, key=_rule_order)))
+    return out
+
+
+def _rule_order(r: str) -> int:
+    return mx.AMAX_RULES.index(r) if r in mx.AMAX_RULES else len(mx.AMAX_RULES)
+
+
+def rule_parts(name: str) -> list:
+    """The rules of a name from rules_followed or accepted_rule_namer ("ceil/even" -> both)."""
+    return name.split("/") if name else []
+
+
+def accepted_rule_namer(match: dict):
+    """Names the accepted rule of a block from the evidence of its whole call. ``match`` is
+    accepted rule -> bool array over the call's blocks (the kernel's block equals that rule's
+    output). The returned function takes the rules one block matches and gives the one with
+    the most blocks of the call, joined with any other it matches that no block of the call
+    separates from it ("ceil/even"), not the first in a fixed order."""
+    support = {r: int(np.count_nonzero(m)) for r, m in match.items()}
+
+    def name(matching) -> str:
+        best = max(matching, key=lambda r: (support.get(r, 0), -_rule_order(r)))
+        same = [r for r in matching if r == best or np.array_equal(match[r], match[best])]
+        return "/".join(sorted(same, key=_rule_order))
+    return name
 
 
 def resolve(candidate_lists) -> list:

@@ -10,8 +10,9 @@ def register(sub):
     p.add_argument("--kind", required=True,
                    choices=KINDS)
     p.add_argument("--profile", default="ocp",
-                   help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal; "
-                        "options after '+': ocp+unsigned-zero (CF-2.4); hadamard conventions "
+                   help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal, "
+                        "vllm-cutlass-moe, mse; options after '+': ocp+unsigned-zero, "
+                        "ocp+cast-floor, ocp+cast-ceil-satfinite (CF-2.4); hadamard conventions "
                         "+unnormalized, +sequency, +left (CF-5.2)")
     p.add_argument("--level", default="default", choices=("quick", "default", "thorough"))
     from . import FMTS

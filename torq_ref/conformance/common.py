@@ -9,7 +9,7 @@ from .causes import RULE_CLAUSE
 from .report import CaseResult
 
 KINDS = ("encode", "quantize", "dequantize", "pack", "swizzle", "dot_scaled", "fake-quant",
-         "gguf-block", "hadamard", "rotate-quantize", "schur-horn", "maxent")
+         "gguf-block", "e8m0-cast", "hadamard", "rotate-quantize", "schur-horn", "maxent")
 #: failures are kept individually up to this many per call; beyond it they are counted
 MAX_KEPT = 200
 

@@ -25,7 +25,11 @@ from .report import CaseResult, hexwords, repro_snippet
 
 from .common import (KINDS, MAX_KEPT, ConventionError, as_float, as_u8,  # noqa: F401
                      _CODE_ORDER, convention_failure, diff_detail, _first_clause, split_variants, group_tests)
-from .blocks import aggregate_bulk, run_fake_quant, run_gguf_block, run_quantize
+from .e8m0_cast import run_e8m0_cast
+from .fake_quant import run_fake_quant
+from .gguf_block import run_gguf_block
+from .judge import aggregate_bulk
+from .quantize_mx import run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
 from .scale_offset import power_of_two_offset
 from .rotation_kinds import ROTATION_RUNNERS
@@ -100,10 +104,11 @@ def _round_to(exp: np.ndarray, dtype) -> np.ndarray:
 
 
 def _dequant_ok(got, exp, signed_zero="exact"):
-    """CF-3.2: equal with the same sign of zero (unless the profile accepts +0 for -0), and NaN
-    exactly where NaN is expected: a NaN output for a number fails."""
+    """CF-3.2: equal with the same sign of zero (under +unsigned-zero also +0 for -0, never -0
+    for +0: CF-2.4), and NaN exactly where NaN is expected: a NaN output for a number fails."""
     with np.errstate(invalid="ignore"):
-        same = (got == exp) & ((np.signbit(got) == np.signbit(exp)) | (signed_zero != "exact"))
+        plus_for_minus = (signed_zero != "exact") & np.signbit(exp) & ~np.signbit(got)
+        same = (got == exp) & ((np.signbit(got) == np.signbit(exp)) | plus_for_minus)
         return np.where(np.isnan(exp), np.isnan(got), same & ~np.isnan(got))
 
 
@@ -113,7 +118,7 @@ def _dequant_cause(got, exp, scale):
         if (np.isnan(exp[bad]) | np.isnan(got[bad])).any():
             return "NaNHandling"
         if ((got[bad] == 0) & (exp[bad] == 0)).all():
-            return "SignedZero"
+            return "SignedZero" if np.signbit(exp[bad]).all() else "NegativeZero"
         if scale == 0 and (got == 0).all():
             return "FlushedScaleCodeZero"
     if power_of_two_offset(got, exp) is not None:
@@ -151,7 +156,7 @@ def run_dequantize(fn, vs, profile, fmt, use_bulk):
         if cause == "ScaleOffsetPowerOfTwo":
             clause = "MX-5.6"
             j = int(np.flatnonzero(np.isfinite(exp) & (exp != 0))[0])
-        if cause == "SignedZero":
+        if cause in ("SignedZero", "NegativeZero"):
             clause = "MX-3.3"
         detail = (f"scale {t['scale']}, element {j} code {int(c[i, j]):02x}: expected "
                   f"{exp[j]!r} got {gi[j]!r} (output dtype {got.dtype})")
@@ -272,5 +277,5 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
 
 RUNNERS = {"encode": run_encode, "quantize": run_quantize, "dequantize": run_dequantize,
            "pack": run_pack, "swizzle": run_swizzle, "dot_scaled": run_dot_scaled,
-           "fake-quant": run_fake_quant, "gguf-block": run_gguf_block}
+           "fake-quant": run_fake_quant, "gguf-block": run_gguf_block, "e8m0-cast": run_e8m0_cast}
 RUNNERS.update(ROTATION_RUNNERS)      # hadamard, rotate-quantize, schur-horn, maxent (CF-5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from torq_ref.errors import UserError
+from torq_ref.mx.formats import AMAX_RULES
 
 
 class ProfileError(UserError, ValueError):
@@ -39,6 +40,8 @@ class Profile:
     hadamard_norm: str = "orthonormal"
     hadamard_order: str = "natural"
     hadamard_side: str = "right"
+    #: rounding mode of the scalar fp32 -> E8M0 cast the e8m0-cast kind expects (MX-4.10)
+    e8m0_cast: str = "nearest"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -48,7 +51,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             evidence="OCP MX v1.0; microxcaling; torchao default"),
     Profile("nvidia", "rceil",
             "NVIDIA hardware / cuBLAS / TransformerEngine: RCEIL scale (cvt.rp.satfinite.ue8m0x2), "
-            "satfinite (Inf block -> 0xFE, acceptable).",
+            "satfinite (Inf block -> 0xFE, acceptable); the E8M0 cast rounds up with saturation "
+            "(__nv_cvt_float_to_e8m0, cudaRoundPosInf).",
+            e8m0_cast="ceil-satfinite",
             evidence="PTX cvt.rp.satfinite.ue8m0x2.f32; cuBLAS block-scaled GEMM docs"),
     Profile("torchao", "floor",
             "torchao to_mx with ScaleCalculationMode.FLOOR (its default).",
@@ -58,6 +63,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("ceil", "ceil", "torchao ScaleCalculationMode.CEIL.", evidence="torchao 0.18"),
     Profile("even", "even", "torchao ScaleCalculationMode.EVEN; vLLM's CUTLASS MXFP4 path.",
             evidence="torchao 0.18; vLLM"),
+    Profile("vllm-cutlass-moe", "cutlass",
+            "vLLM's CUTLASS MXFP4 (W4A4) MoE kernel: the E8M0 code is the biased exponent of the "
+            "float32 amax after adding 2^21 to its bit pattern, minus emax (MX-4.9): the exponent "
+            "goes up at m >= 1.75, so amax / scale lies in [4, 7) and a block with m in (1.5, 1.75) "
+            "saturates its largest element to 6; checked on mx_scale_rules.json (GV-2.7).",
+            evidence="vLLM PR 43557 (the fixed CUTLASS MoE E8M0 computation)"),
     Profile("mse", "mse",
             "The software MSE scale rule (MX-4.8): per block FLOOR's code or FLOOR + 1, whichever "
             "quantized block has the smaller squared error (ties keep FLOOR); the small e2m1 MSE "
@@ -71,7 +82,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("any-rule", "floor",
             "FLOOR is valid; the same block under RCEIL, CEIL or EVEN is acceptable "
             "(ScaleRuleVariant). For kernels whose rule is unknown.",
-            acceptable_rules=("rceil", "ceil", "even")),
+            acceptable_rules=tuple(r for r in AMAX_RULES if r != "floor")),
 ]}
 
 
@@ -79,7 +90,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
 OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
            "unnormalized": {"hadamard_norm": "unnormalized"},       # CF-5.2: hadamard kind only
            "sequency": {"hadamard_order": "sequency"},
-           "left": {"hadamard_side": "left"}}
+           "left": {"hadamard_side": "left"},
+           "cast-nearest": {"e8m0_cast": "nearest"}, "cast-floor": {"e8m0_cast": "floor"},
+           "cast-ceil-satfinite": {"e8m0_cast": "ceil-satfinite"}}
 
 
 def get_profile(profile) -> Profile:

@@ -275,3 +275,18 @@ def random_rows(seed: int, rows: int, k: int, values: np.ndarray, emax: int,
     rng = np.random.default_rng(seed)
     blocks = random_blocks(rng, rows * (k // block), block, values, emax)
     return blocks.reshape(rows, k)          # (rows * k/block, block) -> (rows, k)
+
+
+#: the element formats whose golden groups the generator writes (MX-2)
+ELEMENT_FORMATS = ("e2m1", "e2m3", "e3m2", "e4m3", "e5m2", "int8")
+
+
+class CaseIds:
+    """Consecutive tcId numbers of one golden file, 1, 2, 3, ... (GV-1.2)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        self.n += 1
+        return self.n

@@ -71,7 +71,9 @@ def quantize_defects(x, fmt: str, rule: str, scale: int, codes) -> list:
             if s is not None and s <= 254:
                 out.append(("KnownDefectScaleNotClamped", s, codes_for_scale(x, s, fmt)))
             out.append(("KnownDefectDivisorClampedAt2^-126", 0, codes_for_scale(x, 1, fmt)))
-            out.append(("KnownDefectFlushedScaleCodeZero", 0, np.zeros_like(codes)))
+            if (mx.decode(codes, fmt) != 0).any():
+                # a block of zeros flushed is +0 codes: the sign-of-zero loss, not this defect
+                out.append(("KnownDefectFlushedScaleCodeZero", 0, np.zeros_like(codes)))
     if np.isnan(x).any() and np.isfinite(x).sum():
         fin = np.where(np.isfinite(x), x, 0)
         s = int(mx.scale_codes(np.array([np.max(np.abs(fin.astype(np.float64)))]), fmt, rule)[0])

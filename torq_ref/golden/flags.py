@@ -56,6 +56,12 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
        "(a kernel that takes FLOOR + 1 on ties fails here)."),
     _f("ZeroBlock", "EDGE_CASE", "MX-4.6",
        "All elements are +-0: scale code 0x00 and zero codes of the same sign."),
+    _f("ScaleRuleBoundary", "EDGE_CASE", "MX-4.9",
+       "amax at a significand where one scale rule's exponent steps up (FLOOR / CEIL at 1, EVEN at "
+       "2 - 2^-(mbits+1), CUTLASS at 1.75, RCEIL at max / 2^emax), or one float32 ulp either side."),
+    _f("Triton6054", "EDGE_CASE", "MX-4.2",
+       "The 32 values of Triton issue 6054 (6, 0, 0.24, 0.25, 0.75, 0.99, 1.2, 1.3 four times), "
+       "on which implementations of different scale rules disagree; each group gives its rule's answer."),
     _f("ScaleBoundary", "EDGE_CASE", "MX-4.2",
        "The block max sits on or next to a value where the scale rules FLOOR / RCEIL / CEIL / EVEN "
        "disagree (6, 6+ulp, 7, 8-ulp, 8, 3+ulp, ...)."),

@@ -106,7 +106,8 @@ def read_safetensors(data: bytes, name: str = "<bytes>") -> tuple[dict, dict]:
 
 
 def schema_text(name: str = "mx_vectors.schema.json") -> str:
-    """The JSON Schema of the vector files (shipped inside the package)."""
+    """The JSON Schema ``name`` of the vector files (shipped inside the package); every property
+    it defines carries a description (GV-1.3)."""
     return resources.files("torq_ref.golden").joinpath(name).read_text("utf-8")
 
 

@@ -10,17 +10,18 @@ Public API (stable):
     pack_fp4, unpack_fp4                nibble packing                        (layout.py)
     swizzle_scales, unswizzle_scales    128x4 block-scale layout              (layout.py)
     quantize_nvfp4, dequantize_nvfp4    NVFP4                                 (nvfp4.py)
-    FORMATS, SCALE_RULES, E2M1_VALUES   format tables                         (formats.py)
+    FORMATS, E2M1_VALUES, AMAX_RULES,   format tables, scale rule names       (formats.py)
+    SCALE_RULES
     numba_available                     whether the optional numba paths exist (the one check)
 """
 from ._numba_kernels import available as numba_available
 from .block import BACKENDS, MXTensor, quantize, quantize_dequantize
 from .block import dequantize as _dequantize_mx
 from .element import decode, encode
-from .formats import E2M1_VALUES, FORMATS, SCALE_RULES, VALUE_TABLES, ElementFormat, get_format
+from .formats import AMAX_RULES, E2M1_VALUES, FORMATS, SCALE_RULES, VALUE_TABLES, ElementFormat, get_format
 from .layout import pack_fp4, swizzle_scales, swizzled_offset, unpack_fp4, unswizzle_scales
 from .nvfp4 import NVFP4Tensor, default_global_scale, dequantize_nvfp4, quantize_nvfp4
-from .scale import block_scale_codes, scale_codes, scale_values
+from .scale import E8M0_CAST_MODES, block_scale_codes, e8m0_cast, scale_codes, scale_values
 
 
 def dequantize(t):
@@ -31,7 +32,7 @@ def dequantize(t):
 
 
 __all__ = [
-    "BACKENDS", "E2M1_VALUES", "block_scale_codes", "ElementFormat", "FORMATS", "MXTensor", "NVFP4Tensor", "SCALE_RULES",
+    "AMAX_RULES", "BACKENDS", "E8M0_CAST_MODES", "e8m0_cast", "E2M1_VALUES", "block_scale_codes", "ElementFormat", "FORMATS", "MXTensor", "NVFP4Tensor", "SCALE_RULES",
     "VALUE_TABLES", "decode", "default_global_scale", "dequantize", "dequantize_nvfp4", "encode",
     "get_format", "numba_available", "pack_fp4", "quantize", "quantize_dequantize", "quantize_nvfp4", "scale_codes",
     "scale_values", "swizzle_scales", "swizzled_offset", "unpack_fp4", "unswizzle_scales",

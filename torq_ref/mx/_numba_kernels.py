@@ -24,7 +24,8 @@ try:  # the `fast` extra
 except ImportError:  # pragma: no cover - exercised when numba is absent
     numba = None
 
-_RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3, "mse": 4}
+#: the numba path is E2M1 only, where CUTLASS (m >= 1.75, MX-4.9) is EVEN (2m >= 1.75)
+_RULES = {"floor": 0, "rceil": 1, "ceil": 2, "even": 3, "cutlass": 3, "mse": 4}
 _E2M1 = np.array(E2M1_VALUES[:8], dtype=np.float64)
 # The E2M1 decision table of formats.py (MX-3.1) as compile-time constants of the kernels (as
 # run-time arguments they made fake quantization 1.5x slower). numba's on-disk cache does not

@@ -83,7 +83,12 @@ FORMATS: dict[str, ElementFormat] = {
     "int8": ElementFormat("int8", 0, 6, 0, 0, 127.0 / 64.0, False, False, 0x7F),
 }
 
-SCALE_RULES = ("floor", "rceil", "ceil", "even", "mse")
+#: The rules that compute a block's scale from its amax alone (MX-4.2 .. MX-4.5), in the order
+#: reports and golden groups list them; SCALE_RULES adds MSE (MX-4.8), which needs the values.
+AMAX_RULES = ("floor", "rceil", "ceil", "even")
+#: CUTLASS (MX-4.9): an amax rule of one vendor kernel, judged on its own golden groups (GV-2.7)
+#: and not among the rules the cause classifier compares (for E2M1 it equals EVEN)
+SCALE_RULES = AMAX_RULES + ("cutlass", "mse")
 
 E8M0_BIAS = 127
 E8M0_NAN = 0xFF

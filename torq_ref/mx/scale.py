@@ -6,6 +6,8 @@ amax = m * 2^E (m in [1, 2), exact from ``np.frexp``):
     FLOOR  s = 127 + E - emax                          (OCP MX v1.0 section 6.3)
     CEIL   s = 127 + E - emax + [m > 1]
     EVEN   s = 127 + E - emax + [m >= 2 - 2^-(mbits+1)]
+    CUTLASS s = 127 + E - emax + [m >= 1.75]          (the float32 bit pattern of amax plus 2^21,
+                                                      its biased exponent: vLLM's CUTLASS MoE)
     RCEIL  s = 127 + ceil(log2(d)),  d = amax / max_elem rounded once to the working float
            (float32 for float16/float32 input, float64 for float64 input), as hardware does
 
@@ -59,6 +61,8 @@ def scale_codes(amax, fmt: str | ElementFormat, rule: str = "floor", *, saturate
             delta = 0
         elif rule == "ceil":
             delta = (mant > 1.0).astype(np.int64)
+        elif rule == "cutlass":  # MX-4.9: a carry out of the top two mantissa bits, whatever mbits
+            delta = (mant >= 1.75).astype(np.int64)
         else:  # even: round the significand to mbits+1 fractional bits' worth, carry into E
             delta = (mant >= 2.0 - np.ldexp(1.0, -(f.mbits + 1))).astype(np.int64)
         unbiased = E - f.emax + delta
@@ -142,3 +146,40 @@ def scale_values(codes) -> np.ndarray:
         raise TypeError(f"scale codes must be uint8, got dtype {c.dtype}")
     v = np.ldexp(1.0, c.astype(np.int64) - E8M0_BIAS)
     return np.where(c == E8M0_NAN, np.nan, v)
+
+
+#: rounding modes of the scalar fp32 -> E8M0 cast (MX-4.10)
+E8M0_CAST_MODES = ("nearest", "floor", "ceil-satfinite")
+
+
+def e8m0_cast(x, mode: str = "nearest") -> np.ndarray:
+    """E8M0 code of each positive float (or NaN / +Inf), as uint8, under a named rounding mode
+    (MX-4.10). With x = m * 2^E (m in [1, 2), exact from frexp):
+
+        nearest         E + [m >= 1.5]: the nearest power of two, ties (1.5 x 2^k) up; a
+                        result above 2^127 (or +Inf) is 0xFF (torch float8_e8m0fnu, ml_dtypes)
+        floor           E (the float32 exponent field); +Inf is 0xFF
+        ceil-satfinite  E + [m > 1], above 2^127 (and +Inf) 0xFE (CUDA __nv_cvt_float_to_e8m0
+                        with cudaRoundPosInf and saturation; PTX cvt.rp.satfinite.ue8m0x2)
+
+    then 127 + that, below 0 clamped to 0x00 (2^-127, the smallest code: E8M0 has no zero).
+    NaN gives 0xFF. Zero and negative inputs have no E8M0 value and are a ValueError.
+    """
+    if mode not in E8M0_CAST_MODES:
+        raise ValueError(f"unknown E8M0 cast mode {mode!r}; known: {', '.join(E8M0_CAST_MODES)}")
+    a = np.asarray(x)
+    if a.dtype.kind != "f":
+        raise TypeError(f"x must be a float array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    nan, inf = np.isnan(a), np.isinf(a)
+    if np.any((a <= 0) & ~nan):
+        raise ValueError("the E8M0 cast is defined for positive inputs, NaN and +Inf; found "
+                         f"{a[(a <= 0) & ~nan].flat[0]!r}")
+    fin = np.where(nan | inf, 1.0, a)
+    m, e = np.frexp(fin)
+    E, mant = e - 1, 2.0 * m
+    up = {"nearest": mant >= 1.5, "floor": np.zeros(a.shape, bool), "ceil-satfinite": mant > 1.0}[mode]
+    code = np.maximum(E + up.astype(np.int64) + E8M0_BIAS, 0)
+    over = (code > E8M0_MAX_FINITE) | inf
+    code = np.where(over, E8M0_MAX_FINITE if mode == "ceil-satfinite" else E8M0_NAN, code)
+    return np.where(nan, E8M0_NAN, code).astype(np.uint8)

@@ -154,6 +154,14 @@ MX = [
           "c += (a >= _THR[k]) if _UP[k] else (a > _THR[k])", "c += a >= _THR[k]",
           (f"{T_BACK}::test_numba_equals_numpy",), "numba encoder rounds every tie up",
           requires=("numba",)),
+    Plant("cutlass-rule-strict-step", "mx", "torq_ref/mx/scale.py",
+          "delta = (mant >= 1.75).astype(np.int64)", "delta = (mant > 1.75).astype(np.int64)",
+          ("tests/test_mx_scale_rules.py::test_cutlass_steps_at_one_point_seventy_five_whatever_the_format",),
+          "the CUTLASS rule (MX-4.9) steps up only above m = 1.75, not at it"),
+    Plant("e8m0-cast-nearest-ties-down", "mx", "torq_ref/mx/scale.py",
+          'up = {"nearest": mant >= 1.5,', 'up = {"nearest": mant > 1.5,',
+          ("tests/test_mx_scale_rules.py::test_e8m0_cast_modes_hand_derived",),
+          "the nearest E8M0 cast sends the tie 1.5 x 2^k down"),
     Plant("mse-tie-goes-up", "mx", "torq_ref/mx/scale.py",
           "up = cand & (e1 < e0)", "up = cand & (e1 <= e0)",
           ("tests/test_mx_mse.py::test_pinned_blocks",), "MSE rule (MX-4.8) takes FLOOR + 1 on a tie"),
@@ -173,7 +181,56 @@ CONFORMANCE_CODEC = [
           requires=("numba",)),
 ]
 
+T_VERDICT = "tests/test_conformance_causes_verdicts.py"
+
+CONFORMANCE = [
+    # verdicts of the harness that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.7)
+    Plant("verdict-scale-byte-read-as-elements", "conformance", "torq_ref/conformance/causes.py",
+          "if np.array_equal(got_c, exp_c) and not np.array_equal(rc, got_c):", "if False:",
+          (f"{T_VERDICT}::test_wrong_scale_byte_beside_right_codes_is_a_scale_cause",),
+          "a wrong scale byte beside the right codes is named after element causes"),
+    Plant("verdict-unsigned-zero-both-ways", "conformance", "torq_ref/conformance/causes.py",
+          '"NegativeZero" if zero_both[k] else', '"SignedZero" if zero_both[k] else',
+          (f"{T_VERDICT}::test_unsigned_zero_accepts_plus_zero_for_minus_zero_only",),
+          "+unsigned-zero accepts -0 written for +0"),
+    Plant("verdict-any-rule-first-in-order", "conformance", "torq_ref/conformance/quantize_block.py",
+          "r = how.accepted_rule(matching) if how.accepted_rule else matching[0]", "r = matching[0]",
+          (f"{T_VERDICT}::test_any_rule_names_the_rule_the_kernel_follows_as_a_whole",),
+          "any-rule names the first agreeing rule (RCEIL for an EVEN kernel)"),
+    Plant("verdict-followed-on-coincidences", "conformance", "torq_ref/conformance/causes.py",
+          "if agree >= MIN_EVIDENCE and 2 * agree >= int(d.sum()):", "if agree >= 1 and 2 * agree >= int(d.sum()):",
+          (f"{T_VERDICT}::test_followed_rule_needs_evidence_that_separates_the_rules",),
+          "a rule counts as followed on two coincidental blocks"),
+    Plant("verdict-followed-rules-not-separated", "conformance", "torq_ref/conformance/causes.py",
+          "kept = [r for r in support if not any(_beats(got_s, scales[o], scales[r]) for o in support if o != r)]",
+          "kept = list(support)",
+          (f"{T_VERDICT}::test_followed_rule_needs_evidence_that_separates_the_rules",),
+          "every rule that agrees on half its blocks is followed, RCEIL beside EVEN"),
+    Plant("verdict-flushed-variant-of-zero-block", "conformance", "torq_ref/golden/defects.py",
+          "            if (mx.decode(codes, fmt) != 0).any():\n", "            if True:\n",
+          (f"{T_VERDICT}::test_no_flushed_scale_code_zero_variant_for_a_block_of_zeros",),
+          "a block of zeros gets a FlushedScaleCodeZero variant equal to the sign-of-zero loss"),
+    Plant("verdict-inf-tie-neighbour", "conformance", "torq_ref/conformance/causes.py",
+          "neighbour = finite_q & ~tie & pair", "neighbour = ~tie & pair",
+          (f"{T_VERDICT}::test_inf_encoded_as_four_is_saturation_not_tie_neighbour",),
+          "+-Inf encoded as +-4 is named TieNeighbour"),
+    Plant("verdict-fake-expected-scale-first", "conformance", "torq_ref/conformance/fake_quant.py",
+          "    chosen = [s for s in dict.fromkeys(order) if s in fit][:MAX_FITS - 1]\n",
+          "    chosen = [s for s in dict.fromkeys([exp_s] + order) if s in fit][:MAX_FITS - 1]\n",
+          (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
+          "fake-quant reads the output under the expected scale first"),
+    Plant("verdict-non-pow2-on-one-magnitude", "conformance", "torq_ref/conformance/fake_quant.py",
+          "            if np.frexp(k)[0] == 0.5:\n                return False\n",
+          "            if np.frexp(k)[0] == 0.5:\n                continue\n",
+          (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
+          "NonPowerOfTwoScale for a block with one nonzero magnitude on a power-of-two grid"),
+]
+
 GOLDEN = [
+    Plant("schema-property-undescribed", "golden", "torq_ref/golden/mx_vectors.schema.json",
+          '"description": "Test id, unique within the file, from 1."', '"$comment": "tcId"',
+          (f"{T_GOLD}::test_every_schema_property_is_described",),
+          "a schema property without a description (GV-1.3)"),
     Plant("safetensors-oversized-header", "golden", "torq_ref/golden/io.py",
           "    if n > len(data) - 8:\n", "    if False:\n",
           (f"{T_GOLD}::test_safetensors_reader_rejects_bad_headers",),
@@ -276,7 +333,7 @@ TRACEABILITY = [
           "`2^(s-127) * value(P_i)`. Implemented in\n`mx/blocks.py`.",
           (f"{T_TRACE}::test_every_implementation_path_exists",), "the spec names a module that does not exist"),
     Plant("trace-unknown-id-in-code", "trace", "torq_ref/mx/scale.py",
-          "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".9).",     # split so this file cites no fake id
+          "(spec/MX.md section 4).", "(spec/MX.md section 4, MX-4" ".99).",     # split so this file cites no fake id
           (f"{T_TRACE}::test_every_cited_id_exists",), "code cites a clause that does not exist"),
     Plant("trace-clause-not-cited-by-code", "trace", "torq_ref/rotations/entropy.py",
           "ME-1.3 ``code_histogram`` and bad input.", "``code_histogram`` and bad input.",
@@ -720,6 +777,56 @@ GLUE = [
           "a record gains a returned field that no test reads"),
 ]
 
+T_PLAN = "tests/test_torq_plan.py"
+T_TORCH = "tests/test_torch_path.py"
+
+PLAN = [
+    Plant("plan-scale-vector-not-referenced", "plan", "torq_ref/torq/plan.py",
+          'k["scale"] = f"{site}.scale"', 'pass',
+          (f"{T_PLAN}::test_manifest_follows_the_schema_and_every_property_is_described",
+           f"{T_PLAN}::test_the_spec_alone_reproduces_the_engine"),
+          "the scaled rows' plan forgets the scale step: applied from the spec they differ from the engine"),
+    Plant("plan-gptq-row-exported-as-rtn", "plan", "torq_ref/torq/plan.py",
+          'if s == "W4A4" and weight_quant_of(m, cfg) == "gptq":', 'if False:',
+          (f"{T_PLAN}::test_every_row_is_exported_and_gptq_rows_are_skipped",),
+          "a GPTQ row is written as if its weights were RTN"),
+    Plant("plan-identity-ignores-the-digest", "plan", "torq_ref/torq/plan.py",
+          'if got != s["weight_sha256"]:', 'if False:',
+          (f"{T_PLAN}::test_a_plan_refuses_another_model_naming_the_site",),
+          "a plan is applied to other weights of the same shapes"),
+    Plant("plan-layer-file-digest-unchecked", "plan", "torq_ref/torq/plan.py",
+          'if file_sha256(p) != f["sha256"]:', 'if False:',
+          (f"{T_PLAN}::test_load_plan_refuses_damaged_plans",),
+          "a changed or truncated layer file is read as if intact"),
+    Plant("torch-fake-quant-ties-away", "plan", "torq_ref/torch/fake_quant.py",
+          "torch.round(a * 2) / 2", "torch.floor(a * 2 + 0.5) / 2",
+          (f"{T_TORCH}::test_torch_fake_quant_is_bit_exact_under_the_harness",),
+          "the torch fake quantizer rounds E2M1 ties away from zero", requires=("torch",)),
+    Plant("torch-fake-quant-drops-negative-zero", "plan", "torq_ref/torch/fake_quant.py",
+          "q = torch.copysign(q.clamp(max=_MAX), y)", "q = torch.sign(y) * q.clamp(max=_MAX)",
+          (f"{T_TORCH}::test_torch_fake_quant_refuses_what_it_does_not_implement",),
+          "negative values that round to zero become +0", requires=("torch",)),
+    Plant("torch-norm-fold-forgets-one-plus-weight", "plan", "torq_ref/torch/apply.py",
+          "g = (g + 1) if one_plus else g", "g = g",
+          (f"{T_TORCH}::test_torch_path_reproduces_the_engine_on_tiny_models",),
+          "the scale step folded into Gemma3's norm as if its multiplier were w, not 1 + w",
+          requires=("torch", "transformers")),
+    Plant("torch-qkv-input-reused-across-calls", "plan", "torq_ref/torch/apply.py",
+          "if self._last is not None and self._last[0] is x:", "if self._last is not None:",
+          (f"{T_TORCH}::test_remove_restores_the_model_and_the_qkv_input_is_transformed_once",),
+          "a site's transformed input is reused for the next token batch / layer call",
+          requires=("torch", "transformers")),
+    Plant("torch-remove-keeps-the-folded-norm", "plan", "torq_ref/torch/apply.py",
+          "        p = model.get_submodule(ident[\"norm\"]).weight\n        out._save(p)\n",
+          "        p = model.get_submodule(ident[\"norm\"]).weight\n",
+          (f"{T_TORCH}::test_remove_restores_the_model_and_the_qkv_input_is_transformed_once",),
+          "remove() leaves the scale step folded into the norms", requires=("torch", "transformers")),
+    Plant("torch-bound-ignores-top1", "plan", "torq_ref/torch/evaluate.py",
+          'and abs(diff["top1"]) <= bound["top1_abs"] and', "and",
+          (f"{T_TORCH}::test_bound_widens_as_one_over_sqrt_n_and_flags_a_row_outside",),
+          "a row whose top-1 differs from the engine's by any amount passes", requires=("torch", "transformers")),
+]
+
 #: Every plant, in report order. Other areas append here.
-PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + GOLDEN + ROTATIONS + MAXENT + TRACEABILITY
-                      + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + GLUE)
+PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
+                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN + GLUE)

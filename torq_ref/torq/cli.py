@@ -69,6 +69,9 @@ def add_run_arguments(p) -> None:
     g.add_argument("--out", default=None,
                    help="output directory (default out/<model>; with several models the parent, default out)")
     g.add_argument("--no-figures", action="store_true")
+    g.add_argument("--export-plan", default=None, metavar="DIR",
+                   help="also write every row's transforms as a plan directory (spec/TQ.md TQ-8; with several "
+                        "models DIR/<model>)")
 
 
 def settings_from_args(args):
@@ -160,7 +163,7 @@ def run_models(args, spec, cfg, dispatch=None) -> int:
     from torq_ref.evaluate.kld_summary import summary_blocks
     from torq_ref.evaluate.summary import metrics_table
 
-    from .pipeline import run
+    from .plan import export_run
     from .report import table, write_figures, write_json
 
     models = model_list(args)
@@ -169,7 +172,8 @@ def run_models(args, spec, cfg, dispatch=None) -> int:
     for name in models:
         label = model_label(name)
         out = Path(args.out or "out") / label if several else Path(args.out or Path("out") / label)
-        results = run(replace(spec, model=name), cfg, dispatch)
+        results = export_run(replace(spec, model=name), cfg, getattr(args, "export_plan", None),
+                             label if several else None, dispatch=dispatch)
         results["settings"]["model"] = label
         path = write_json(results, out)
         print(f"\n## {label}\n")

@@ -112,13 +112,16 @@ class Row:
 
 def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, settings,
                     cfg: TorqConfig, *, progress: bool = True, site_metrics=measure_site,
-                    dispatch: Dispatch = CORE):
+                    dispatch: Dispatch = CORE, on_layer=None):
     """(rows, per_site, timings) of every (method, setting) on ``model`` (TQ-6).
 
     ``rows``: list of dicts with method, setting, ppl and the per-window lists window_nll,
     window_kld, window_top1, window_n, plus eval_s. ``per_site[method]["layer:site"]``: the site
     metrics and fit info. ``site_metrics(C, X_held, transform, cfg) -> dict`` measures a site
-    (default :func:`torq_ref.torq.site_metrics.site_metrics`; None: no metrics)."""
+    (default :func:`torq_ref.torq.site_metrics.site_metrics`; None: no metrics).
+    ``on_layer(model, i, transforms, scales)``, when given, sees layer i's transforms
+    {method: {site: Transform | None}} and scale vectors {(i, site): s} of the scaled methods
+    as soon as they are built (the exported plan, TQ-8.1); it must not keep them."""
     eval_w, calib_w = np.asarray(eval_w), np.asarray(calib_w)
     check_rows(calib_w.size, cfg)
     width = eval_w.shape[1]
@@ -142,6 +145,8 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
         timings["calibration_s"] += time.perf_counter() - t0
         transforms, weights, views = _layer_transforms(model, i, cap, methods, scaled, cfg, cache,
                                                        per_site, site_metrics, timings, dispatch)
+        if on_layer is not None:                                                 # TQ-8.1
+            on_layer(model, i, transforms, views[True].scales if True in views else {})
         # GPTQ rows need the second moment of their sites' inputs, as their model saw it (TQ-7.4)
         moments = {flag: {site: v.moment(i, site) for site in SITES} for flag, v in views.items()
                    if any(r.setting == "W4A4" and (r.method in scaled) == flag

@@ -70,7 +70,7 @@ def versions() -> dict:
     return out
 
 
-def run(spec: RunSpec, cfg: TorqConfig, dispatch=None) -> dict:
+def run(spec: RunSpec, cfg: TorqConfig, dispatch=None, on_layer=None) -> dict:
     """Run the whole table on ``spec.model``; returns the results dict of ``results.json`` (TQ-4.3).
 
     The windows follow the model's BOS rule (spec/FW.md FW-6.5): BOS + ``window - 1`` text tokens
@@ -90,7 +90,7 @@ def run(spec: RunSpec, cfg: TorqConfig, dispatch=None) -> dict:
     _log(f"model {model_dir} ({spec.dtype}), {model.config.num_layers} layers; {spec.eval_windows} eval + "
          f"{spec.calib_windows} calibration windows of {spec.window} tokens"
          + ("" if bos is None else f" (BOS {bos} + {spec.window - 1} text tokens each)"))
-    out = evaluate_methods(model, eval_w, calib_w, spec, cfg, dispatch)
+    out = evaluate_methods(model, eval_w, calib_w, spec, cfg, dispatch, on_layer=on_layer)
     out["settings"].update({"model_dir": str(model_dir), "n_tokens": int(len(ids)), "bos_id": bos,
                             "text": "pydoc_data.topics (sorted keys, joined by blank lines)"})
     out["timings"]["total_s"] = time.perf_counter() - t_start
@@ -98,17 +98,19 @@ def run(spec: RunSpec, cfg: TorqConfig, dispatch=None) -> dict:
 
 
 def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSpec, cfg: TorqConfig,
-                     dispatch=None) -> dict:
+                     dispatch=None, on_layer=None) -> dict:
     """Every (method, setting) of ``spec`` on ``model``, streamed layer by layer (TQ-3, TQ-6);
     ``calib_w`` follows ``eval_w`` in the text and never overlaps it (TQ-1.1). Folded transforms
     leave the FP32 logits unchanged (TQ-3.2: they are orthogonal, checked when prepared).
     ``dispatch`` (an :class:`engine.Dispatch`, default the core one) is how an experiment runs its
-    variants (TQ-2.16); its ``settings`` join the results' settings."""
+    variants (TQ-2.16); its ``settings`` join the results' settings. ``on_layer``: see ``engine.stream_evaluate`` (the
+    exported plan, TQ-8.1)."""
     from .engine import CORE, stream_evaluate
 
     dispatch = dispatch or CORE
     rows, per_site, timings = stream_evaluate(model, eval_w, calib_w, spec.methods, spec.settings,
-                                              cfg, progress=spec.progress, dispatch=dispatch)
+                                              cfg, progress=spec.progress, dispatch=dispatch,
+                                              on_layer=on_layer)
     for row in rows:
         metrics = per_site[row["method"]].values()
         row["imbalance"] = float(np.mean([m["imbalance"] for m in metrics]))

@@ -1,0 +1,141 @@
+"""Verdicts that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.4, CF-3.7, CF-3.8):
+each a planted kernel, the oracle (torq_ref.mx) with one step changed, and the cause it must get.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from torq_ref import mx
+from torq_ref.conformance import check
+from torq_ref.conformance.causes import rules_followed
+from torq_ref.golden.defects import quantize_defects
+
+
+def _mx(x, rule="floor"):
+    t = mx.quantize(x, "e2m1", scale_rule=rule, backend="numpy")
+    return t.scales, t.codes
+
+
+@pytest.mark.clause("CF-3.7")
+def test_wrong_scale_byte_beside_right_codes_is_a_scale_cause():
+    # the byte from one path (FLOOR's), the codes from the profile's rule: on the block where
+    # the codes under FLOOR's byte would saturate, the codes are still the right ones
+    for profile, rule, fmt in [("nvidia", "rceil", "e2m1"), ("even", "even", "e2m1"),
+                               ("nvidia", "rceil", "e4m3")]:
+        def floor_byte(x, rule=rule, fmt=fmt):
+            return (mx.quantize(x, fmt, backend="numpy").scales,
+                    mx.quantize(x, fmt, scale_rule=rule, backend="numpy").codes)
+        rep = check("quantize", floor_byte, profile=profile, level="quick", fmt=fmt)
+        assert rep.failing_causes() == {"ScaleByteOnly"}, rep.per_cause
+        assert {r.output for r in rep.failures} == {"scale"} and not {r.rule for r in rep.failures} - {""}
+
+
+@pytest.mark.clause("CF-2.4", "CF-3.7")
+def test_unsigned_zero_accepts_plus_zero_for_minus_zero_only():
+    def minus_for_plus(x):              # every zero code written with its sign bit set
+        s, c = _mx(x)
+        return s, np.where(c == 0, 8, c).astype(np.uint8)
+    for profile in ("ocp", "ocp+unsigned-zero"):
+        rep = check("quantize", minus_for_plus, profile=profile, level="quick")
+        assert not rep.passed and rep.failing_causes() == {"NegativeZero"}, rep.per_cause
+        assert {r.clause for r in rep.failures} == {"MX-3.3"}
+    enc = lambda x: np.where(mx.encode(x, "e2m1") == 0, 8, mx.encode(x, "e2m1")).astype(np.uint8)
+    rep = check("encode", enc, profile="ocp+unsigned-zero", level="quick")
+    assert not rep.passed and rep.failing_causes() == {"NegativeZero"}
+
+    def deq(s, c):
+        y = (mx.decode(c, "e2m1") * np.repeat(mx.scale_values(s), 32, axis=1)).astype(np.float32)
+        return np.where(y == 0, np.float32(-0.0), y)
+    rep = check("dequantize", deq, profile="ocp+unsigned-zero")
+    assert not rep.passed and rep.failing_causes() == {"NegativeZero"}
+
+
+@pytest.mark.clause("CF-2.3", "CF-3.7")
+def test_any_rule_names_the_rule_the_kernel_follows_as_a_whole():
+    even = lambda x: _mx(x, "even")
+    rep = check("quantize", even, profile="any-rule", level="quick")
+    assert rep.passed
+    named = {r.rule for r in rep.results if r.status == "acceptable" and r.cause == "OtherScaleRule"}
+    assert named == {"even"}, named          # not RCEIL on the blocks where RCEIL agrees
+
+
+@pytest.mark.clause("CF-3.7")
+def test_followed_rule_needs_evidence_that_separates_the_rules():
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((64, 32)) * 3).astype(np.float32)
+    s_even = _mx(x, "even")[0]
+    assert rules_followed(x, s_even, "e2m1", "floor") == ("even",)
+    # a FLOOR kernel that gives CEIL's scale on two blocks: coincidences, not a rule
+    s = _mx(x)[0].copy()
+    ceil = _mx(x, "ceil")[0]
+    d = np.argwhere(ceil != s)[:2]
+    for r, b in d:
+        s[r, b] = ceil[r, b]
+    x1 = x[[r for r, _ in d]]
+    assert rules_followed(x1, s[[r for r, _ in d]], "e2m1", "floor") == ()
+    # two rules no block separates are named together
+    y = np.zeros((8, 32), np.float32)
+    y[:, 0] = np.float32(7.5) * 2.0 ** np.arange(8)          # m = 1.875: CEIL = EVEN = RCEIL
+    s_up = _mx(y, "ceil")[0]
+    assert rules_followed(y, s_up, "e2m1", "floor") == ("rceil/ceil/even",)
+
+
+@pytest.mark.clause("CF-3.4", "GV-4.3")
+def test_no_flushed_scale_code_zero_variant_for_a_block_of_zeros():
+    z = -np.zeros(32, np.float32)
+    s, c = _mx(z.reshape(1, -1))
+    assert not [f for f, _, _ in quantize_defects(z, "e2m1", "floor", int(s[0, 0]), c)
+                if f == "KnownDefectFlushedScaleCodeZero"]
+
+    def unsigned(x):                    # the sign of zero lost, nothing else
+        s, c = _mx(x)
+        return s, np.where(c == 8, 0, c).astype(np.uint8)
+    rep = check("quantize", unsigned, level="quick")
+    assert rep.failing_causes() == {"SignedZero"}
+    assert "KnownDefectFlushedScaleCodeZero" not in rep.known_defects
+
+
+@pytest.mark.clause("CF-3.7")
+def test_inf_encoded_as_four_is_saturation_not_tie_neighbour():
+    def inf_to_4(x):
+        c = mx.encode(x, "e2m1")
+        return np.where(np.isinf(x), np.where(x < 0, 0xE, 0x6), c).astype(np.uint8)
+    rep = check("encode", inf_to_4, level="quick")
+    assert rep.failing_causes() == {"Saturation"}, rep.per_cause
+
+
+@pytest.mark.clause("CF-3.8")
+def test_fake_quant_clamped_scale_is_a_scale_cause():
+    def clamped_at_2_15(x):             # the scale stored where 2^15 is the largest power of two
+        t = mx.quantize(x, "e2m1", backend="numpy")
+        s = np.where(t.scales == 255, 255, np.minimum(t.scales, 127 + 15)).astype(np.uint8)
+        with np.errstate(over="ignore", invalid="ignore"):
+            q = np.ldexp(x.astype(np.float64).reshape(x.shape[0], -1, 32),
+                         (127 - s.astype(np.int64))[..., None])
+            y = mx.decode(mx.encode(q, "e2m1"), "e2m1") * mx.scale_values(s)[..., None]
+        return y.reshape(x.shape).astype(np.float32)
+    rep = check("fake-quant", clamped_at_2_15, level="quick")
+    assert not rep.passed
+    assert rep.failing_causes() <= {"WrongScale", "ScaleNotClamped"}, rep.per_cause
+    assert "WrongScale" in rep.failing_causes()
+
+
+@pytest.mark.clause("CF-3.8")
+def test_fake_quant_inference_puts_the_expected_scale_last():
+    from torq_ref.conformance.fake_quant import _non_pow2_grid, infer_scale_codes
+    # one nonzero magnitude 12 = 6 * 2 = 1.5 * 8: a power-of-two grid holds it, so no evidence
+    one = np.zeros(32)
+    one[3] = 12.0
+    assert not _non_pow2_grid(one, "e2m1")
+    two = np.zeros(32)
+    two[:2] = [6.0 * 1.1, 1.1]                     # value(c) * 1.1 and no power of two
+    assert _non_pow2_grid(two, "e2m1")
+    # an output that both the expected scale (with other codes) and a larger one reproduce:
+    # the larger one is read first, the expected one last
+    x = np.zeros(32, np.float32)
+    x[:2] = [5.0, 1.75]                            # FLOOR scale 0x7F
+    got = np.zeros(32)
+    got[:2] = [4.0, 1.0]                           # no scale's RNE codes give it
+    fits = infer_scale_codes(got, x, 0x7F, "e2m1", [0x7F, 0x80])
+    assert [s for s, _ in fits] == [0x80, 0x7F]    # 0x80 (codes 2, 0.5) first

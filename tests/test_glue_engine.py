@@ -171,3 +171,39 @@ def test_run_on_a_bos_model_uses_its_bos_rule(monkeypatch, tmp_path):
     (ev, ca, bos_id), = seen
     assert bos_id == 2 and (ev[:, 0] == 2).all() and (ca[:, 0] == 2).all()
     assert all(r["window_n"] == [RW - 1] * 2 for r in res["results"])
+
+
+@pytest.mark.clause("ST-4.1", "EV-3.1")
+def test_window_means_weight_unequal_windows():
+    """The table's KLD, NLL and top-1 of a row are window means weighted by window_n."""
+    from torq_ref.evaluate.summary import summarize
+
+    row = {"method": "rtn", "setting": "W4A4", "window_nll": [1.0, 4.0, 2.0], "window_kld": [0.1, 0.4, 0.2],
+           "window_top1": [1.0, 0.0, 0.5], "window_n": [3, 1, 2]}
+    out = summarize([row])[0]
+    assert out["nll"] == pytest.approx((3 * 1.0 + 4.0 + 2 * 2.0) / 6)
+    assert out["kld"] == pytest.approx((3 * 0.1 + 0.4 + 2 * 0.2) / 6)
+    assert out["top1"] == pytest.approx((3 * 1.0 + 0.0 + 2 * 0.5) / 6)
+
+
+@pytest.mark.clause("ST-4.1", "EV-5.2")
+def test_seed_table_over_three_seeds_with_unequal_windows():
+    """Three seeds, windows of unequal sizes, one row missing from one seed: each seed's mean
+    KLD is window_n-weighted, the mean and range are over the seeds that have the row."""
+    from torq_ref.evaluate.seed_spread import seed_table
+
+    def run(seed, kld, with_rtn=True):
+        rows = [{"method": "torq", "setting": "W4A4", "window_kld": kld, "window_n": [3, 1]}]
+        if with_rtn:
+            rows.append({"method": "rtn", "setting": "W4A4", "window_kld": [0.5, 0.5], "window_n": [3, 1]})
+        return {"seed": seed, "path": f"s{seed}", "rows": rows}
+
+    runs = [run(0, [0.1, 0.5]), run(1, [0.2, 0.2], with_rtn=False), run(2, [0.3, 0.7])]
+    per_seed = [(3 * 0.1 + 0.5) / 4, 0.2, (3 * 0.3 + 0.7) / 4]                # 0.2, 0.2, 0.4
+    lines = seed_table(runs).splitlines()
+    torq = next(l for l in lines if l.startswith("| torq |")).strip("| ").split(" | ")
+    assert [float(c) for c in torq[2:5]] == pytest.approx(per_seed, abs=5e-5)
+    assert float(torq[5]) == pytest.approx(np.mean(per_seed), abs=5e-5)
+    assert float(torq[6]) == pytest.approx(max(per_seed) - min(per_seed), abs=5e-5)
+    rtn = next(l for l in lines if l.startswith("| rtn |")).strip("| ").split(" | ")
+    assert rtn[3] == "-" and float(rtn[5]) == pytest.approx(0.5) and float(rtn[6]) == pytest.approx(0.0)

@@ -207,3 +207,34 @@ def test_seed_table_over_three_seeds_with_unequal_windows():
     assert float(torq[6]) == pytest.approx(max(per_seed) - min(per_seed), abs=5e-5)
     rtn = next(l for l in lines if l.startswith("| rtn |")).strip("| ").split(" | ")
     assert rtn[3] == "-" and float(rtn[5]) == pytest.approx(0.5) and float(rtn[6]) == pytest.approx(0.0)
+
+
+@pytest.mark.clause("ST-4.1", "TQ-2.11", "TQ-2.16")
+def test_variant_alpha_choice_and_fits_see_calibration_rows_only(tiny, windows, monkeypatch):
+    """The experiments' per-site alpha choice and the micro-macro order's fit get the first
+    ``micro_rows`` calibration rows only (held-out rows poisoned with NaN)."""
+    import torq_ref.experiments.variants as variants
+    import torq_ref.rotations.maxent as maxent
+
+    ev, ca = windows
+    seen = {"alpha": [], "maxent": []}
+    real_choose, real_maxent = variants.choose_alpha, maxent.maxent_rotation
+
+    def spy_choose(C, X, W, grid, **kw):
+        seen["alpha"].append(np.array(X))
+        return real_choose(C, X, W, grid, **kw)
+
+    def spy_maxent(X, *a, **kw):
+        seen["maxent"].append(np.array(X))
+        return real_maxent(X, *a, **kw)
+
+    monkeypatch.setattr(variants, "choose_alpha", spy_choose)
+    monkeypatch.setattr(maxent, "maxent_rotation", spy_maxent)
+    monkeypatch.setattr(engine, "ActivationCapture", Poisoned)
+    v = variants.Variant(order="micro-macro", alpha_grid=(0.0, 0.5))
+    engine.stream_evaluate(tiny, ev, ca, ("torq",), ("W16A4",), SMALL, progress=False,
+                           site_metrics=lambda C, X, t, cfg: {"imbalance": 1.0, "entropy": 1.0},
+                           dispatch=v.dispatch())
+    assert seen["alpha"] and seen["maxent"]
+    for X in seen["alpha"] + seen["maxent"]:
+        assert X.shape[0] == SMALL.micro_rows and np.isfinite(X).all()

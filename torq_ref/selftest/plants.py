@@ -730,6 +730,10 @@ GLUE = [
           'return sum(row["window_kld"]) / len(row["window_kld"])',
           (f"{T_GLUE_ENG}::test_seed_table_over_three_seeds_with_unequal_windows",),
           "a seed's mean KLD ignores the window sizes"),
+    Plant("glue-alpha-choice-sees-held-out-rows", "glue", "torq_ref/experiments/variants.py",
+          "X = cap.inputs(i, site)[: cfg.micro_rows]", "X = cap.inputs(i, site)",
+          (f"{T_GLUE_ENG}::test_variant_alpha_choice_and_fits_see_calibration_rows_only",),
+          "the per-site alpha is chosen on the held-out metric rows too"),
     # --- rarely taken branches of the harness (spec/ST.md ST-4.2)
     Plant("glue-sh-orthogonality-bound-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
           "if oe > ORTH_RTOL * n:", "if oe >= ORTH_RTOL * n:",

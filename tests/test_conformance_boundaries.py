@@ -91,3 +91,32 @@ def test_a_report_about_nothing_never_passes():
         assert not rep.passed and "FAILED" in rep.summary()
     rep = Report("quantize", "ocp", "default", "e2m1", [CaseResult("a", [], "pass")])
     assert rep.passed and "PASSED" in rep.summary()
+
+
+def _followed(n_blocks, agree):
+    """rules_followed on n_blocks blocks of amax 3 (CEIL's scale is FLOOR's + 1 on each) where
+    the kernel gives CEIL's scale on ``agree`` of them and FLOOR's on the rest."""
+    from torq_ref import mx
+    from torq_ref.conformance.causes import rules_followed
+
+    x = np.zeros((1, 32 * n_blocks))
+    x[0, ::32] = 3.0
+    amax = np.full((1, n_blocks), 3.0)
+    floor, ceil = mx.scale_codes(amax, "e2m1", "floor"), mx.scale_codes(amax, "e2m1", "ceil")
+    assert (ceil != floor).all()
+    got = floor.copy()
+    got[0, :agree] = ceil[0, :agree]
+    return [r for name in rules_followed(x, got, "e2m1", "floor") for r in name.split("/")]
+
+
+@pytest.mark.clause("ST-4.2", "CF-3.7")
+def test_rule_evidence_thresholds_are_inclusive():
+    """A rule is followed on at least MIN_EVIDENCE blocks and at least half of those where it
+    differs from the profile's: exactly on each threshold it is, one block short it is not."""
+    from torq_ref.conformance.causes import MIN_EVIDENCE
+
+    assert "ceil" in _followed(2 * MIN_EVIDENCE, MIN_EVIDENCE)               # both thresholds met exactly
+    assert "ceil" not in _followed(2 * MIN_EVIDENCE, MIN_EVIDENCE - 1)       # half and evidence short
+    assert "ceil" not in _followed(2 * MIN_EVIDENCE + 2, MIN_EVIDENCE)       # evidence met, half short by one
+    assert "ceil" in _followed(2 * MIN_EVIDENCE + 2, MIN_EVIDENCE + 1)       # exactly half
+    assert "ceil" not in _followed(MIN_EVIDENCE - 1, MIN_EVIDENCE - 1)       # all blocks, evidence short

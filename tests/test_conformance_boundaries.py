@@ -120,3 +120,27 @@ def test_rule_evidence_thresholds_are_inclusive():
     assert "ceil" not in _followed(2 * MIN_EVIDENCE + 2, MIN_EVIDENCE)       # evidence met, half short by one
     assert "ceil" in _followed(2 * MIN_EVIDENCE + 2, MIN_EVIDENCE + 1)       # exactly half
     assert "ceil" not in _followed(MIN_EVIDENCE - 1, MIN_EVIDENCE - 1)       # all blocks, evidence short
+
+
+@pytest.mark.clause("ST-4.2", "CF-3.6")
+def test_dot_tolerance_is_inclusive(monkeypatch):
+    """An MX dot product whose error equals its tolerance passes; one ulp less tolerance fails."""
+    from pathlib import Path
+
+    from torq_ref.conformance import kinds
+    from torq_ref.golden.io import read_tree
+
+    vs = read_tree(Path(__file__).resolve().parents[1] / "golden")
+
+    def zeros(a_s, a_c, b_s, b_c):
+        return np.zeros((a_c.shape[0], b_c.shape[0]))
+
+    def run(shift):
+        monkeypatch.setattr(kinds, "dot_tolerance", lambda c, *a: np.nextafter(np.abs(c), shift))
+        return kinds.run_dot_scaled(zeros, vs, PROFILES["ocp"], "e2m1", False)
+
+    monkeypatch.setattr(kinds, "dot_tolerance", lambda c, *a: np.abs(c))
+    exact = kinds.run_dot_scaled(zeros, vs, PROFILES["ocp"], "e2m1", False)
+    assert exact and all(r.status == "pass" for r in exact)
+    assert all(r.status == "pass" for r in run(UP))
+    assert all(r.status == "fail" for r in run(DOWN))

@@ -769,6 +769,10 @@ GLUE = [
           "if agree >= MIN_EVIDENCE and 2 * agree > int(d.sum()):",
           (f"{T_BOUND}::test_rule_evidence_thresholds_are_inclusive",),
           "a rule followed on exactly half of its blocks is not named"),
+    Plant("glue-dot-tolerance-exclusive", "glue", "torq_ref/conformance/kinds.py",
+          "            ok = err <= tol", "            ok = err < tol",
+          (f"{T_BOUND}::test_dot_tolerance_is_inclusive",),
+          "a dot product exactly on its tolerance fails"),
     # --- converse properties (spec/ST.md ST-4.3)
     Plant("glue-orthogonality-reads-column-norms", "glue", "torq_ref/model/hooks.py",
           "err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(",

@@ -144,3 +144,26 @@ def test_dot_tolerance_is_inclusive(monkeypatch):
     assert exact and all(r.status == "pass" for r in exact)
     assert all(r.status == "pass" for r in run(UP))
     assert all(r.status == "fail" for r in run(DOWN))
+
+
+@pytest.mark.clause("ST-4.2", "CF-5.10", "CF-5.11", "CF-1.2")
+def test_builders_bad_outputs_are_named():
+    """The rarely taken branches of the builder judges: a refused valid target, a non-finite or
+    misshapen Q, a non-finite R."""
+    lam = np.array([1.0, 0.0])
+    t = np.array([0.5, 0.5])
+
+    def boom():
+        raise ValueError("no")
+
+    r = bk.judge_schur_horn("s", [], lam, t, "accept", boom)
+    assert (r.status, r.cause) == ("fail", "RefusedMajorized")
+    assert bk.judge_schur_horn("s", [], lam, t, "refuse", boom).status == "pass"
+    r = bk.judge_schur_horn("s", [], lam, t, "refuse", lambda: np.eye(2))
+    assert r.cause == "AcceptedNonMajorized"
+    for bad in (np.full((2, 2), np.nan), np.eye(3), "Q"):
+        r = bk.judge_schur_horn("s", [], lam, t, "accept", lambda bad=bad: bad)
+        assert (r.status, r.cause) == ("fail", "BadOutput"), bad
+    for bad in (np.full((32, 32), np.inf), np.eye(16)):
+        r = bk.judge_maxent("m", [], None, bad, 1.0, 1.0, 32)
+        assert (r.status, r.cause) == ("fail", "BadOutput")

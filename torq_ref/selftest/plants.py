@@ -799,7 +799,7 @@ GLUE = [
           (f"{T_GLUE_CONV}::test_manifest_refuses_a_wrong_sha256_of_the_right_size",),
           "a golden file of the right size but other bytes passes the manifest check"),
     Plant("glue-returned-field-never-read", "glue", "torq_ref/model/model.py",
-          "    seq_len: int\n    tables: dict\n", "    seq_len: int\n    tables: dict\n    positions: int = 0\n",
+          "    seq_len: int\n    tables: dict\n", "    seq_len: int\n    tables: dict\n    rope_offset: int = 0\n",
           (f"{T_GLUE_CONV}::test_every_public_record_field_is_read_by_a_test",),
           "a record gains a returned field that no test reads"),
 ]

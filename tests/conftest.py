@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import os
 
+# numba's default OpenMP threads do not survive a fork; the tests of the fork pool (spec/TQ.md
+# TQ-6.6) run after other tests have started numba's threads, so the suite uses the fork-safe
+# workqueue layer (numba's kernels give the same bits on any layer and thread count, ME-4.3)
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
 from hypothesis import HealthCheck, settings
 
 # "ci" is the default (bounded, derandomized so CI is reproducible); "thorough" on request:

@@ -170,6 +170,10 @@ PROBES: dict[str, Probe] = {
     "out": Probe((), differ=False),          # every probe run writes where --out says (run_cli reads it there)
     "no_figures": Probe((), differ=False, drop=("--no-figures",), check=_check_figures),
     "export_plan": Probe(("--export-plan", "{out}/plan"), differ=False, check=_check_plan),
+    # executors and the reference cache: the numbers must NOT change (byte-identical results)
+    "jobs": Probe(("--jobs", "2"), differ=False),
+    "ref_cache": Probe(("--ref-cache", "off"), differ=False),
+    "scheduler": Probe((), differ=False),   # needs a Dask scheduler; the parse is checked by the table
 }
 
 

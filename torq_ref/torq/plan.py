@@ -353,13 +353,13 @@ def check_model(plan: Plan, model, *, digest: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------------- run
-def export_run(spec, cfg: TorqConfig, out_dir, label: str | None = None, dispatch=None) -> dict:
+def export_run(spec, cfg: TorqConfig, out_dir, label: str | None = None, dispatch=None, **run_kw) -> dict:
     """``run(spec, cfg)`` with the plan of every row written to ``out_dir`` (``run --export-plan``,
-    TQ-8.1); ``out_dir`` None is a plain run. Several models (``label`` given): ``out_dir/label``."""
+    TQ-8.1); ``out_dir`` None is a plain run; ``run_kw`` (executor, ref_cache) go to ``pipeline.run``. Several models (``label`` given): ``out_dir/label``."""
     from .pipeline import run
 
     if out_dir is None:
-        return run(spec, cfg, dispatch)
+        return run(spec, cfg, dispatch, **run_kw)
     d = Path(out_dir) / label if label else Path(out_dir)
     holder = {}
 
@@ -368,7 +368,7 @@ def export_run(spec, cfg: TorqConfig, out_dir, label: str | None = None, dispatc
             holder["rec"], holder["model"] = PlanRecorder(d, spec.methods, spec.settings, cfg), model
         holder["rec"](model, i, transforms, scales)
 
-    results = run(spec, cfg, dispatch, on_layer=on_layer)
+    results = run(spec, cfg, dispatch, on_layer=on_layer, **run_kw)
     if "rec" not in holder:
         raise SettingsError("the run built no layer; nothing to export")
     path = holder["rec"].finish(holder["model"], spec.model, results)

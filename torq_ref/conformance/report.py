@@ -39,8 +39,9 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        """CF-4.1: at least one case and none failed."""
-        return bool(self.results) and all(r.status != "fail" for r in self.results)
+        """CF-4.1: at least one case and none failed (results whose counts add up to no case, a
+        bulk result of count 0 included, are not a pass: a report never passes about nothing, ST-4.2)."""
+        return sum(r.count for r in self.results) > 0 and all(r.status != "fail" for r in self.results)
 
     @property
     def counts(self) -> dict:

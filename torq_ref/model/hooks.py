@@ -54,6 +54,7 @@ def _as_dense(matrix: Any, n: int) -> np.ndarray:
 
 def _check_orthogonal(m: np.ndarray, what: str, tol: float = 1e-6) -> None:
     # A probe with a few seeded random rows costs O(n^2) instead of the O(n^3) of M^T M.
+    # It tests M M^T = I as a whole (every block of a per-block rotation), not the norms alone (ST-4.3).
     probe = np.random.default_rng(0).standard_normal((4, m.shape[-1]))
     err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(
         np.abs(probe[:, :m.shape[-1]] @ b @ b.T - probe[:, :m.shape[-1]]).max() for b in m)

@@ -13,7 +13,8 @@ To add a plant, append one entry to the list of its area below, e.g.::
 
 Names are unique; ``area`` groups the report (``--area mx`` runs one group).
 
-Clauses: ST-1.1 (the registry and its checks).
+Clauses: ST-1.1 (the registry and its checks); the "glue" area plants the escapes of ST-4.1 (glue
+between stages), ST-4.2 (rarely taken branches of the harness) and ST-4.3 (converse properties).
 """
 from __future__ import annotations
 
@@ -681,6 +682,137 @@ CLI = [
           "gguf_import imports the registry again, which imports gguf_import"),
 ]
 
+T_GLUE_OPT = "tests/test_glue_run_options.py"
+T_GLUE_ENG = "tests/test_glue_engine.py"
+T_GLUE_CONV = "tests/test_glue_converse.py"
+T_BOUND = "tests/test_conformance_boundaries.py"
+
+GLUE = [
+    # --- the glue between stages (spec/ST.md ST-4.1)
+    Plant("glue-run-option-not-passed-on", "glue", "torq_ref/torq/cli.py",
+          'for key in ("beta", "max_sweeps", "micro_rows"):', 'for key in ("max_sweeps", "micro_rows"):',
+          (f"{T_GLUE_OPT}::test_run_option_reaches_its_consumer",),
+          "run --beta is parsed and then never reaches the micro optimizer"),
+    Plant("glue-quick-keeps-per-layer-draws", "glue", "torq_ref/torq/cli.py",
+          "cfg_kw.update(micro_rows=64, max_sweeps=1, random_per_layer=False)",
+          "cfg_kw.update(micro_rows=64, max_sweeps=1)",
+          (f"{T_GLUE_OPT}::test_run_option_reaches_its_consumer",),
+          "--quick no longer shares the random orthogonals per site kind"),
+    Plant("glue-settings-key-dropped", "glue", "torq_ref/torq/pipeline.py",
+          '"settings": {**asdict(spec), **asdict(cfg), **dispatch.settings},',
+          '"settings": {**asdict(spec), **{k: v for k, v in asdict(cfg).items() if k != "micro_objective"}, '
+          '**dispatch.settings},',
+          (f"{T_GLUE_OPT}::test_results_json_records_every_setting",),
+          "results.json loses a knob of the run (and report --seeds would pair runs differing in it)"),
+    Plant("glue-seeds-free-setting-too-many", "glue", "torq_ref/evaluate/seed_spread.py",
+          'FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir")',
+          'FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir", "quant_sites")',
+          (f"{T_GLUE_OPT}::test_report_seeds_refuses_runs_differing_in_any_setting",),
+          "report --seeds accepts runs that quantized different site kinds"),
+    Plant("glue-duquant-fits-held-out-rows", "glue", "torq_ref/torq/methods.py",
+          "duquant_transform(X[: cfg.micro_rows], b,", "duquant_transform(X, b,",
+          (f"{T_GLUE_ENG}::test_no_fit_sees_held_out_or_evaluation_rows",),
+          "DuQuant's greedy rotation is fitted on the held-out metric rows too"),
+    Plant("glue-micro-fits-held-out-rows", "glue", "torq_ref/torq/methods.py",
+          "rows = X[: cfg.micro_rows]", "rows = X",
+          (f"{T_GLUE_ENG}::test_no_fit_sees_held_out_or_evaluation_rows",),
+          "the micro optimizer also sees the rows the site metrics are measured on"),
+    Plant("glue-chunk-combine-unweighted", "glue", "torq_ref/torq/engine.py",
+          "float(np.dot(n, [p[k] for p in parts]) / n.sum())", "float(np.mean([p[k] for p in parts]))",
+          (f"{T_GLUE_ENG}::test_combine_weights_unequal_chunks",
+           f"{T_GLUE_ENG}::test_rows_independent_of_chunk_and_batch_sizes"),
+          "the window mean of head chunks is right only when the chunks have equal sizes"),
+    Plant("glue-window-check-ignores-bos", "glue", "torq_ref/torq/pipeline.py",
+          "check_windows(len(ids), spec, bos)", "check_windows(len(ids), spec)",
+          (f"{T_GLUE_ENG}::test_run_on_a_bos_model_uses_its_bos_rule",),
+          "the window check counts window tokens of text on a model that puts a BOS first"),
+    Plant("glue-window-text-without-bos", "glue", "torq_ref/torq/pipeline.py",
+          "text = spec.window - (bos_id is not None)", "text = spec.window",
+          (f"{T_GLUE_ENG}::test_window_check_follows_the_bos_rule",),
+          "check_windows ignores the BOS rule it is given"),
+    Plant("glue-seed-mean-over-all-seeds", "glue", "torq_ref/evaluate/seed_spread.py",
+          'f"{sum(have) / len(have):.4f}"', 'f"{sum(have) / len(vals):.4f}"',
+          (f"{T_GLUE_ENG}::test_seed_table_over_three_seeds_with_unequal_windows",),
+          "the seed mean divides by every seed, also those without the row"),
+    Plant("glue-seed-kld-unweighted", "glue", "torq_ref/evaluate/seed_spread.py",
+          'return weighted_mean(row["window_kld"], row.get("window_n"))',
+          'return sum(row["window_kld"]) / len(row["window_kld"])',
+          (f"{T_GLUE_ENG}::test_seed_table_over_three_seeds_with_unequal_windows",),
+          "a seed's mean KLD ignores the window sizes"),
+    Plant("glue-alpha-choice-sees-held-out-rows", "glue", "torq_ref/experiments/variants.py",
+          "X = cap.inputs(i, site)[: cfg.micro_rows]", "X = cap.inputs(i, site)",
+          (f"{T_GLUE_ENG}::test_variant_alpha_choice_and_fits_see_calibration_rows_only",),
+          "the per-site alpha is chosen on the held-out metric rows too"),
+    # --- rarely taken branches of the harness (spec/ST.md ST-4.2)
+    Plant("glue-sh-orthogonality-bound-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
+          "if oe > ORTH_RTOL * n:", "if oe >= ORTH_RTOL * n:",
+          (f"{T_BOUND}::test_schur_horn_orthogonality_bound_is_inclusive",),
+          "a Q exactly on the orthogonality bound fails"),
+    Plant("glue-sh-diagonal-bound-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
+          "if de <= tol:", "if de < tol:",
+          (f"{T_BOUND}::test_schur_horn_diagonal_bound_is_inclusive",),
+          "a diagonal exactly on its bound fails"),
+    Plant("glue-maxent-floor-exclusive", "glue", "torq_ref/conformance/builder_kinds.py",
+          "if j >= floor:", "if j > floor:",
+          (f"{T_BOUND}::test_maxent_floor_and_orthogonality_bounds_are_inclusive",),
+          "a rotation whose held-out objective sits exactly on the floor fails"),
+    Plant("glue-hadamard-bound-off-by-one-ulp", "glue", "torq_ref/conformance/hadamard_kind.py",
+          "if r <= 1.0:", "if r <= np.nextafter(1.0, 2.0):",
+          (f"{T_BOUND}::test_hadamard_bounds_are_inclusive",),
+          "an output one ulp past the butterfly bound passes"),
+    Plant("glue-hadamard-near-factor-exclusive", "glue", "torq_ref/conformance/hadamard_kind.py",
+          "if rb <= NEAR_FACTOR:", "if rb < NEAR_FACTOR:",
+          (f"{T_BOUND}::test_hadamard_bounds_are_inclusive",),
+          "an error exactly NEAR_FACTOR x the bound is called NotHadamard (a cause chosen in an untested branch)"),
+    Plant("glue-report-passes-about-nothing", "glue", "torq_ref/conformance/report.py",
+          "return sum(r.count for r in self.results) > 0 and all(", "return all(",
+          (f"{T_BOUND}::test_a_report_about_nothing_never_passes",),
+          "a report with no case says PASSED"),
+    Plant("glue-rule-evidence-strict", "glue", "torq_ref/conformance/causes.py",
+          "if agree >= MIN_EVIDENCE and 2 * agree >= int(d.sum()):",
+          "if agree > MIN_EVIDENCE and 2 * agree >= int(d.sum()):",
+          (f"{T_BOUND}::test_rule_evidence_thresholds_are_inclusive",),
+          "a rule followed on exactly MIN_EVIDENCE blocks is not named (a cause chosen in an untested branch)"),
+    Plant("glue-rule-half-strict", "glue", "torq_ref/conformance/causes.py",
+          "if agree >= MIN_EVIDENCE and 2 * agree >= int(d.sum()):",
+          "if agree >= MIN_EVIDENCE and 2 * agree > int(d.sum()):",
+          (f"{T_BOUND}::test_rule_evidence_thresholds_are_inclusive",),
+          "a rule followed on exactly half of its blocks is not named"),
+    Plant("glue-dot-tolerance-exclusive", "glue", "torq_ref/conformance/kinds.py",
+          "            ok = err <= tol", "            ok = err < tol",
+          (f"{T_BOUND}::test_dot_tolerance_is_inclusive",),
+          "a dot product exactly on its tolerance fails"),
+    # --- converse properties (spec/ST.md ST-4.3)
+    Plant("glue-orthogonality-reads-column-norms", "glue", "torq_ref/model/hooks.py",
+          "err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(",
+          "err = np.abs(np.linalg.norm(m, axis=0) - 1).max() if m.ndim == 2 else max(",
+          (f"{T_GLUE_CONV}::test_transform_refuses_non_orthogonal",),
+          "the transform check reads only the column norms: a skewed matrix passes"),
+    Plant("glue-orthogonality-first-block-only", "glue", "torq_ref/model/hooks.py",
+          "np.abs(probe[:, :m.shape[-1]] @ b @ b.T - probe[:, :m.shape[-1]]).max() for b in m)",
+          "np.abs(probe[:, :m.shape[-1]] @ b @ b.T - probe[:, :m.shape[-1]]).max() for b in m[:1])",
+          (f"{T_GLUE_CONV}::test_transform_refuses_non_orthogonal",),
+          "a per-block rotation is checked on its first block only"),
+    Plant("glue-dense-orthogonal-diagonal-only", "glue", "torq_ref/rotations/baselines.py",
+          "err = float(np.max(np.abs(m.T @ m - np.eye(m.shape[0])))) if m.size else 0.0",
+          "err = float(np.max(np.abs(np.diag(m.T @ m) - 1))) if m.size else 0.0",
+          (f"{T_GLUE_CONV}::test_dense_orthogonal_and_givens_factor_refuse_non_orthogonal",),
+          "DenseOrthogonal checks the diagonal of M^T M (unit columns), not the rest"),
+    Plant("glue-majorization-largest-entry-only", "glue", "torq_ref/rotations/schur_horn.py",
+          "over = st[:-1] - ss[:-1] > tol", "over = st[:1] - ss[:1] > tol",
+          (f"{T_GLUE_CONV}::test_majorization_needs_every_partial_sum",),
+          "majorization checked on the largest entry and the total only"),
+    Plant("glue-manifest-size-only", "glue", "torq_ref/golden/io.py",
+          'if sha256(data) != entry["sha256"] or len(data) != entry["bytes"]:',
+          'if len(data) != entry["bytes"]:',
+          (f"{T_GLUE_CONV}::test_manifest_refuses_a_wrong_sha256_of_the_right_size",),
+          "a golden file of the right size but other bytes passes the manifest check"),
+    Plant("glue-returned-field-never-read", "glue", "torq_ref/model/model.py",
+          "    seq_len: int\n    tables: dict\n", "    seq_len: int\n    tables: dict\n    rope_offset: int = 0\n",
+          (f"{T_GLUE_CONV}::test_every_public_record_field_is_read_by_a_test",),
+          "a record gains a returned field that no test reads"),
+]
+
 T_PLAN = "tests/test_torq_plan.py"
 T_TORCH = "tests/test_torch_path.py"
 
@@ -747,4 +879,4 @@ REGISTRY = [
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
                       + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN
-                      + REGISTRY)
+                      + REGISTRY + GLUE)

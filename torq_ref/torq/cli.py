@@ -88,7 +88,8 @@ def add_performance_args(p) -> None:
 
 
 def settings_from_args(args):
-    """(RunSpec, TorqConfig) of parsed ``run`` arguments; SettingsError on a bad one (TQ-4.1, 4.2)."""
+    """(RunSpec, TorqConfig) of parsed ``run`` arguments; SettingsError on a bad one (TQ-4.1, 4.2).
+    Every option lands in a field the run records and uses (ST-4.1: checked option by option)."""
     from .methods import DEFAULT_METHODS, METHOD_PRESETS, METHODS, SETTINGS, SettingsError, TorqConfig, parse_list
     from .pipeline import RunSpec
 

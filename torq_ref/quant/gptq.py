@@ -58,10 +58,24 @@ def _group_exponents(block: np.ndarray, fmt, rule: str) -> np.ndarray:
 
 
 def _round(col: np.ndarray, exp: np.ndarray, fmt: str) -> np.ndarray:
-    """Element rounding of one column (out,) with per-row shared exponents (out,): exact."""
+    """Element rounding of one column (out,) with per-row shared exponents (out,): exact.
+
+    E2M1 (MXFP4) takes the decision table of mx/formats.py directly (TQ-7.5: the same bits as
+    decode(encode(.)), -0 included, tested); other formats go through the element codec."""
+    t = np.ldexp(col, -exp)
+    if fmt == "e2m1":
+        from torq_ref.mx.formats import E2M1_VALUES, e2m1_magnitude_code
+
+        mag = np.asarray(E2M1_VALUES[:8], dtype=np.float64)[e2m1_magnitude_code(np.abs(t))]
+        return np.ldexp(np.copysign(mag, t), exp)
+    return _round_codec(t, exp, fmt)
+
+
+def _round_codec(t: np.ndarray, exp: np.ndarray, fmt: str) -> np.ndarray:
+    """The element codec's rounding of scaled values t with exponents exp (any format)."""
     from torq_ref.mx import decode, encode
 
-    return np.ldexp(decode(encode(np.ldexp(col, -exp), fmt, saturate=True), fmt), exp)
+    return np.ldexp(decode(encode(t, fmt, saturate=True), fmt), exp)
 
 
 def _check(W, H, block_size):

@@ -134,15 +134,22 @@ def _plane_prep(Y, Err, i, j, chunk):
     return om, oe
 
 
+#: E2M1 magnitude steps MAG[k + 1] - MAG[k]: the value of code m is the sum of the first m steps
+#: (0.5 0.5 0.5 0.5 1 1 2), exact in binary, so a code's value needs no table lookup
+_STEP = tuple(float(_MAG[k + 1] - _MAG[k]) for k in range(7))
+
+
 @nb.njit(cache=True, inline="always")
-def _quant_scaled(y, inv, sc, mag):
-    """_quant with the scale factors inv = 2^-e and sc = 2^e already looked up (same bits)."""
-    ay = abs(y)
-    t = ay * inv
-    m = _magnitude_code(t)
-    d = mag[m] * sc - ay
-    b = (m + 8 * (y < 0.0)) * (m != 0)
-    return d * d, b
+def _code_and_value(t):
+    """(E2M1 magnitude code, its magnitude) of a scaled magnitude t, without branches or lookups:
+    the code and value of _magnitude_code / _MAG[code] (same decision table, exact sums)."""
+    m = 0
+    v = 0.0
+    for k in range(7):
+        c = (t >= _THR[k]) if _UP[k] else (t > _THR[k])
+        m += c
+        v += _STEP[k] * c
+    return m, v
 
 
 def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
@@ -152,6 +159,12 @@ def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
     the total squared error (K,). Rows whose shared exponent moves are requantized in full.
     A row keeps its exponent e0 exactly when 2^(e0+2) <= amax < 2^(e0+3) (for the clamped
     e0 = -127: amax < 2^-124), which avoids frexp on the common path.
+
+    Two passes per angle and chunk: a branch-free pass over the chunk's rows computes every row's
+    error total, bins and "exponent moves" flag as if its exponent stayed (the compiler can
+    vectorize it); a sequential pass then requantizes the flagged rows and adds the row totals in
+    row order. Each row's total is ``oe + qa + qb`` (or ``other + qa + qb``) and the chunk sum
+    runs over the rows in order, as in the NumPy twin: the same bits (ME-4.3).
     """
     M, B = Y.shape
     K = cs.shape[0]
@@ -160,43 +173,74 @@ def _plane_trials(Y, E, C, om, oe, i, j, cs, sn, pow2, chunk):
     part = np.zeros((nch, K))
     hpart = np.zeros((nch, K, 16), np.int64)
     for ch in nb.prange(nch):
-        for r in range(ch * chunk, min(M, (ch + 1) * chunk)):
-            yi = Y[r, i]
-            yj = Y[r, j]
-            o = om[r]
-            oer = oe[r]
-            e0 = E[r]
-            inv0 = pow2[127 - e0]
-            sc0 = pow2[127 + e0]
-            lo = 0.0 if e0 == -127 else pow2[129 + e0]
-            hi = pow2[130 + e0]
-            for k in range(K):
-                a = cs[k] * yi - sn[k] * yj
-                b = sn[k] * yi + cs[k] * yj
-                amax = o
-                if abs(a) > amax:
-                    amax = abs(a)
-                if abs(b) > amax:
-                    amax = abs(b)
-                if amax >= lo and amax < hi:
-                    qa, ba = _quant_scaled(a, inv0, sc0, mag)
-                    qb, bb2 = _quant_scaled(b, inv0, sc0, mag)
-                    part[ch, k] += oer + qa + qb
-                else:
-                    e = _scale_exp(amax)
+        r0 = ch * chunk
+        L = min(M, r0 + chunk) - r0
+        # the chunk's per-row inputs, contiguous                                       (L,) each
+        yi = np.empty(L)
+        yj = np.empty(L)
+        inv0 = np.empty(L)
+        sc0 = np.empty(L)
+        lo = np.empty(L)
+        hi = np.empty(L)
+        o = np.empty(L)
+        oer = np.empty(L)
+        for r in range(L):
+            e0 = E[r0 + r]
+            yi[r] = Y[r0 + r, i]
+            yj[r] = Y[r0 + r, j]
+            inv0[r] = pow2[127 - e0]
+            sc0[r] = pow2[127 + e0]
+            lo[r] = 0.0 if e0 == -127 else pow2[129 + e0]
+            hi[r] = pow2[130 + e0]
+            o[r] = om[r0 + r]
+            oer[r] = oe[r0 + r]
+        total = np.empty(L)
+        bin_a = np.empty(L, np.uint8)
+        bin_b = np.empty(L, np.uint8)
+        moves = np.empty(L, np.uint8)
+        for k in range(K):
+            c = cs[k]
+            s = sn[k]
+            for r in range(L):                     # branch-free: the exponent stays
+                a = c * yi[r] - s * yj[r]
+                b = s * yi[r] + c * yj[r]
+                aa = abs(a)
+                ab = abs(b)
+                amax = max(o[r], max(aa, ab))
+                moves[r] = (amax < lo[r]) | (amax >= hi[r])
+                ma, va = _code_and_value(aa * inv0[r])
+                mb, vb = _code_and_value(ab * inv0[r])
+                da = va * sc0[r] - aa
+                db = vb * sc0[r] - ab
+                total[r] = oer[r] + da * da + db * db
+                bin_a[r] = (ma + 8 * (a < 0.0)) * (ma != 0)
+                bin_b[r] = (mb + 8 * (b < 0.0)) * (mb != 0)
+            acc = 0.0
+            h = hpart[ch, k]
+            for r in range(L):                     # in row order: the rows whose exponent moves
+                if moves[r]:
+                    rr = r0 + r
+                    a = c * yi[r] - s * yj[r]
+                    b = s * yi[r] + c * yj[r]
+                    e = _scale_exp(max(o[r], max(abs(a), abs(b))))
                     other = 0.0
                     for col in range(B):
                         if col == i or col == j:
                             continue
-                        q, bb = _quant(Y[r, col], e, pow2, mag)
+                        q, bb = _quant(Y[rr, col], e, pow2, mag)
                         other += q
-                        hpart[ch, k, bb] += 1
-                        hpart[ch, k, C[r, col]] -= 1
+                        h[bb] += 1
+                        h[C[rr, col]] -= 1
                     qa, ba = _quant(a, e, pow2, mag)
                     qb, bb2 = _quant(b, e, pow2, mag)
-                    part[ch, k] += other + qa + qb
-                hpart[ch, k, ba] += 1
-                hpart[ch, k, bb2] += 1
+                    acc += other + qa + qb
+                    h[ba] += 1
+                    h[bb2] += 1
+                else:
+                    acc += total[r]
+                    h[bin_a[r]] += 1
+                    h[bin_b[r]] += 1
+            part[ch, k] = acc
     err = np.zeros(K)
     hist = np.zeros((K, 16), np.int64)
     for ch in range(nch):

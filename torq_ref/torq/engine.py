@@ -351,7 +351,7 @@ def _score_unit(model, shared, item):
     """One evaluation window's scores for every row (TQ-6.4, a work unit of TQ-6.6): the FP32
     log-probabilities of each HEAD_CHUNK positions once, then each row's logits of the same
     positions; returns ([window metrics per row], [seconds per row], [per-token KLDs per row])."""
-    from torq_ref.evaluate.token_metrics import ref_logprobs, window_metrics
+    from torq_ref.evaluate.token_metrics import RefTerms, ref_logprobs, window_metrics
 
     ids, ref_h, hiddens = item
     S = ids.shape[0]
@@ -360,11 +360,11 @@ def _score_unit(model, shared, item):
     seconds = [0.0] * len(hiddens)
     for a in range(0, S - 1, HEAD_CHUNK):
         b = min(a + HEAD_CHUNK, S - 1)
-        ref_lp = ref_logprobs(model.head(ref_h[None, a:b])[0])                    # (b-a, V) float64
+        ref = RefTerms(ref_logprobs(model.head(ref_h[None, a:b])[0]), b - a)      # (b-a, V) float64
         for k, h in enumerate(hiddens):
             t0 = time.perf_counter()
             logits = model.head(h[None, a:b])[0]                                  # (b-a, V)
-            parts[k].append(window_metrics(None, logits, targets[a:b], ref_logp=ref_lp,
+            parts[k].append(window_metrics(None, logits, targets[a:b], ref_terms=ref,
                                            per_position=True))
             seconds[k] += time.perf_counter() - t0
     kld_pos = [np.concatenate([c.pop("kld_pos") for c in p]) for p in parts]   # (S-1,) per row

@@ -212,3 +212,40 @@ def test_serial_and_parallel_numba_builds_agree():
     t1 = K.plane_trials.serial(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.POW2, 64)
     t2 = K.plane_trials.parallel(Y, E, C, om, oe, 2, 7, np.cos(th), np.sin(th), ME.POW2, 64)
     assert all(np.array_equal(x, y) for x, y in zip(t1, t2))
+
+
+@pytest.mark.clause("ME-4.3", "TQ-6.9")
+@pytest.mark.skipif(not numba_available(), reason="numba (the `fast` extra) is not installed")
+def test_two_pass_trial_kernel_equals_numpy_on_edge_rows():
+    """TQ-6.9: the two-pass trial kernel (branch-free pass, then the rows whose exponent moves in
+    row order) gives the NumPy twin's bits on rows of zeros, subnormals, values on the E2M1
+    decision points and rows whose exponent moves at small angles."""
+    from torq_ref.rotations import _numba_maxent as K
+
+    rng = np.random.default_rng(11)
+    Y = rng.standard_t(3, size=(700, 32)) * np.exp(rng.normal(0, 2, size=(700, 1)))
+    Y[:50] = 0.0
+    Y[50:100] *= 2.0 ** -1070                                    # subnormal rows
+    Y[100:150] = rng.choice([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0, -0.75, -2.5],
+                            size=(50, 32)) * 2.0 ** rng.integers(-3, 4, size=(50, 1))
+    Y[150:200, 0] = Y[150:200, 1:].max(axis=1) * 1.999          # the pair holds the row's max
+    E, C, Err, _, _ = K.full_eval.serial(Y, ME.POW2, 64)
+    theta = np.r_[0.0, 1e-3, -1e-3, 0.05, -0.3, 0.7, 1.5, -3.1]
+    for i, j in [(0, 1), (0, 31), (14, 15)]:
+        om, oe = K.plane_prep.serial(Y, Err, i, j, 64)
+        want = ME._np_plane_trials(Y, E, C, om, oe, i, j, np.cos(theta), np.sin(theta), ME.POW2, 64)
+        for kern in (K.plane_trials.serial, K.plane_trials.parallel):
+            got = kern(Y, E, C, om, oe, i, j, np.cos(theta), np.sin(theta), ME.POW2, 64)
+            assert all(np.array_equal(a, b) for a, b in zip(want, got)), (i, j)
+    # (c, s) = (1, 1) maps y_i = y_j = 2^(k-1) to b = 2^k exactly: the boundary of "the
+    # exponent stays" (amax < 2^(e0+3)) is met with equality
+    Z = rng.uniform(-0.5, 0.5, size=(64, 32)) * 2.0 ** rng.integers(-4, 4, size=(64, 1))
+    Z[:, :2] = np.abs(Z).max(axis=1, keepdims=True) * 1.0
+    Z[:, :2] = 2.0 ** np.ceil(np.log2(Z[:, :2]))
+    E, C, Err, _, _ = K.full_eval.serial(Z, ME.POW2, 64)
+    om, oe = K.plane_prep.serial(Z, Err, 0, 1, 64)
+    one = np.array([1.0, 0.5])
+    want = ME._np_plane_trials(Z, E, C, om, oe, 0, 1, one, one, ME.POW2, 64)
+    for kern in (K.plane_trials.serial, K.plane_trials.parallel):
+        got = kern(Z, E, C, om, oe, 0, 1, one, one, ME.POW2, 64)
+        assert all(np.array_equal(a, b) for a, b in zip(want, got))

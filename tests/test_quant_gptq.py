@@ -121,6 +121,7 @@ def test_gptq_bad_input():
     assert np.isfinite(gptq_quantize(W, H0, damp=0)).all()
 
 
+@pytest.mark.clause("TQ-6.9")
 def test_gptq_e2m1_rounding_is_the_codecs_bit_for_bit():
     """TQ-6.9: GPTQ's E2M1 column rounding (the decision table directly) gives the bits of the
     element codec's decode(encode(.)), saturation, ties and the sign of zero included."""

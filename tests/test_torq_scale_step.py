@@ -61,6 +61,6 @@ def test_scaled_model_keeps_fp32_logits_and_flattens_channels(tiny, ids):
 def test_scaled_model_rejects_bad_scales(tiny):
     n = tiny.config.hidden_size
     with pytest.raises(ValueError, match="not fed by an RMSNorm"):
-        scaled_model(tiny, {(0, "down"): np.ones(tiny.config.intermediate_size)})
+        scaled_model(tiny, {(0, "lm_head"): np.ones(tiny.config.intermediate_size)})
     with pytest.raises(ValueError, match="shape"):
         scaled_model(tiny, {(0, "qkv"): np.ones(n + 1)})

@@ -118,7 +118,9 @@ class Variant:
         from torq_ref.torq.engine import layer_scales
         from torq_ref.torq.scale_step import channel_scales
 
-        if not self.alpha_grid:
+        from torq_ref.torq.scale_step import NORM_OF_SITE
+
+        if not self.alpha_grid or site not in NORM_OF_SITE:     # the grid is for qkv, gate_up only
             return layer_scales(model, i, site, cap, cfg)
         C = cap.moment(i, site)
         X = cap.inputs(i, site)[: cfg.micro_rows]

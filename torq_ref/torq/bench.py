@@ -72,13 +72,13 @@ def bench_fits(args) -> int:
 def _fit_one(model, engine, cap, layer, method, site, cfg, scaled_methods) -> float:
     """Seconds of one (site, method) fit unit of the engine, inline, with a fresh memo."""
     from .parallel import Inline
-    from .scale_step import NORM_OF_SITE, ScaledCalibration, scaled_layer
+    from .scale_step import ScaledCalibration, scaled_layer
 
     scaled = (method,) if method in scaled_methods else ()
     views, weights = {False: cap}, {False: model.layers[layer]}
     if scaled:
-        scales = {s: engine.layer_scales(model, layer, s, cap, cfg)[0] for s in NORM_OF_SITE}
-        weights[True] = scaled_layer(model.layers[layer], scales)
+        scales = {s: engine.layer_scales(model, layer, s, cap, cfg)[0] for s in cfg.scale_sites}
+        weights[True] = scaled_layer(model.layers[layer], scales, model.config)
         views[True] = ScaledCalibration(cap, {(layer, s): v for s, v in scales.items()})
     shared = (layer, views, weights, scaled, cfg, None, {}, engine.CORE)
     return Inline().map(engine._fit_unit, model, shared, [(site, (method,))])[0][method][2]

@@ -56,6 +56,9 @@ def add_run_arguments(p) -> None:
                         + ", ".join(STRATEGIES))
     g.add_argument("--scale-alpha", default=None,
                    help="exponent of the scale step, a number in [0, 2], 0 = off (default 0.5, TQ-2.7)")
+    g.add_argument("--scale-sites", default=None,
+                   help="comma list of the sites the scale step scales, of qkv,gate_up,o,down (default "
+                        "qkv,gate_up; o folds into v_proj rows per KV head, down into up_proj rows, TQ-2.17)")
     g.add_argument("--beta", type=float, default=None, help="micro objective: entropy - beta * NMSE")
     g.add_argument("--micro-objective", default="activation", choices=MICRO_OBJECTIVES,
                    help="NMSE term of the micro objective: of the activations (default) or weighted "
@@ -112,6 +115,10 @@ def settings_from_args(args):
         raise SettingsError("--holdout must be in [0, 1)")
     cfg_kw["weight_quant"] = args.weight_quant
     cfg_kw["micro_objective"] = args.micro_objective
+    if args.scale_sites is not None:
+        from .scale_step import SCALE_SITES
+
+        cfg_kw["scale_sites"] = parse_list(args.scale_sites, SCALE_SITES, "scale site")
     if args.quant_sites is not None:
         from torq_ref.model.hooks import SITES
 

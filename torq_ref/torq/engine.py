@@ -255,7 +255,7 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, exec
     read the capture as the scaled model saw it. The (site, method group) units run on
     ``executor`` (TQ-6.6); their results are stored in the canonical order (method, site)."""
     from .parallel import Inline
-    from .scale_step import NORM_OF_SITE, ScaledCalibration, scaled_layer
+    from .scale_step import ScaledCalibration, scaled_layer
 
     executor = executor if executor is not None else Inline()
     weights = {False: model.layers[i]}
@@ -263,9 +263,9 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, exec
     alphas: dict[str, dict] = {}
     if scaled:
         scales = {}
-        for site in NORM_OF_SITE:
+        for site in cfg.scale_sites:                                  # TQ-2.7, TQ-2.17
             scales[site], alphas[site] = (dispatch.layer_scales or layer_scales)(model, i, site, cap, cfg)
-        weights[True] = scaled_layer(model.layers[i], scales)
+        weights[True] = scaled_layer(model.layers[i], scales, model.config)
         scaled_cal = ScaledCalibration(cap, {(i, site): s for site, s in scales.items()})
     views = {False: cap} if scaled_cal is None else {False: cap, True: scaled_cal}
     units = fit_units(methods)
@@ -293,10 +293,12 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, exec
 
 
 def layer_scales(model, i: int, site: str, cap, cfg: TorqConfig):
-    """(s, info) of the scale step at one RMSNorm-fed site of layer i: the fixed alpha of TQ-2.7."""
-    from .scale_step import channel_scales
+    """(s, info) of the scale step at one site of layer i: the fixed alpha of TQ-2.7 (o: one
+    vector per KV head, TQ-2.17)."""
+    from .scale_step import site_channel_scales
 
-    return channel_scales(cap.moment(i, site), cfg.scale_alpha), {"alpha": float(cfg.scale_alpha)}
+    return (site_channel_scales(cap.moment(i, site), cfg.scale_alpha, site, model.config),
+            {"alpha": float(cfg.scale_alpha)})
 
 
 def _scaled_view(model, i: int, lw):

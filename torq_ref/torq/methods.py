@@ -75,6 +75,7 @@ class TorqConfig:
     max_sweeps: int | None = 2           # micro optimizer sweeps (held-out early stopping inside)
     micro_rows: int = 1024               # calibration rows per site given to the micro optimizer
     scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
+    scale_sites: tuple = ("qkv", "gate_up")  # the sites the scale step scales (TQ-2.17)
     micro_objective: str = "activation"  # "activation" or "output": NMSE weighted by W (TQ-2.14)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)

@@ -353,6 +353,18 @@ def check_model(plan: Plan, model, *, digest: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------------- run
+def check_exportable(cfg: TorqConfig) -> None:
+    """A plan carries scales of the RMSNorm-fed sites only (TQ-8.2 step 1 divides the norm): a run
+    that scales the o or down site (TQ-2.17) is refused before any work, never written as a plan
+    that an applier would fold into the wrong place."""
+    from .scale_step import NORM_OF_SITE
+
+    extra = [s for s in cfg.scale_sites if s not in NORM_OF_SITE]
+    if extra:
+        raise SettingsError(f"--export-plan: the plan format carries the scale step of qkv and gate_up "
+                            f"only; this run also scales {', '.join(extra)} (--scale-sites, TQ-2.17)")
+
+
 def export_run(spec, cfg: TorqConfig, out_dir, label: str | None = None, dispatch=None, **run_kw) -> dict:
     """``run(spec, cfg)`` with the plan of every row written to ``out_dir`` (``run --export-plan``,
     TQ-8.1); ``out_dir`` None is a plain run; ``run_kw`` (executor, ref_cache) go to ``pipeline.run``. Several models (``label`` given): ``out_dir/label``."""
@@ -360,6 +372,7 @@ def export_run(spec, cfg: TorqConfig, out_dir, label: str | None = None, dispatc
 
     if out_dir is None:
         return run(spec, cfg, dispatch, **run_kw)
+    check_exportable(cfg)
     d = Path(out_dir) / label if label else Path(out_dir)
     holder = {}
 

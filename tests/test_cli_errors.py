@@ -33,7 +33,7 @@ def test_top_level_commands():
     assert names == [n for n in want if n in names]
     assert set(want) - set(names) <= {"eval-plan"}           # torq_ref/torch/ may not exist yet
     bench = sub.choices["bench"]._actions[-1].choices
-    assert list(bench) == ["codec", "schur-horn", "maxent", "forward"]
+    assert list(bench) == ["codec", "schur-horn", "maxent", "forward", "fits", "speed"]
     exp = sub.choices["experiment"]._actions[-1].choices
     assert list(exp) == ["inter-block", "block-energy", "maxent-synthetic", "maxent-real", "torq-variant"]
     groups = [g.title for g in sub.choices["run"]._action_groups]

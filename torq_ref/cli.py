@@ -28,11 +28,12 @@ COMMANDS = (
     ("bench", "torq_ref.mx.cli", "register_bench"),         # bench codec
     ("bench", "torq_ref.rotations.cli", "register_bench"),  # bench schur-horn, bench maxent
     ("bench", "torq_ref.model.cli", "register_bench"),      # bench forward
+    ("bench", "torq_ref.torq.bench", "register_bench"),     # bench fits, bench speed
     ("experiment", "torq_ref.experiments.cli", "register"),  # experiment inter-block, ...
     (None, "torq_ref.selftest.cli", "register"),         # selftest --mutations
 )
 #: the help line of each group of :data:`COMMANDS`
-GROUPS = {"bench": "timings: bench codec | schur-horn | maxent | forward",
+GROUPS = {"bench": "timings: bench codec | schur-horn | maxent | forward | fits | speed",
           "experiment": "measurements behind the design choices: experiment inter-block | block-energy "
                         "| maxent-synthetic | maxent-real | torq-variant"}
 

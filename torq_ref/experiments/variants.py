@@ -116,11 +116,11 @@ class Variant:
         per-site choice of TQ-2.11 on the rows the micro step fits (the held-out rows of the site
         metrics are not used); without a grid the core's fixed alpha."""
         from torq_ref.torq.engine import layer_scales
-        from torq_ref.torq.scale_step import channel_scales
+        from torq_ref.torq.scale_step import NORM_OF_SITE, channel_scales
 
-        from torq_ref.torq.scale_step import NORM_OF_SITE
-
-        if not self.alpha_grid or site not in NORM_OF_SITE:     # the grid is for qkv, gate_up only
+        if site not in NORM_OF_SITE:                    # the grid is for qkv, gate_up only (TQ-2.11)
+            return layer_scales(model, i, site, cap, cfg)
+        if not self.alpha_grid:
             return layer_scales(model, i, site, cap, cfg)
         C = cap.moment(i, site)
         X = cap.inputs(i, site)[: cfg.micro_rows]

@@ -60,7 +60,7 @@ def _group_exponents(block: np.ndarray, fmt, rule: str) -> np.ndarray:
 def _round(col: np.ndarray, exp: np.ndarray, fmt: str) -> np.ndarray:
     """Element rounding of one column (out,) with per-row shared exponents (out,): exact.
 
-    E2M1 (MXFP4) takes the decision table of mx/formats.py directly (TQ-7.5: the same bits as
+    E2M1 (MXFP4) takes the decision table of mx/formats.py directly (TQ-6.9: the same bits as
     decode(encode(.)), -0 included, tested); other formats go through the element codec."""
     t = np.ldexp(col, -exp)
     if fmt == "e2m1":

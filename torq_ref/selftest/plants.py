@@ -453,6 +453,11 @@ PIPELINE = [
           '        if got.get("hidden_sha256") != digest:\n', "        if False:\n",
           (f"{T_REF}::test_stale_or_corrupt_reference_is_refused_by_name",),
           "a reference file whose tensor was altered is read as the FP32 reference"),
+    Plant("bench-fits-unit-without-dispatch", "pipeline", "torq_ref/torq/bench.py",
+          "    shared = (layer, views, weights, scaled, cfg, None, {}, engine.CORE)\n",
+          "    shared = (layer, views, weights, scaled, cfg, None, {})\n",
+          ("tests/test_torq_bench.py::test_bench_fits_runs_every_method_on_a_tiny_model",),
+          "bench fits hands the engine's fit unit an old-shaped tuple and fails (as after a merge)"),
 ]
 
 T_RECORD = "tests/test_evaluate_run_record.py"

@@ -1,10 +1,11 @@
 """Benchmarks of the main job (spec/TQ.md TQ-6.6..6.8): where its time goes and what the
-executors save. Figures are recorded in benchmarks/run.md; no timed tests.
+executors save. Figures are recorded in benchmarks/run.md; no timed tests. ``python -m torq_ref.torq.bench``
+takes the same subcommands.
 
-``python -m torq_ref.torq.bench fits [--model NAME] [--layer I] [--methods ...]``
+``python -m torq_ref bench fits [--model NAME] [--layer I] [--methods ...]``
     per-method build seconds of the transforms of one real layer (its four sites), inline, BLAS on
     one thread, each method with a fresh memo (torq does not reuse torq-micro's fit here).
-``python -m torq_ref.torq.bench speed [--quick] [--jobs 1,2] [--out DIR]``
+``python -m torq_ref bench speed [--quick] [--jobs 1,2] [--out DIR]``
     in one run: the project's FP32 forward of one 512-token window against transformers' forward
     of the same model on the same CPU and thread count, quantized rows per window against the
     FP32 one, the ratios; then the whole default ``run`` (``--quick`` settings if asked) once per
@@ -180,17 +181,16 @@ def bench_speed(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    from torq_ref.blas_threads import fixed_blas_threads
-
-    p = argparse.ArgumentParser(prog="python -m torq_ref.torq.bench")
-    sub = p.add_subparsers(dest="what", required=True)
-    f = sub.add_parser("fits", help="per-method build seconds on one real layer")
+def _add_fits(sub):
+    f = sub.add_parser("fits", help="per-method build seconds of one real layer's transforms")
     f.add_argument("--model", default=None)
     f.add_argument("--layer", type=int, default=None, help="default: the middle layer")
     f.add_argument("--methods", default=None)
     f.add_argument("--calib-windows", type=int, default=4)
-    f.set_defaults(func=bench_fits)
+    f.set_defaults(func=_pinned(bench_fits))
+
+
+def _add_speed(sub):
     s = sub.add_parser("speed", help="forward per window vs transformers, rows vs fp32, whole run per --jobs")
     s.add_argument("--model", default=None)
     s.add_argument("--quick", action="store_true", help="the whole runs with `run --quick` (a check of the script)")
@@ -199,10 +199,33 @@ def main(argv=None) -> int:
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--no-transformers", action="store_true")
     s.add_argument("--out", default="out/bench-speed")
-    s.set_defaults(func=bench_speed)
+    s.set_defaults(func=_pinned(bench_speed))
+
+
+def _pinned(fn):
+    """``fn(args)`` with BLAS on one thread (FW-1.8), its exit code an int."""
+    def run(args) -> int:
+        from torq_ref.blas_threads import fixed_blas_threads
+
+        with fixed_blas_threads():
+            return int(fn(args) or 0)
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def register_bench(sub) -> None:
+    """``bench fits`` and ``bench speed`` of ``python -m torq_ref`` (the same as this module's
+    ``main``)."""
+    _add_fits(sub)
+    _add_speed(sub)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m torq_ref.torq.bench")
+    sub = p.add_subparsers(dest="what", required=True)
+    register_bench(sub)
     args = p.parse_args(argv)
-    with fixed_blas_threads():
-        return int(args.func(args) or 0)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,17 @@ def test_work_units_and_executor_choice():
 
 
 @pytest.mark.clause("TQ-6.6")
+def test_parallel_fit_units_are_submitted_longest_first():
+    """Units with an optimized fit first, each class by decreasing site width."""
+    widths = {"qkv": 64, "down": 256}
+    units = engine.fit_units(("rtn", "torq", "random-orthogonal", "torq-micro"), sites=("qkv", "down"))
+    got = sorted(units, key=lambda u: engine.unit_cost_rank(u, widths[u[0]]))
+    assert got == [("down", ("torq-micro", "torq")), ("qkv", ("torq-micro", "torq")),
+                   ("down", ("rtn",)), ("down", ("random-orthogonal",)),
+                   ("qkv", ("rtn",)), ("qkv", ("random-orthogonal",))]
+
+
+@pytest.mark.clause("TQ-6.6")
 def test_workers_pin_blas_to_the_fixed_count():
     """A forked worker runs BLAS on the count of FW-1.8 and numba on one thread."""
     out = parallel.ForkPool(2).map(_probe, None, None, [0, 1])

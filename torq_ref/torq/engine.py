@@ -224,6 +224,18 @@ def fit_units(methods, sites=SITES) -> list[tuple[str, tuple[str, ...]]]:
     return [(site, g) for site in sites for g in groups]
 
 
+#: methods whose fit runs an optimizer over many trials (the max-entropy sweeps and the rotations
+#: fitted after them): measured the costliest units of a layer (benchmarks/run.md, bench fits)
+OPTIMIZED_METHODS = ("torq-micro", "torq", "torq-maxent", "torq-learned")
+
+
+def unit_cost_rank(unit: tuple[str, tuple[str, ...]], width: int) -> tuple[int, int]:
+    """Sort key of a fit unit (site, methods) for the parallel executor, longest first: units
+    with an optimized fit before the rest, each class by decreasing site width (longest
+    processing time first, so no long unit starts last and leaves the other workers idle)."""
+    return (0 if any(m in OPTIMIZED_METHODS for m in unit[1]) else 1, -width)
+
+
 def _fit_unit(model, shared, item):
     """The transforms of one site for a group of methods (TQ-6.2, a work unit of TQ-6.6), with a
     cache of its own: {method: (transform, metrics or None, seconds)}."""
@@ -269,11 +281,11 @@ def _layer_transforms(model, i: int, cap, methods, scaled, cfg: TorqConfig, exec
         scaled_cal = ScaledCalibration(cap, {(i, site): s for site, s in scales.items()})
     views = {False: cap} if scaled_cal is None else {False: cap, True: scaled_cal}
     units = fit_units(methods)
-    # in parallel, the widest sites first: the longest units start early (the order changes no
-    # number); inline, the canonical order
+    # in parallel, the longest units first (TQ-6.6; the order changes no number); inline, the
+    # canonical order
     order = list(range(len(units)))
     if executor.jobs > 1:
-        order.sort(key=lambda k: -model.site_width(units[k][0]))
+        order.sort(key=lambda k: unit_cost_rank(units[k], model.site_width(units[k][0])))
     shared = (i, views, weights, scaled, cfg, site_metrics, alphas, dispatch)
     done = executor.map(_fit_unit, model, shared, [units[k] for k in order])
     by_site = {}

@@ -300,6 +300,18 @@ def test_pinned_vendor_layouts(committed):
         [s[16, 0], s[1, 0], s[0, 4], s[0, 1], s[0, 8], s[32, 0]]
 
 
+@pytest.mark.clause("GV-4.2", "MX-8.9")
+def test_pinned_aiter_shuffle(committed):
+    groups = {g["layout"]: {(t["rows"], t["cols"]): t for t in g["tests"]}
+              for g in committed.docs["scale_swizzle.json"]["testGroups"] if g.get("numWarps") is None}
+    t = groups["aiter-e8m0-shuffle"][(33, 9)]
+    buf, s = from_hex(t["swizzled"], "uint8"), from_hex(t["scales"], "uint8").reshape(33, 9)
+    assert buf.size == 256 * 16                                  # rows padded to 256, not 32
+    assert [buf[1], buf[4], buf[2], buf[64], buf[256], buf[512]] == \
+        [s[16, 0], s[1, 0], s[0, 4], s[0, 1], s[0, 8], s[32, 0]]
+    assert (buf[64 * 16:] == 0).all()                            # past the CDNA4 buffer: padding
+
+
 @pytest.mark.clause("GV-4.2")
 def test_pinned_dequantize(committed):
     tests = {t["scale"]: t for t in committed.docs["mx_dequantize.json"]["testGroups"][0]["tests"]

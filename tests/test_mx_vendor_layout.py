@@ -9,7 +9,8 @@ import pytest
 
 from torq_ref.mx import swizzle_scales
 from torq_ref.mx.vendor_layout import (LAYOUTS, PAD_BYTE, padded_shape, padding_mask,
-                                       swizzle_scales_for, unswizzle_scales_for)
+                                       shuffle_scale_a16w4, swizzle_scales_for,
+                                       unshuffle_scale_a16w4, unswizzle_scales_for)
 
 SHAPES = ((1, 1), (5, 3), (33, 5), (130, 9), (256, 8), (300, 2))
 
@@ -47,6 +48,26 @@ def _cdna4_steps(s):
     pr, pc = padded_shape("triton-cdna4", *s.shape)
     d = _pad(s, pr, pc).reshape(pr // 32, 2, 16, pc // 8, 2, 4)
     return d.transpose(0, 3, 5, 2, 4, 1).reshape(-1)
+
+
+def _aiter_steps(s):
+    """aiter shuffle_scale (is_guinterleave False): pad M to 256, K to 8, view (M/32, 2, 16, K/8,
+    2, 4), permute (0, 3, 5, 2, 4, 1), view (M, K)."""
+    pr, pc = -(-s.shape[0] // 256) * 256, -(-s.shape[1] // 8) * 8
+    d = _pad(s, pr, pc).reshape(pr // 32, 2, 16, pc // 8, 2, 4)
+    return d.transpose(0, 3, 5, 2, 4, 1).reshape(-1)
+
+
+def _a16w4_steps(s, experts, gate_up):
+    """aiter shuffle_scale (is_guinterleave True): view (E, N1, 2, 16, K1, 2, 4) permuted by
+    (0, 1, 4, 6, 3, 5, 2), or with gate_up view (E, 2, N1, 16, K1, 2, 4) permuted by
+    (0, 2, 4, 6, 3, 5, 1); N1 = n / 32, K1 = K / 8."""
+    n, k = s.shape[0] // experts, s.shape[1]
+    if gate_up:
+        d = s.reshape(experts, 2, n // 32, 16, k // 8, 2, 4).transpose(0, 2, 4, 6, 3, 5, 1)
+    else:
+        d = s.reshape(experts, n // 32, 2, 16, k // 8, 2, 4).transpose(0, 1, 4, 6, 3, 5, 2)
+    return d.reshape(-1)
 
 
 @pytest.mark.clause("MX-8.4")
@@ -106,7 +127,83 @@ def test_cdna4_pinned_offsets():
     assert [int(np.flatnonzero(buf == v)[0]) for v in range(1, 8)] == [0, 1, 4, 2, 64, 256, 512]
 
 
-@pytest.mark.clause("MX-8.4", "MX-8.5", "MX-8.6")
+@pytest.mark.clause("MX-8.9")
+@pytest.mark.parametrize("shape", SHAPES + ((257, 17),))
+def test_aiter_shuffle_equals_the_source_steps(shape):
+    s = _pattern(*shape)
+    assert np.array_equal(swizzle_scales_for("aiter-e8m0-shuffle", s), _aiter_steps(s))
+
+
+@pytest.mark.clause("MX-8.9")
+def test_aiter_shuffle_pinned_offsets():
+    # hand-derived from the view (8, 2, 16, 1, 2, 4) -> permute (0, 3, 5, 2, 4, 1) of a 256 x 8
+    # matrix: strides (256, 256, 64, 4, 2, 1) over (n32, k8, d, b, cc, a)
+    s = np.zeros((256, 8), np.uint8)
+    marks = [(0, 0), (16, 0), (0, 4), (1, 0), (0, 1), (32, 0), (255, 7), (1, 1)]
+    for v, (r, c) in enumerate(marks, start=1):
+        s[r, c] = v
+    buf = swizzle_scales_for("aiter-e8m0-shuffle", s)
+    assert buf.size == 256 * 8
+    assert [int(np.flatnonzero(buf == v)[0]) for v in range(1, 9)] == [0, 1, 2, 4, 64, 256, 2047, 68]
+    assert swizzle_scales_for("aiter-e8m0-shuffle", np.ones((1, 1), np.uint8)).size == 2048
+    assert padded_shape("aiter-e8m0-shuffle", 257, 9) == (512, 16)
+
+
+@pytest.mark.clause("MX-8.9", "MX-8.6")
+@pytest.mark.parametrize("shape", SHAPES)
+def test_aiter_shuffle_is_triton_cdna4_with_rows_padded_to_256(shape):
+    s = _pattern(*shape)
+    tri = swizzle_scales_for("triton-cdna4", s)
+    ait = swizzle_scales_for("aiter-e8m0-shuffle", s)
+    assert np.array_equal(ait[: tri.size], tri) and (ait[tri.size:] == PAD_BYTE).all()
+
+
+@pytest.mark.clause("MX-8.10")
+@pytest.mark.parametrize("experts, n, k", ((1, 32, 8), (2, 64, 16), (3, 96, 24)))
+@pytest.mark.parametrize("gate_up", (False, True))
+def test_a16w4_equals_the_source_steps_and_round_trips(experts, n, k, gate_up):
+    s = _pattern(experts * n, k)
+    buf = shuffle_scale_a16w4(s, experts, gate_up)
+    assert buf.size == s.size
+    assert np.array_equal(buf, _a16w4_steps(s, experts, gate_up))
+    assert np.array_equal(unshuffle_scale_a16w4(buf, experts * n, k, experts, gate_up), s)
+
+
+@pytest.mark.clause("MX-8.10")
+def test_a16w4_pinned_offsets():
+    s = np.zeros((64, 8), np.uint8)
+    for v, (r, c) in enumerate([(0, 0), (32, 0), (16, 0), (1, 0), (63, 7)], start=1):
+        s[r, c] = v
+    gu = shuffle_scale_a16w4(s, 1, gate_up=True)          # gate row i and up row 32 + i paired
+    assert [int(np.flatnonzero(gu == v)[0]) for v in range(1, 6)] == [0, 1, 256, 4, 511]
+    plain = shuffle_scale_a16w4(s, 1)                      # the MX-8.6 map of the 64 x 8 matrix
+    assert [int(np.flatnonzero(plain == v)[0]) for v in range(1, 6)] == [0, 256, 1, 4, 511]
+    # two experts of 32 rows: expert 1 starts at byte 32 * 8
+    s2 = np.zeros((64, 8), np.uint8)
+    s2[32, 0] = 9
+    assert int(np.flatnonzero(shuffle_scale_a16w4(s2, 2) == 9)[0]) == 256
+    # without gate_up and no padding needed, the map is aiter's e8m0_shuffle (MX-8.9)
+    s3 = _pattern(512, 16)
+    assert np.array_equal(shuffle_scale_a16w4(s3, 2), swizzle_scales_for("aiter-e8m0-shuffle", s3))
+
+
+@pytest.mark.clause("MX-8.10")
+def test_a16w4_shapes_off_the_tile_are_refused():
+    with pytest.raises(ValueError, match="do not split into 3 experts"):
+        shuffle_scale_a16w4(np.zeros((64, 8), np.uint8), 3)
+    with pytest.raises(ValueError, match="rows per expert is not a multiple of 32"):
+        shuffle_scale_a16w4(np.zeros((48, 8), np.uint8), 1)
+    with pytest.raises(ValueError, match="not a multiple of 8"):
+        shuffle_scale_a16w4(np.zeros((32, 12), np.uint8), 1, gate_up=True)
+    with pytest.raises(ValueError, match="experts must be a positive int"):
+        shuffle_scale_a16w4(np.zeros((32, 8), np.uint8), 0)
+    with pytest.raises(ValueError, match="256 bytes, got 255"):
+        unshuffle_scale_a16w4(np.zeros(255, np.uint8), 32, 8, 1)
+    with pytest.raises(TypeError, match="uint8"):
+        shuffle_scale_a16w4(np.zeros((32, 8), np.int16), 1)
+
+
+@pytest.mark.clause("MX-8.4", "MX-8.5", "MX-8.6", "MX-8.9")
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_round_trip_and_size_check(layout):
     for rows, cols in SHAPES:

@@ -257,7 +257,8 @@ def swizzle_doc() -> dict:
     header = ["cuBLAS / CUTLASS 128x4 block-scale layout: (rows, cols) scale codes -> 1-D buffer",
               "of ceil(rows/128)*128 * ceil(cols/4)*4 bytes, zero padded.",
               "Later groups: the triton_kernels Hopper, Blackwell and CDNA4 scale layouts (MX-8.4 ..",
-              "MX-8.7), the same (rows, cols) convention, zero padded to each layout's alignment."]
+              "MX-8.7) and ROCm aiter's e8m0_shuffle (MX-8.9), the same (rows, cols) convention,",
+              "zero padded to each layout's alignment."]
     return _doc("Block-scale swizzle", header, [group] + vendor_layout_groups(ids))
 
 
@@ -265,13 +266,14 @@ def swizzle_doc() -> dict:
 VENDOR_LAYOUT_SHAPES = (("triton-hopper", 1, ((32, 4), (5, 3), (40, 5))),
                         ("triton-hopper", 8, ((1, 1), (256, 2))),
                         ("triton-blackwell", None, ((1, 3), (128, 8), (130, 9))),
-                        ("triton-cdna4", None, ((1, 1), (32, 8), (33, 9))))
+                        ("triton-cdna4", None, ((1, 1), (32, 8), (33, 9))),
+                        ("aiter-e8m0-shuffle", None, ((1, 1), (33, 9))))
 _VENDOR_FLAG = {"triton-hopper": "TritonHopperScaleLayout", "triton-blackwell": "TritonBlackwellScaleLayout",
-                "triton-cdna4": "TritonCdna4ScaleLayout"}
+                "triton-cdna4": "TritonCdna4ScaleLayout", "aiter-e8m0-shuffle": "AiterE8m0ShuffleScaleLayout"}
 
 
 def vendor_layout_groups(ids) -> list:
-    """One ScaleSwizzle group per vendor layout (and Hopper warp count), MX-8.4 .. MX-8.7."""
+    """One ScaleSwizzle group per vendor layout (and Hopper warp count), MX-8.4 .. MX-8.7, MX-8.9."""
     from torq_ref.mx.vendor_layout import padded_shape, swizzle_scales_for
     groups = []
     for layout, warps, shapes in VENDOR_LAYOUT_SHAPES:

@@ -108,6 +108,8 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
        "triton_kernels' Blackwell MX scale layout: the 128 x 4 tiles with cols padded to 8."),
     _f("TritonCdna4ScaleLayout", "BASIC", "MX-8.6",
        "triton_kernels' CDNA4 (gfx950) MX scale preshuffle: rows padded to 32, cols to 8."),
+    _f("AiterE8m0ShuffleScaleLayout", "BASIC", "MX-8.9",
+       "ROCm aiter's e8m0_shuffle / shuffle_scale (gfx950): the CDNA4 map, rows padded to 256."),
     _f("VendorScalePadding", "EDGE_CASE", "MX-8.7",
        "A vendor-layout scale matrix that needs padding: every padding byte is 0x00."),
     _f("GptOssMxfp4", "BASIC", "MX-8.8",

@@ -138,3 +138,46 @@ def test_unswizzle_rows_cols_must_be_ints(rows, cols):
     buf = np.zeros(512, np.uint8)
     with pytest.raises(ValueError, match="must be a non-negative int"):
         mx.unswizzle_scales(buf, rows, cols)
+
+
+@pytest.mark.clause("MX-9.5")
+def test_nvfp4_named_tensor_scale_rules():
+    rng = np.random.default_rng(95)
+    x = (rng.standard_normal((3, 64)) * 40).astype(np.float32)
+    g = mx.default_global_scale(x)
+    amax = mx.quantize_nvfp4(x, global_scale_rule="amax")
+    for other in (mx.quantize_nvfp4(x), mx.quantize_nvfp4(x, global_scale=g)):
+        assert np.array_equal(amax.scales, other.scales) and np.array_equal(amax.codes, other.codes)
+    assert amax.global_scale == g == mx.global_scale_for(x, "amax") != 1
+    none = mx.quantize_nvfp4(x, global_scale_rule="none")
+    one = mx.quantize_nvfp4(x, global_scale=1.0)
+    assert none.global_scale == 1 == mx.global_scale_for(x, "none")
+    assert np.array_equal(none.scales, one.scales) and np.array_equal(none.codes, one.codes)
+    assert not np.array_equal(none.scales, amax.scales)
+    assert mx.GLOBAL_SCALE_RULES == ("amax", "none")
+
+
+@pytest.mark.clause("MX-9.5")
+def test_nvfp4_without_tensor_scale_pinned():
+    big = mx.quantize_nvfp4(np.array([3000.0, -3000.0] + [0.0] * 14, np.float32), global_scale_rule="none")
+    assert big.scales.tolist() == [0x7E] and big.codes[:2].tolist() == [0x7, 0xF]
+    edge = np.float32(6 * 2.0 ** -10)
+    tiny = mx.quantize_nvfp4(np.array([edge, -edge] + [0.0] * 14, np.float32), global_scale_rule="none")
+    assert tiny.scales.tolist() == [0] and tiny.codes[:2].tolist() == [0x0, 0x8]
+    above = mx.quantize_nvfp4(np.full(16, edge * np.float32(1.01), np.float32), global_scale_rule="none")
+    assert above.scales.tolist() == [0x01] and (above.codes == 0x5).all()
+    kept = mx.quantize_nvfp4(np.array([edge, -edge] + [0.0] * 14, np.float32), global_scale_rule="amax")
+    assert kept.codes[:2].tolist() == [0x7, 0xF]                 # amax keeps the tiny tensor
+    x = np.array([2688.0] + [1.0] * 15, np.float32)              # amax 2688: g = 1 under both
+    assert mx.global_scale_for(x, "amax") == 1.0
+
+
+@pytest.mark.clause("MX-9.5", "MX-7.1")
+def test_nvfp4_tensor_scale_rule_errors():
+    x = np.ones(16, np.float32)
+    with pytest.raises(ValueError, match="not both"):
+        mx.quantize_nvfp4(x, global_scale=1.0, global_scale_rule="none")
+    with pytest.raises(ValueError, match="unknown NVFP4 global_scale_rule 'unit'; known: amax, none"):
+        mx.quantize_nvfp4(x, global_scale_rule="unit")
+    with pytest.raises(ValueError, match="unknown NVFP4 global_scale_rule"):
+        mx.global_scale_for(x, None)

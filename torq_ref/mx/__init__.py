@@ -20,7 +20,8 @@ from .block import dequantize as _dequantize_mx
 from .element import decode, encode
 from .formats import AMAX_RULES, E2M1_VALUES, FORMATS, SCALE_RULES, VALUE_TABLES, ElementFormat, get_format
 from .layout import pack_fp4, swizzle_scales, swizzled_offset, unpack_fp4, unswizzle_scales
-from .nvfp4 import NVFP4Tensor, default_global_scale, dequantize_nvfp4, quantize_nvfp4
+from .nvfp4 import (GLOBAL_SCALE_RULES, NVFP4Tensor, default_global_scale, dequantize_nvfp4,
+                    global_scale_for, quantize_nvfp4)
 from .scale import E8M0_CAST_MODES, block_scale_codes, e8m0_cast, scale_codes, scale_values
 
 
@@ -32,7 +33,7 @@ def dequantize(t):
 
 
 __all__ = [
-    "AMAX_RULES", "BACKENDS", "E8M0_CAST_MODES", "e8m0_cast", "E2M1_VALUES", "block_scale_codes", "ElementFormat", "FORMATS", "MXTensor", "NVFP4Tensor", "SCALE_RULES",
+    "AMAX_RULES", "BACKENDS", "GLOBAL_SCALE_RULES", "global_scale_for", "E8M0_CAST_MODES", "e8m0_cast", "E2M1_VALUES", "block_scale_codes", "ElementFormat", "FORMATS", "MXTensor", "NVFP4Tensor", "SCALE_RULES",
     "VALUE_TABLES", "decode", "default_global_scale", "dequantize", "dequantize_nvfp4", "encode",
     "get_format", "numba_available", "pack_fp4", "quantize", "quantize_dequantize", "quantize_nvfp4", "scale_codes",
     "scale_values", "swizzle_scales", "swizzled_offset", "unpack_fp4", "unswizzle_scales",

@@ -13,8 +13,12 @@ All arithmetic is float32 with IEEE round-to-nearest-even, one operation at a ti
 and dequantize gives value(code_i) * value(S) * g in float64. Input is rounded to float32 first
 (exact for float16 / bfloat16); non-finite input is rejected.
 
+The tensor scale is named by ``global_scale_rule`` (MX-9.5) when no number is given: ``"amax"``
+(the default, MX-9.1) or ``"none"`` (no tensor scale: g = 1.0, the E4M3 block scale alone).
+
 Clauses: MX-9.1 the default global scale, MX-9.2 the float32 rounding steps, MX-9.3 dequantize
-and bad input (non-finite input, length, global scale type and value).
+and bad input (non-finite input, length, global scale type and value), MX-9.5 the named
+tensor-scale rules.
 """
 from __future__ import annotations
 
@@ -52,7 +56,25 @@ def default_global_scale(x) -> np.float32:
     return g if g > 0 else np.float32(2.0**-149)
 
 
-def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:
+#: the named tensor-scale rules of MX-9.5: "amax" (MX-9.1's fp32(amax / 2688)) and "none" (1.0)
+GLOBAL_SCALE_RULES = ("amax", "none")
+
+
+def global_scale_for(x, rule: str = "amax") -> np.float32:
+    """The tensor scale g the named rule gives for ``x`` (MX-9.5): ``"amax"`` is
+    :func:`default_global_scale` (MX-9.1), ``"none"`` is 1.0 (no tensor scale)."""
+    if not isinstance(rule, str) or rule not in GLOBAL_SCALE_RULES:
+        raise ValueError(f"unknown NVFP4 global_scale_rule {rule!r}; known: {', '.join(GLOBAL_SCALE_RULES)}")
+    return default_global_scale(x) if rule == "amax" else np.float32(1.0)
+
+
+def quantize_nvfp4(x, *, global_scale=None, axis: int = -1, global_scale_rule=None) -> NVFP4Tensor:
+    """NVFP4 quantize (MX-9.2) under the tensor scale ``global_scale`` (a positive float32) or,
+    when that is None, the named ``global_scale_rule`` (MX-9.5, default ``"amax"``); giving both
+    is a ValueError."""
+    if global_scale is not None and global_scale_rule is not None:
+        raise ValueError("give global_scale (a number) or global_scale_rule (a name), not both; "
+                         f"got global_scale={global_scale!r}, global_scale_rule={global_scale_rule!r}")
     a = as_float_array(x).astype(np.float32)
     if a.ndim == 0:
         raise ValueError("x must have at least one dimension")
@@ -67,7 +89,7 @@ def quantize_nvfp4(x, *, global_scale=None, axis: int = -1) -> NVFP4Tensor:
                                      or not isinstance(global_scale, (int, float, np.integer, np.floating))):
         raise TypeError(f"global_scale must be a positive finite float (or None for the default), "
                         f"got {type(global_scale).__name__} {global_scale!r}")
-    g = default_global_scale(a) if global_scale is None else np.float32(global_scale)
+    g = global_scale_for(a, "amax" if global_scale_rule is None else global_scale_rule) if global_scale is None else np.float32(global_scale)
     if not (np.isfinite(g) and g > 0):
         raise ValueError(f"global_scale must be a positive finite float32, got {global_scale!r}")
     blocks = m.reshape(m.shape[:-1] + (n // NVFP4_BLOCK, NVFP4_BLOCK))       # (..., nb, 16)

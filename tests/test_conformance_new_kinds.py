@@ -135,6 +135,37 @@ def test_nvfp4_reciprocal_profile():
                                                        "ElementRounding", "TieDirection"}
 
 
+def _nvfp4_no_tensor_scale_kernel(x, g):
+    """Independent NVFP4 without a tensor scale (it ignores g): S = e4m3(amax_b / 6) alone."""
+    import ml_dtypes        # crosscheck extra: its test skips without it
+
+    b = x.astype(np.float32).reshape(x.shape[0], -1, 16)
+    sb = (np.abs(b).max(-1) / np.float32(6)).astype(np.float32)
+    S = np.minimum(sb, np.float32(448)).astype(ml_dtypes.float8_e4m3fn)
+    den = S.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(den[..., None] == 0, np.copysign(np.float32(0), b), b / den[..., None])
+    codes = q.astype(np.float32).astype(ml_dtypes.float4_e2m1fn).view(np.uint8) & 0xF
+    return S.view(np.uint8), codes.reshape(x.shape)
+
+
+@pytest.mark.clause("CF-2.5", "MX-9.5")
+def test_nvfp4_without_tensor_scale_option():
+    pytest.importorskip("ml_dtypes")
+    rep = check("quantize", _nvfp4_no_tensor_scale_kernel, fmt="nvfp4", profile="ocp+no-tensor-scale")
+    assert rep.passed, str(rep)
+    rep = check("quantize", _nvfp4_no_tensor_scale_kernel, fmt="nvfp4")      # judged with g
+    assert not rep.passed and "Nvfp4NoTensorScale" in rep.failing_causes()
+    assert {r.clause for r in rep.failures if r.cause == "Nvfp4NoTensorScale"} == {"MX-9.5"}
+
+    def amax_kernel(x, g):      # computes the amax rule's g itself, whatever it is given
+        t = mx.quantize_nvfp4(x, global_scale_rule="amax")
+        return t.scales, t.codes
+    assert check("quantize", amax_kernel, fmt="nvfp4").passed
+    rep = check("quantize", amax_kernel, fmt="nvfp4", profile="ocp+no-tensor-scale")
+    assert not rep.passed and "Nvfp4AmaxTensorScale" in rep.failing_causes()
+
+
 @pytest.mark.clause("CF-3.6", "CF-1.3")
 def test_accumulate_u_is_an_option(capsys, monkeypatch):
     from torq_ref.conformance import ProfileError, with_accumulate_u

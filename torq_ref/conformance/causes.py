@@ -73,6 +73,10 @@ CAUSES: dict[str, tuple[str, str]] = {
                                    "where the reciprocal convention was asked for"),
     "Nvfp4DivideByTensorScaleFirst": ("MX-9.2", "NVFP4 with x / g first, then an E4M3 block "
                                       "scale of amax / 6 (JAX's order)"),
+    "Nvfp4NoTensorScale": ("MX-9.5", "NVFP4 computed without the tensor scale (g = 1, rule "
+                                     "'none') where the amax rule's g was given"),
+    "Nvfp4AmaxTensorScale": ("MX-9.5", "NVFP4 computed with the amax rule's tensor scale where "
+                                       "no tensor scale (g = 1) was asked for"),
     "Nvfp4ZeroDenominator": ("MX-9.2", "NVFP4: value(S) * g is 0 in float32 (a flushed subnormal "
                                        "tensor scale), x / 0 saturated instead of q = +-0"),
     "GgufNibbleOrder": ("MX-8.3", "ggml block bytes with OCP pair order (2j, 2j+1) nibbles"),

@@ -12,7 +12,8 @@ def register(sub):
     p.add_argument("--profile", default="ocp",
                    help="ocp, nvidia, torchao, torchao-rceil, ceil, even, any-rule, nvfp4-reciprocal, "
                         "vllm-cutlass-moe, mse; options after '+': ocp+unsigned-zero, "
-                        "ocp+cast-floor, ocp+cast-ceil-satfinite (CF-2.4); hadamard conventions "
+                        "ocp+cast-floor, ocp+cast-ceil-satfinite (CF-2.4), NVFP4 ocp+no-tensor-scale "
+                        "(CF-2.5); hadamard conventions "
                         "+unnormalized, +sequency, +left (CF-5.2)")
     p.add_argument("--level", default="default", choices=("quick", "default", "thorough"))
     from . import FMTS

@@ -33,8 +33,9 @@ class Profile:
     #: "exact" (spec: -0 stays -0) or "acceptable": a block or element whose only difference is
     #: +0 written for a negative value that rounds to zero counts as acceptable (CF-2.4)
     signed_zero: str = "exact"
-    #: NVFP4 tensor-scale convention (CF-2.5): "decode" (the kernel gets g, MX-9.2) or
-    #: "reciprocal" (the kernel gets g_enc = fp32(1 / g), MX-9.4)
+    #: NVFP4 tensor-scale convention (CF-2.5): "decode" (the kernel gets g, MX-9.2; g is the
+    #: amax rule's, MX-9.5), "reciprocal" (the kernel gets g_enc = fp32(1 / g), MX-9.4) or "none"
+    #: (no tensor scale: the kernel gets 1.0 and MX-9.5's rule "none" is expected)
     nvfp4_global: str = "decode"
     #: Hadamard convention of the hadamard kind (CF-5.2): norm, row order, side of the product
     hadamard_norm: str = "orthonormal"
@@ -92,7 +93,8 @@ OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
            "sequency": {"hadamard_order": "sequency"},
            "left": {"hadamard_side": "left"},
            "cast-nearest": {"e8m0_cast": "nearest"}, "cast-floor": {"e8m0_cast": "floor"},
-           "cast-ceil-satfinite": {"e8m0_cast": "ceil-satfinite"}}
+           "cast-ceil-satfinite": {"e8m0_cast": "ceil-satfinite"},
+           "no-tensor-scale": {"nvfp4_global": "none"}}                # CF-2.5: NVFP4 only
 
 
 def get_profile(profile) -> Profile:

@@ -2,9 +2,11 @@
 
     fn(x float32 (rows, K), g float32) -> (scales uint8 E4M3 (rows, K/16), codes uint8 (rows, K))
 
-g is the decode tensor scale of the vector (MX-9.2), or under the ``nvfp4-reciprocal`` profile
-the encode scale fp32(1 / g) (MX-9.4). A failing block is first compared with the other
-tensor-scale recipes (named models), then with its own E4M3 scale's codes.
+g is the decode tensor scale of the vector (MX-9.2; the amax rule's g, MX-9.5), under the
+``nvfp4-reciprocal`` profile the encode scale fp32(1 / g) (MX-9.4), and under the
+``+no-tensor-scale`` option 1.0, the expectation then being MX-9.5's rule "none" (CF-2.5). A
+failing block is first compared with the other tensor-scale recipes (named models), then with its
+own E4M3 scale's codes.
 """
 from __future__ import annotations
 
@@ -58,6 +60,17 @@ def nvfp4_context(g, profile) -> Nvfp4Context:
 
         models = {"Nvfp4DecodeScaleConvention":
                   lambda x: _pair(mx.quantize_nvfp4(x, global_scale=np.float32(1) / arg))}
+    elif profile.nvfp4_global == "none":
+        arg = np.float32(1.0)
+
+        def expect(x):
+            t = mx.quantize_nvfp4(x, global_scale_rule="none")
+            return t.scales, t.codes
+
+        def quot(x, s):
+            return _safe_div(x, np.float32(e4m3[s.ravel()[0]])), np.float32(e4m3[s.ravel()[0]])
+
+        models = {"Nvfp4AmaxTensorScale": lambda x: _pair(mx.quantize_nvfp4(x, global_scale=g))}
     else:
         arg = g
 
@@ -72,7 +85,8 @@ def nvfp4_context(g, profile) -> Nvfp4Context:
 
         models = {"Nvfp4ReciprocalScaleConvention":
                   lambda x: _pair(mx.nvfp4.quantize_nvfp4_reciprocal(x, np.float32(1) / g)),
-                  "Nvfp4DivideByTensorScaleFirst": lambda x: nvfp4_divide_first(x, g)}
+                  "Nvfp4DivideByTensorScaleFirst": lambda x: nvfp4_divide_first(x, g),
+                  "Nvfp4NoTensorScale": lambda x: _pair(mx.quantize_nvfp4(x, global_scale_rule="none"))}
     return Nvfp4Context(arg, expect, quot, models)
 
 
@@ -134,7 +148,7 @@ def nvfp4_judging(profile, ctx: Nvfp4Context) -> Judging:
 
 def run_nvfp4(fn, vs, profile, use_bulk):
     tests = group_tests(vs.docs["nvfp4_quantize.json"], "Nvfp4Quantize")
-    reciprocal = profile.nvfp4_global == "reciprocal"
+    recompute = profile.nvfp4_global != "decode"      # reciprocal or none: expect from x (CF-2.5)
     out = []
     by_g: dict = {}
     for t in tests:
@@ -153,7 +167,7 @@ def run_nvfp4(fn, vs, profile, use_bulk):
         how = nvfp4_judging(profile, ctx)
         res = []
         for i, t in enumerate(ts):
-            if reciprocal:
+            if recompute:
                 exp = Outputs(*ctx.expect(x[i:i + 1]))
             else:
                 exp = Outputs(from_hex(t["scale"], "uint8").reshape(1, 1),
@@ -169,6 +183,6 @@ def run_nvfp4(fn, vs, profile, use_bulk):
                                   src, ["Random", "NVFP4"], a["scales"].size)
         if failed:
             return out + [failed]
-        exp = ctx.expect(a["x"]) if reciprocal else (a["scales"], a["codes"])
+        exp = ctx.expect(a["x"]) if recompute else (a["scales"], a["codes"])
         out += judge_bulk(src, ["Random", "NVFP4"], a["x"], exp, got, 16, nvfp4_judging(profile, ctx))
     return out

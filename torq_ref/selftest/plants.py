@@ -200,6 +200,19 @@ T_VERDICT = "tests/test_conformance_causes_verdicts.py"
 
 CONFORMANCE = [
     # verdicts of the harness that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.7)
+    Plant("nvfp4-no-tensor-scale-expects-vector-g", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
+          'recompute = profile.nvfp4_global != "decode"', 'recompute = profile.nvfp4_global == "reciprocal"',
+          ("tests/test_conformance_new_kinds.py::test_nvfp4_without_tensor_scale_option",),
+          "+no-tensor-scale passes g = 1 but still expects the vectors' amax-rule outputs"),
+    Plant("nvfp4-no-tensor-scale-cause-unnamed", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
+          '"Nvfp4NoTensorScale": lambda x: _pair(mx.quantize_nvfp4(x, global_scale_rule="none"))}',
+          '"Nvfp4NoTensorScale": lambda x: _pair(mx.quantize_nvfp4(x, global_scale=g))}',
+          ("tests/test_conformance_new_kinds.py::test_nvfp4_without_tensor_scale_option",),
+          "a kernel without a tensor scale judged with g gets element causes, not Nvfp4NoTensorScale"),
+    Plant("nvfp4-no-tensor-scale-option-inert", "conformance", "torq_ref/conformance/profiles.py",
+          '"no-tensor-scale": {"nvfp4_global": "none"}', '"no-tensor-scale": {"nvfp4_global": "decode"}',
+          ("tests/test_conformance_new_kinds.py::test_nvfp4_without_tensor_scale_option",),
+          "the +no-tensor-scale option parses but changes nothing"),
     Plant("verdict-scale-byte-read-as-elements", "conformance", "torq_ref/conformance/causes.py",
           "if np.array_equal(got_c, exp_c) and not np.array_equal(rc, got_c):", "if False:",
           (f"{T_VERDICT}::test_wrong_scale_byte_beside_right_codes_is_a_scale_cause",),

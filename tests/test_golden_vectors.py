@@ -312,6 +312,20 @@ def test_pinned_aiter_shuffle(committed):
     assert (buf[64 * 16:] == 0).all()                            # past the CDNA4 buffer: padding
 
 
+@pytest.mark.clause("GV-4.2", "MX-8.10")
+def test_pinned_aiter_a16w4(committed):
+    groups = {g["gateUp"]: g for g in committed.docs["scale_swizzle.json"]["testGroups"]
+              if g["layout"] == "aiter-moe-a16w4"}
+    t = groups[True]["tests"][0]
+    assert groups[True]["experts"] == 1 and (t["rows"], t["cols"]) == (64, 8)
+    buf, s = from_hex(t["swizzled"], "uint8"), from_hex(t["scales"], "uint8").reshape(64, 8)
+    assert buf.size == 64 * 8                                    # no padding
+    assert [buf[1], buf[256], buf[4], buf[511]] == [s[32, 0], s[16, 0], s[1, 0], s[63, 7]]
+    t = groups[False]["tests"][0]
+    buf, s = from_hex(t["swizzled"], "uint8"), from_hex(t["scales"], "uint8").reshape(64, 8)
+    assert groups[False]["experts"] == 2 and [buf[1], buf[256]] == [s[16, 0], s[32, 0]]
+
+
 @pytest.mark.clause("GV-4.2")
 def test_pinned_dequantize(committed):
     tests = {t["scale"]: t for t in committed.docs["mx_dequantize.json"]["testGroups"][0]["tests"]

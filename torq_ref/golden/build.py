@@ -258,7 +258,8 @@ def swizzle_doc() -> dict:
               "of ceil(rows/128)*128 * ceil(cols/4)*4 bytes, zero padded.",
               "Later groups: the triton_kernels Hopper, Blackwell and CDNA4 scale layouts (MX-8.4 ..",
               "MX-8.7) and ROCm aiter's e8m0_shuffle (MX-8.9), the same (rows, cols) convention,",
-              "zero padded to each layout's alignment."]
+              "zero padded to each layout's alignment; last, aiter's MoE a16w4 scale shuffle",
+              "(MX-8.10: experts stacked along rows, no padding, gateUp pairs the row halves)."]
     return _doc("Block-scale swizzle", header, [group] + vendor_layout_groups(ids))
 
 
@@ -292,6 +293,26 @@ def vendor_layout_groups(ids) -> list:
             g["numWarps"] = warps
         g["tests"] = tests
         groups.append(g)
+    return groups + a16w4_groups(ids)
+
+
+#: (experts, rows per expert, cols, gate_up) of the aiter MoE a16w4 groups (MX-8.10; no padding)
+A16W4_SHAPES = ((2, 32, 8, False), (1, 64, 8, True))
+
+
+def a16w4_groups(ids) -> list:
+    """One ScaleSwizzle group per gate_up setting of aiter's MoE a16w4 scale shuffle (MX-8.10)."""
+    from torq_ref.mx.vendor_layout import shuffle_scale_a16w4
+    groups = []
+    for experts, n, cols, gate_up in A16W4_SHAPES:
+        s = _scale_pattern(experts * n, cols)
+        t = {"tcId": ids(), "comment": f"{experts} experts x {n} rows x {cols} scales, aiter a16w4"
+                                       + (", gate/up paired" if gate_up else ""),
+             "flags": ["AiterA16w4ScaleShuffle"], "rows": experts * n, "cols": cols,
+             "scales": to_hex(s), "swizzled": to_hex(shuffle_scale_a16w4(s, experts, gate_up)),
+             "result": "valid"}
+        groups.append({"type": "ScaleSwizzle", "layout": "aiter-moe-a16w4", "experts": experts,
+                       "gateUp": gate_up, "tests": [t]})
     return groups
 
 

@@ -110,6 +110,8 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
        "triton_kernels' CDNA4 (gfx950) MX scale preshuffle: rows padded to 32, cols to 8."),
     _f("AiterE8m0ShuffleScaleLayout", "BASIC", "MX-8.9",
        "ROCm aiter's e8m0_shuffle / shuffle_scale (gfx950): the CDNA4 map, rows padded to 256."),
+    _f("AiterA16w4ScaleShuffle", "BASIC", "MX-8.10",
+       "ROCm aiter's MoE a16w4 scale shuffle: per expert the CDNA4 map, no padding, gate/up paired."),
     _f("VendorScalePadding", "EDGE_CASE", "MX-8.7",
        "A vendor-layout scale matrix that needs padding: every padding byte is 0x00."),
     _f("GptOssMxfp4", "BASIC", "MX-8.8",

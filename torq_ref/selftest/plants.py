@@ -255,6 +255,12 @@ CONFORMANCE = [
 ]
 
 GOLDEN = [
+    Plant("golden-a16w4-gate-up-ignored", "golden", "torq_ref/golden/build.py",
+          '"swizzled": to_hex(shuffle_scale_a16w4(s, experts, gate_up)),',
+          '"swizzled": to_hex(shuffle_scale_a16w4(s, experts, False)),',
+          (f"{T_GOLD}::test_committed_golden_equals_fresh_regeneration",
+           f"{T_GOLD}::test_pinned_aiter_a16w4"),
+          "the gateUp a16w4 golden group written without the gate / up pairing"),
     Plant("schema-property-undescribed", "golden", "torq_ref/golden/mx_vectors.schema.json",
           '"description": "Test id, unique within the file, from 1."', '"$comment": "tcId"',
           (f"{T_GOLD}::test_every_schema_property_is_described",),

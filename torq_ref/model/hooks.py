@@ -34,7 +34,7 @@ from .errors import ModelError
 SITES = ("qkv", "o", "gate_up", "down")
 MODES = ("folded", "online")
 #: how the weights of a site are quantized when ``weight_fmt`` is set (TQ-7.4)
-WEIGHT_QUANTS = ("rtn", "gptq")
+WEIGHT_QUANTS = ("rtn", "gptq", "gpfq")
 
 
 class TransformError(ModelError):
@@ -150,7 +150,7 @@ class SiteQuant:
     weight_fmt: str | None = None
     weight_scale_rule: str = "floor"
     block_size: int = 32
-    weight_quant: str = "rtn"            # "rtn" or "gptq" (TQ-7.4)
+    weight_quant: str = "rtn"            # "rtn", "gptq" (TQ-7.4) or "gpfq" (TQ-7.6)
     gptq_damp: float = 0.01
     gptq_act_order: bool = True
 
@@ -235,11 +235,14 @@ class PreparedSite:
 
 
 def prepare_site(weight: np.ndarray, quant: SiteQuant, mode: str,
-                 moment: np.ndarray | None = None) -> PreparedSite:
+                 moment: np.ndarray | None = None, rows: np.ndarray | None = None) -> PreparedSite:
     """Precompute the weight of a site for a plan (folding, weight RTN or GPTQ) (FW-3.3, FW-3.4).
 
     ``moment``: the site's second moment C (n, n) of the untransformed inputs, needed only by
-    ``weight_quant="gptq"``, which uses the Hessian of the transformed inputs, D^T C D (TQ-7.4)."""
+    ``weight_quant="gptq"``, which uses the Hessian of the transformed inputs, D^T C D (TQ-7.4).
+    ``rows``: calibration input rows (N, n) of the untransformed inputs, needed only by
+    ``weight_quant="gpfq"``, which sees them transformed (X D) and, with ``act_fmt``, quantized
+    as the site quantizes them (TQ-7.6)."""
     n = weight.shape[1]
     t = None if quant.transform is None else quant.transform.materialize(n)
     w = weight.astype(np.float64)
@@ -255,6 +258,19 @@ def prepare_site(weight: np.ndarray, quant: SiteQuant, mode: str,
         w = gptq_quantize(w, transformed_hessian(moment, t), fmt=quant.weight_fmt,
                           scale_rule=quant.weight_scale_rule, block_size=quant.block_size,
                           damp=quant.gptq_damp, act_order=quant.gptq_act_order)
+    elif quant.weight_fmt is not None and quant.weight_quant == "gpfq":
+        from torq_ref.quant import gpfq_quantize
+
+        if rows is None:
+            raise ModelError("weight_quant='gpfq' needs the site's calibration input rows (rows=...)")
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, np.shape(rows)[-1])
+        if rows.shape[1] != n:
+            raise ModelError(f"rows have {rows.shape[1]} channels; the site width is {n}")
+        xt = rows if t is None else t.apply(rows)                       # (N, n) transformed inputs
+        xq = xt if quant.act_fmt is None else fake_quant(xt, quant.act_fmt, quant.act_scale_rule,
+                                                          quant.block_size)
+        w = gpfq_quantize(w, xt, xq, fmt=quant.weight_fmt, scale_rule=quant.weight_scale_rule,
+                          block_size=quant.block_size)
     elif quant.weight_fmt is not None:
         w = fake_quant(w, quant.weight_fmt, quant.weight_scale_rule, quant.block_size)
     if t is not None and mode == "online":

@@ -876,7 +876,7 @@ PLAN = [
            f"{T_PLAN}::test_the_spec_alone_reproduces_the_engine"),
           "the scaled rows' plan forgets the scale step: applied from the spec they differ from the engine"),
     Plant("plan-gptq-row-exported-as-rtn", "plan", "torq_ref/torq/plan.py",
-          'if s == "W4A4" and weight_quant_of(m, cfg) == "gptq":', 'if False:',
+          'if s == "W4A4" and weight_quant_of(m, cfg) in ("gptq", "gpfq"):', 'if False:',
           (f"{T_PLAN}::test_every_row_is_exported_and_gptq_rows_are_skipped",),
           "a GPTQ row is written as if its weights were RTN"),
     Plant("plan-identity-ignores-the-digest", "plan", "torq_ref/torq/plan.py",

@@ -45,7 +45,9 @@ def add_run_arguments(p) -> None:
     g.add_argument("--scale-rule", default="floor", choices=SCALE_RULES,
                    help="E8M0 scale rule (spec/MX.md MX-4.2..4.8; default floor)")
     g.add_argument("--weight-quant", default="rtn", choices=WEIGHT_QUANTS,
-                   help="how W4A4 rows quantize the weights (TQ-7.4; mr-gptq always uses gptq)")
+                   help="how W4A4 rows quantize the weights (TQ-7.4, TQ-7.6; mr-gptq always uses gptq)")
+    g.add_argument("--weight-scale-rule", default=None, choices=SCALE_RULES,
+                   help="E8M0 scale rule of the W4A4 weights (default: --scale-rule; TQ-7.7)")
     g.add_argument("--quant-sites", default=None,
                    help="comma list of the site kinds to quantize, of qkv,o,gate_up,down (default all; "
                         "the others run in float: where the error comes from, TQ-2.15)")
@@ -114,6 +116,7 @@ def settings_from_args(args):
     if not 0 <= args.holdout < 1:
         raise SettingsError("--holdout must be in [0, 1)")
     cfg_kw["weight_quant"] = args.weight_quant
+    cfg_kw["weight_scale_rule"] = args.weight_scale_rule
     cfg_kw["micro_objective"] = args.micro_objective
     if args.scale_sites is not None:
         from .scale_step import SCALE_SITES

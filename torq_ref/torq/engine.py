@@ -96,7 +96,8 @@ def plan_site(method: str, setting: str, transform, cfg: TorqConfig, site: str |
     if method == "fp32" or (site is not None and site not in cfg.quant_sites):
         return None
     weight_fmt = cfg.fmt if setting == "W4A4" else None
-    return SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size,
+    weight_rule = cfg.weight_scale_rule or cfg.scale_rule                       # TQ-7.7
+    return SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, weight_rule, cfg.block_size,
                      weight_quant=weight_quant_of(method, cfg), gptq_damp=cfg.gptq_damp,
                      gptq_act_order=cfg.gptq_act_order)
 
@@ -156,10 +157,12 @@ def stream_evaluate(model, eval_w: np.ndarray, calib_w: np.ndarray, methods, set
                                                        per_site, site_metrics, timings, dispatch)
         if on_layer is not None:                                                 # TQ-8.1
             on_layer(model, i, transforms, views[True].scales if True in views else {})
-        # GPTQ rows need the second moment of their sites' inputs, as their model saw it (TQ-7.4)
-        moments = {flag: {site: v.moment(i, site) for site in SITES} for flag, v in views.items()
+        # GPTQ rows need the second moment of their sites' inputs, as their model saw it (TQ-7.4),
+        # GPFQ rows the input rows (TQ-7.6)
+        moments = {flag: {site: {"moment": v.moment(i, site), "rows": v.inputs(i, site)} for site in SITES}
+                   for flag, v in views.items()
                    if any(r.setting == "W4A4" and (r.method in scaled) == flag
-                          and weight_quant_of(r.method, cfg) == "gptq" for r in rows)}
+                          and weight_quant_of(r.method, cfg) in ("gptq", "gpfq") for r in rows)}
         del cap, views                               # the layer's statistics end here (TQ-6.1)
         shared = (i, rope, transforms, weights, moments, scaled, cfg)              # TQ-6.3
         outs = ex.map(_row_unit, model, shared, [(r.method, r.setting, r.hidden) for r in running])
@@ -189,8 +192,8 @@ def _row_unit(model, shared, item):
     for site in SITES:
         q = plan_site(method, setting, transforms[method][site], cfg, site)
         if q is not None:
-            kw = {"moment": moments[method in scaled][site]} if (
-                q.weight_fmt is not None and q.weight_quant == "gptq") else {}
+            kind = {"gptq": "moment", "gpfq": "rows"}.get(q.weight_quant) if q.weight_fmt else None
+            kw = {kind: moments[method in scaled][site][kind]} if kind else {}
             prepared[site] = prepare_site(lw.site_weight(site), q, "folded", **kw)
     runner = _scaled_view(model, i, lw) if method in scaled else model
     out = _run_layer(runner, i, hidden, rope, prepared)

@@ -19,6 +19,7 @@ torq-maxent         x_b @ R, R = maxent_rotation(X), no scale step (ablation)   
 smoothrot           scale step, then x_b @ H32 (SmoothRot, no fitted rotation)        TQ-2.8
 duquant             scale step, then ((x R1) P) R2 (DuQuant, 32-blocks, zig-zag P)    TQ-2.9
 mr-gptq             x_b @ H32, weights by GPTQ at W4A4 (MR-GPTQ)                      TQ-2.10
+torq-learned        scale step, then x_b @ R, R trained on the site's output error    TQ-2.17
 ==================  ==============================================================  =========
 """
 from __future__ import annotations
@@ -35,23 +36,24 @@ from torq_ref.errors import UserError
 from torq_ref.model.hooks import SITES
 
 METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq-micro", "torq",
-           "smoothrot", "duquant", "mr-gptq", "torq-maxent")
+           "smoothrot", "duquant", "mr-gptq", "torq-maxent", "torq-learned")
 #: methods that equal another method of METHODS by construction (TQ-2.5): never two rows of the
 #: same method in one table
 SAME_AS = {"torq-micro": "torq"}
 #: the methods of a plain ``run``: one row per distinct method (``torq-maxent`` is an ablation row,
-#: asked for by name or preset; ``torq-micro`` is ``torq``, TQ-2.5)
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", *SAME_AS))
+#: asked for by name or preset; ``torq-micro`` is ``torq``, TQ-2.5; ``torq-learned`` is an
+#: experiment row, TQ-2.17)
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", "torq-learned", *SAME_AS))
 #: named method lists for ``--methods`` (TQ-2.12): the ablation of TORQ's levels and scale step,
 #: each a distinct method
 METHOD_PRESETS = {"ablation": ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent",
                                "torq-micro")}
 #: methods that start with the scale step (TQ-2.7): TORQ's micro level, and the smoothing peers
 #: with the same alpha rule (TQ-2.8, TQ-2.9)
-SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant")
+SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant", "torq-learned")
 SETTINGS = ("W16A4", "W4A4")
 #: weight quantizers of the W4A4 rows (TQ-7.4)
-WEIGHT_QUANTS = ("rtn", "gptq")
+WEIGHT_QUANTS = ("rtn", "gptq", "gpfq")
 #: what the NMSE term of the micro objective measures (TQ-2.14)
 MICRO_OBJECTIVES = ("activation", "output")
 #: methods whose W4A4 weights are always GPTQ (TQ-2.10)
@@ -79,6 +81,7 @@ class TorqConfig:
     micro_objective: str = "activation"  # "activation" or "output": NMSE weighted by W (TQ-2.14)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)
+    weight_scale_rule: str | None = None # W4A4 weights' scale rule; None: scale_rule (TQ-7.7)
     gptq_damp: float = 0.01              # GPTQ dampening, share of mean(diag H) (TQ-7.1)
     gptq_act_order: bool = True          # GPTQ columns by decreasing H_jj (TQ-7.1)
     duquant_steps: int = 16              # greedy steps per DuQuant block rotation (TQ-2.9)
@@ -216,6 +219,9 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         # the same fit on different rows: smoothed (torq-micro) or raw (torq-maxent, TQ-2.12)
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, tag=method, weight=weight)
         return Transform(block=R, block_size=b), info
+    if method == "torq-learned":
+        R, info["learned"] = learned_transform(layer, site, X, weight, cfg)
+        return Transform(block=R, block_size=b), info
     if method == "torq":
         # block Hadamard B, then R' fitted on X B from the identity: B (I (x) R') = I (x) (H R'),
         # and H R' is exactly the micro fit of the same rows from the Hadamard start, torq-micro's
@@ -223,6 +229,23 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
         return Transform(block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def learned_transform(layer: int, site: str, X: np.ndarray, weight, cfg: TorqConfig):
+    """(R, summary) of ``torq-learned`` (TQ-2.17): the 32 x 32 block rotation trained on the
+    site's output error (spec/ME.md ME-6) on the first ``micro_rows`` scaled rows, from the
+    block Hadamard, with the held-out fraction ``cfg.holdout`` and the site's seed."""
+    from torq_ref.rotations.learned import learned_rotation
+
+    if weight is None:
+        raise SettingsError("torq-learned needs the site's weight")
+    R, rep = learned_rotation(X[: cfg.micro_rows], weight, block_size=cfg.block_size, init="hadamard",
+                              holdout=cfg.holdout, seed=site_seed(cfg.seed, layer, site),
+                              fmt=cfg.fmt, scale_rule=cfg.scale_rule)
+    summary = {"stop_reason": rep.stop_reason, "best_step": int(rep.best_step),
+               "steps": len(rep.steps) - 1, "initial": _plain(rep.initial), "final": _plain(rep.final),
+               "seconds": float(rep.seconds)}
+    return R, summary
 
 
 @functools.lru_cache(maxsize=8)

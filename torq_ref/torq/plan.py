@@ -125,10 +125,14 @@ class PlanRecorder:
         self.rows, self.skipped = [], []
         for m in methods:
             for s in (("FP32",) if m == "fp32" else tuple(settings)):
-                if s == "W4A4" and weight_quant_of(m, cfg) == "gptq":
+                if s == "W4A4" and weight_quant_of(m, cfg) in ("gptq", "gpfq"):
                     self.skipped.append({"method": m, "setting": s, "reason":
-                                         "GPTQ weights are a fit of the weights, not a transform; "
-                                         "the plan format carries transforms only"})
+                                         f"{weight_quant_of(m, cfg).upper()} weights are a fit of the "
+                                         "weights, not a transform; the plan format carries transforms only"})
+                elif s == "W4A4" and cfg.weight_scale_rule not in (None, cfg.scale_rule):
+                    self.skipped.append({"method": m, "setting": s, "reason":
+                                         "the weights' scale rule differs from the activations'; the plan "
+                                         "format carries one scale rule"})
                 else:
                     self.rows.append((m, s))
         self.methods = tuple(dict.fromkeys(m for m, _ in self.rows))

@@ -1,4 +1,4 @@
-"""GPFQ for MX weight formats, in NumPy (spec/TQ.md TQ-7.5..7.8; Lybrand and Saab, "A greedy
+"""GPFQ for MX weight formats, in NumPy (spec/TQ.md TQ-7.5, its measured property TQ-7.8; Lybrand and Saab, "A greedy
 algorithm for quantizing neural networks", JMLR 22 (2021), arXiv 2010.15979; Zhang, Zhou and Saab,
 "Post-training quantization for neural networks with provable guarantees", SIAM J. Math. Data Sci.
 2023, arXiv 2201.11113, whose form with quantized inputs is used here).
@@ -29,10 +29,11 @@ GPFQ_DEFAULTS = {"batch": 128}
 
 
 class GPFQError(ValueError):
-    """Bad input to GPFQ: shapes, non-finite values, bad options."""
+    """Bad input to GPFQ: shapes, non-finite values, bad options, named in the message (TQ-7.5)."""
 
 
 def _check(W, X, Xq, block_size):
+    """(W, X, Xq) as float64 after the input checks of TQ-7.5 (GPFQError naming the problem)."""
     W = np.asarray(W, dtype=np.float64)
     if W.ndim != 2:
         raise GPFQError(f"weight must be (out, n); got shape {W.shape}")

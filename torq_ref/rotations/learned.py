@@ -10,7 +10,8 @@ that the MXFP4 activation quantizer causes,
 on calibration rows X (T, n), float64. The gradient uses the straight-through estimator for the
 rounding (ME-6.2), the step is a Cayley retraction on the orthogonal group with a backtracking
 line search on the true (quantized) L (ME-6.3), and the returned R is the one with the lowest
-held-out objective, the start when no step lowers it (ME-6.4).
+held-out objective, the start when no step lowers it (ME-6.4). Bad input: ME-6.5; the report and
+determinism: ME-6.6.
 """
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ import numpy as np
 
 from .baselines import sylvester_hadamard
 
-#: the knobs of learned_rotation and their defaults (ME-6.5)
+#: the knobs of learned_rotation and their defaults (ME-6.1)
 LEARNED_DEFAULTS = {"steps": 24, "holdout": 0.25, "step_angle": 0.05, "gamma": 0.0, "patience": 4,
                     "backtracks": 4}
 
 
 class LearnedInputError(ValueError):
-    """Bad input to learned_rotation (shapes, values, options)."""
+    """Bad input to learned_rotation (shapes, values, options), naming the problem (ME-6.5)."""
 
 
 @dataclass
@@ -94,12 +95,17 @@ class _Objective:
 
 
 def _cayley(R: np.ndarray, A: np.ndarray, tau: float) -> np.ndarray:
-    """(I + tau/2 A)^-1 (I - tau/2 A) R: the Cayley retraction along -A R, A skew (ME-6.3)."""
+    """(I + tau/2 A)^-1 (I - tau/2 A) R, the Cayley retraction along -A R, A skew, then its polar
+    factor U V^T (SVD), so that the candidate is orthogonal to rounding and is exactly the R that
+    is evaluated and may be returned (ME-6.3)."""
     eye = np.eye(len(R))
-    return np.linalg.solve(eye + 0.5 * tau * A, (eye - 0.5 * tau * A) @ R)
+    Rn = np.linalg.solve(eye + 0.5 * tau * A, (eye - 0.5 * tau * A) @ R)
+    U, _, Vt = np.linalg.svd(Rn)
+    return U @ Vt
 
 
 def _init(init, block_size: int) -> np.ndarray:
+    """The start R (B, B): "hadamard", "identity" or a checked orthogonal array (ME-6.5)."""
     if isinstance(init, str):
         if init == "hadamard":
             return sylvester_hadamard(block_size)
@@ -121,10 +127,12 @@ def learned_rotation(X, W, *, block_size: int = 32, init="hadamard",
                      backtracks: int = LEARNED_DEFAULTS["backtracks"], seed: int = 0, fmt: str = "e2m1",
                      scale_rule: str = "floor"):
     """(R (B, B) float64 orthogonal, LearnedReport) for site rows X (T, n) consumed by W (out, n)
-    (ME-6.1..6.6)."""
+    (ME-6.1..6.6): the inputs checked (ME-6.5), the seeded split (ME-6.4), STE-gradient steps
+    along the Cayley curve with backtracking (ME-6.2, ME-6.3), the held-out best kept (ME-6.4),
+    the report filled (ME-6.6); deterministic given the seed."""
     t0 = time.perf_counter()
-    if not (isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.floating)):
-        raise TypeError("X must be a float array (tokens, channels)")
+    if not (isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.floating) and X.ndim >= 2):
+        raise LearnedInputError("X must be a float array (tokens, channels)")
     X = np.asarray(X, dtype=np.float64).reshape(-1, X.shape[-1])
     W = np.asarray(W, dtype=np.float64)
     T, n = X.shape
@@ -136,8 +144,9 @@ def learned_rotation(X, W, *, block_size: int = 32, init="hadamard",
         raise LearnedInputError("X or W contains NaN or Inf")
     if not 0 <= holdout < 1:
         raise LearnedInputError(f"holdout must be in [0, 1); got {holdout!r}")
-    if steps < 0 or patience < 1 or backtracks < 0:
-        raise LearnedInputError("steps must be >= 0, patience >= 1, backtracks >= 0")
+    for name, v, lo in (("steps", steps, 0), ("patience", patience, 1), ("backtracks", backtracks, 0)):
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo):
+            raise LearnedInputError(f"{name} must be a whole number >= {lo}; got {v!r}")
     if not (np.isfinite(step_angle) and step_angle > 0):
         raise LearnedInputError(f"step_angle must be a positive number; got {step_angle!r}")
     if not (np.isfinite(gamma) and gamma >= 0):
@@ -200,9 +209,6 @@ def learned_rotation(X, W, *, block_size: int = 32, init="hadamard",
             if held is not None and stale >= patience:
                 reason = "holdout"
                 break
-    # a clean orthogonal factor of the kept R (the polar factor; R is orthogonal to rounding)
-    U, _, Vt = np.linalg.svd(best_R)
-    best_R = U @ Vt if best_k else best_R
     fJ, fL, fH, _ = cal.evaluate(best_R, gamma)
     fhJ, fhL, fhH = held_j(best_R)
     report.final = {"calib_L": fL, "holdout_L": fhL, "calib_H": fH, "holdout_H": fhH}

@@ -411,8 +411,7 @@ PIPELINE = [
           (f"{T_ENGINE}::test_site_metrics_use_rows_the_micro_step_never_saw",),
           "site metrics measured on rows the micro optimizer saw"),
     Plant("pipeline-w4a4-weight-rule-floor", "pipeline", "torq_ref/torq/engine.py",
-          "SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, cfg.scale_rule, cfg.block_size,",
-          "SiteQuant(transform, cfg.fmt, cfg.scale_rule, weight_fmt, \"floor\", cfg.block_size,",
+          "weight_rule = cfg.weight_scale_rule or cfg.scale_rule", 'weight_rule = "floor"',
           (f"{T_ENGINE}::test_rows_quantize_with_the_configured_scale_rule",),
           "W4A4 weights quantized with FLOOR whatever cfg.scale_rule says"),
     Plant("pipeline-scaled-rows-run-plain-weights", "pipeline", "torq_ref/torq/engine.py",
@@ -664,8 +663,8 @@ T_GRAPH = "tests/test_import_graph.py"
 # errors of bad inputs, and the import graph.
 CLI = [
     Plant("default-table-keeps-torq-micro", "cli", "torq_ref/torq/methods.py",
-          'DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", *SAME_AS))',
-          'DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent",))',
+          'DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", "torq-learned", *SAME_AS))',
+          'DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", "torq-learned"))',
           (f"{T_ABL}::test_default_and_ablation_tables_have_one_row_per_distinct_method",),
           "the default table prints torq and torq-micro, the same method twice"),
     Plant("variant-order-ignored", "cli", "torq_ref/experiments/variants.py",

@@ -19,7 +19,7 @@ torq-maxent         x_b @ R, R = maxent_rotation(X), no scale step (ablation)   
 smoothrot           scale step, then x_b @ H32 (SmoothRot, no fitted rotation)        TQ-2.8
 duquant             scale step, then ((x R1) P) R2 (DuQuant, 32-blocks, zig-zag P)    TQ-2.9
 mr-gptq             x_b @ H32, weights by GPTQ at W4A4 (MR-GPTQ)                      TQ-2.10
-torq-learned        scale step, then x_b @ R, R trained on the site's output error    TQ-2.17
+torq-learned        scale step, then x_b @ R, R trained on the site's output error    TQ-2.18
 ==================  ==============================================================  =========
 """
 from __future__ import annotations
@@ -42,14 +42,14 @@ METHODS = ("fp32", "rtn", "random-orthogonal", "hadamard32", "torq-macro", "torq
 SAME_AS = {"torq-micro": "torq"}
 #: the methods of a plain ``run``: one row per distinct method (``torq-maxent`` is an ablation row,
 #: asked for by name or preset; ``torq-micro`` is ``torq``, TQ-2.5; ``torq-learned`` is an
-#: experiment row, TQ-2.17)
+#: experiment row, TQ-2.18)
 DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("torq-maxent", "torq-learned", *SAME_AS))
 #: named method lists for ``--methods`` (TQ-2.12): the ablation of TORQ's levels and scale step,
 #: each a distinct method
 METHOD_PRESETS = {"ablation": ("fp32", "hadamard32", "torq-macro", "smoothrot", "torq-maxent",
                                "torq-micro")}
-#: methods that start with the scale step (TQ-2.7): TORQ's micro level, and the smoothing peers
-#: with the same alpha rule (TQ-2.8, TQ-2.9)
+#: methods that start with the scale step (TQ-2.7): TORQ's micro level, the smoothing peers
+#: with the same alpha rule (TQ-2.8, TQ-2.9) and torq-learned (TQ-2.18)
 SCALED_METHODS = ("torq-micro", "torq", "smoothrot", "duquant", "torq-learned")
 SETTINGS = ("W16A4", "W4A4")
 #: weight quantizers of the W4A4 rows (TQ-7.4)
@@ -80,7 +80,7 @@ class TorqConfig:
     scale_sites: tuple = ("qkv", "gate_up")  # the sites the scale step scales (TQ-2.17)
     micro_objective: str = "activation"  # "activation" or "output": NMSE weighted by W (TQ-2.14)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
-    weight_quant: str = "rtn"            # W4A4 weights: "rtn" or "gptq" (TQ-7.4)
+    weight_quant: str = "rtn"            # W4A4 weights: "rtn", "gptq" (TQ-7.4) or "gpfq" (TQ-7.6)
     weight_scale_rule: str | None = None # W4A4 weights' scale rule; None: scale_rule (TQ-7.7)
     gptq_damp: float = 0.01              # GPTQ dampening, share of mean(diag H) (TQ-7.1)
     gptq_act_order: bool = True          # GPTQ columns by decreasing H_jj (TQ-7.1)
@@ -232,8 +232,8 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
 
 
 def learned_transform(layer: int, site: str, X: np.ndarray, weight, cfg: TorqConfig):
-    """(R, summary) of ``torq-learned`` (TQ-2.17): the 32 x 32 block rotation trained on the
-    site's output error (spec/ME.md ME-6) on the first ``micro_rows`` scaled rows, from the
+    """(R, summary) of ``torq-learned`` (TQ-2.18): the 32 x 32 block rotation trained on the
+    site's output error (spec/ME.md section 6, ME-6.1) on the first ``micro_rows`` scaled rows, from the
     block Hadamard, with the held-out fraction ``cfg.holdout`` and the site's seed."""
     from torq_ref.rotations.learned import learned_rotation
 

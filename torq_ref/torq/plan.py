@@ -129,7 +129,7 @@ class PlanRecorder:
                     self.skipped.append({"method": m, "setting": s, "reason":
                                          f"{weight_quant_of(m, cfg).upper()} weights are a fit of the "
                                          "weights, not a transform; the plan format carries transforms only"})
-                elif s == "W4A4" and cfg.weight_scale_rule not in (None, cfg.scale_rule):
+                elif s == "W4A4" and cfg.weight_scale_rule not in (None, cfg.scale_rule):   # TQ-7.7
                     self.skipped.append({"method": m, "setting": s, "reason":
                                          "the weights' scale rule differs from the activations'; the plan "
                                          "format carries one scale rule"})

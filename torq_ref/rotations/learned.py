@@ -186,13 +186,14 @@ def learned_rotation(X, W, *, block_size: int = 32, init="hadamard",
             break
         tau = step_angle / norm
         accepted = False
-        for _ in range(backtracks + 1):                              # ME-6.3: accept only a lower J
+        for trial in range(backtracks + 1):                          # ME-6.3: accept only a lower J
+            if trial:
+                tau *= 0.5
             Rn = _cayley(R, A, tau)
             Jn = cal.evaluate(Rn, gamma)[0]
             if Jn < J:
                 accepted = True
                 break
-            tau *= 0.5
         if not accepted:
             report.steps.append(rec(k, False, tau))
             reason = "no_descent"

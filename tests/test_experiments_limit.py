@@ -109,7 +109,8 @@ def test_a_block_of_zeros():
     keep[10] = False
     assert np.array_equal(real_scale_errors(Z.reshape(-1, 32))[0][keep],
                           real_scale_errors(X.reshape(-1, 32))[0][keep])
-    assert real_scale_errors(np.zeros((2, 32)))[0].tolist() == [0.0, 0.0]
+    e, s = real_scale_errors(np.zeros((2, 32)))
+    assert e.tolist() == [0.0, 0.0] and s.tolist() == [1.0, 1.0]   # all-zero codes: any scale, 1 reported
 
 
 @pytest.mark.clause("TQ-2.19")
@@ -147,3 +148,125 @@ def test_bad_transform_and_dtype():
         limit_nmse(np.ones((2, 32), dtype=complex))
     with pytest.raises(ValueError, match="above the E8M0 range"):
         limit_nmse(np.full((1, 32), 1e300))
+
+
+# ---------------------------------------------------------------------- the commands (TQ-2.20, TQ-2.21)
+M_ROWS = 32
+
+
+@pytest.fixture(scope="module")
+def tiny_calibration():
+    """(model, capture, note) of the tiny Llama on two 40-token windows, 2 * M_ROWS rows kept."""
+    from torq_ref.model.tiny import tiny_model
+    from torq_ref.torq.oracle import calibrate
+
+    mdl = tiny_model("llama", seed=3)
+    ids = np.random.default_rng(11).integers(0, 96, size=80).reshape(2, 40)
+    return mdl, calibrate(mdl, ids, 2 * M_ROWS, False), "tiny llama"
+
+
+@pytest.fixture
+def fake_calibration(monkeypatch, tiny_calibration):
+    from torq_ref.experiments import capture
+
+    seen = {}
+
+    def fake(model_name, calib_windows=4, micro_rows=1024, progress=False):
+        seen.update(model=model_name, calib_windows=calib_windows, micro_rows=micro_rows)
+        return tiny_calibration
+
+    monkeypatch.setattr(capture, "run_calibration", fake)
+    return seen
+
+
+@pytest.mark.clause("TQ-2.20")
+def test_limit_rows_measure_the_held_out_rows_only():
+    X = np.random.default_rng(6).standard_normal((80, 64))
+    X[:M_ROWS] *= 1e3                          # the fitted rows: nothing of them may show
+    X[:M_ROWS, 5] = 7.0
+    got = L.limit_rows(X, M_ROWS)
+    assert got["raw"] == limit_nmse(X[M_ROWS:])
+    assert got["hadamard"] == limit_nmse(X[M_ROWS:], block_hadamard(64, 32))
+    with pytest.raises(ValueError, match="none held out"):
+        L.limit_rows(X[:M_ROWS], M_ROWS)
+
+
+@pytest.mark.clause("TQ-2.20")
+def test_run_limit_reports_every_kind_from_the_calibration(fake_calibration, tiny_calibration):
+    mdl, cap, _ = tiny_calibration
+    text = L.run_limit(model="tiny", calib_windows=2, micro_rows=M_ROWS, progress=False)
+    assert fake_calibration == {"model": "tiny", "calib_windows": 2, "micro_rows": M_ROWS}
+    rows = {(i, k): L.limit_rows(cap.inputs(i, k), M_ROWS) for i in (0, 1) for k in L.KINDS}
+    for k in L.KINDS:
+        raw = Limit(*(np.mean([getattr(rows[(i, k)]["raw"], f) for i in (0, 1)]) for f in ("floor", "e8m0", "real")))
+        had = Limit(*(np.mean([getattr(rows[(i, k)]["hadamard"], f) for i in (0, 1)]) for f in ("floor", "e8m0", "real")))
+        want = (f"| {k} | {raw.floor:.5f} | {raw.e8m0:.5f} | {raw.real:.5f} | {raw.closed(raw.e8m0):.3f} | "
+                f"{had.floor:.5f} | {had.e8m0:.5f} | {had.real:.5f} | {had.closed(had.e8m0):.3f} | "
+                f"{raw.closed(had.floor):.3f} |")
+        assert want in text, (want, text)
+    assert "held out: the micro step fits rows 0..31" in text and "| 1 | " in text
+
+
+@pytest.mark.clause("TQ-2.20")
+def test_limit_command_writes_the_report_and_refuses_too_few_rows(fake_calibration, tmp_path, capsys):
+    from torq_ref.cli import main
+
+    out = tmp_path / "limit.md"
+    assert main(["experiment", "limit", "--model", "tiny", "--calib-windows", "2", "--micro-rows",
+                 str(M_ROWS), "--layers", "1", "--out", str(out)]) == 0
+    assert out.read_text().startswith("# How far from the limit") and "mean over layers 1..1" in out.read_text()
+    assert main(["experiment", "limit", "--calib-windows", "1", "--micro-rows", "512"]) == 2
+    assert "fewer than the 2 * 512 rows" in capsys.readouterr().err
+    assert main(["experiment", "scale-sites", "--micro-rows", "0"]) == 2
+
+
+@pytest.mark.clause("TQ-2.21")
+def test_site_alpha_errors_use_the_site_scales(tiny_calibration):
+    from torq_ref.experiments.scale_sites import site_alpha_errors
+    from torq_ref.experiments.variants import smoothed_output_error
+    from torq_ref.torq.scale_step import channel_scales, o_channel_scales
+
+    mdl, cap, _ = tiny_calibration
+    cfg = mdl.config
+    X, C, W = cap.inputs(1, "o").astype(np.float64), cap.moment(1, "o"), mdl.site_weight(1, "o").astype(np.float64)
+    got = site_alpha_errors(X, C, W, "o", cfg)
+    assert list(got) == [0.0, 0.25, 0.5]
+    s = o_channel_scales(C, 0.5, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+    assert got[0.5] == smoothed_output_error(X, s, W)
+    assert got[0.0] == smoothed_output_error(X, np.ones(64), W)
+    Xd, Cd, Wd = cap.inputs(0, "down").astype(np.float64), cap.moment(0, "down"), mdl.site_weight(0, "down")
+    assert site_alpha_errors(Xd, Cd, Wd, "down", cfg, (0.25,)) == {
+        0.25: smoothed_output_error(Xd, channel_scales(Cd, 0.25), Wd.astype(np.float64))}
+    with pytest.raises(ValueError, match="no alpha"):
+        site_alpha_errors(X, C, W, "o", cfg, ())
+
+
+@pytest.mark.clause("TQ-2.21")
+def test_run_scale_sites_splits_fit_and_held_out_rows(fake_calibration, tiny_calibration):
+    from torq_ref.experiments.scale_sites import run_scale_sites, site_alpha_errors
+
+    mdl, cap, _ = tiny_calibration
+    text = run_scale_sites(model="tiny", micro_rows=M_ROWS, progress=False)
+    X = cap.inputs(1, "down").astype(np.float64)
+    args = (cap.moment(1, "down"), mdl.site_weight(1, "down").astype(np.float64), "down", mdl.config)
+    fit, held = site_alpha_errors(X[:M_ROWS], *args), site_alpha_errors(X[M_ROWS:], *args)
+    assert "| 1 | down | " + " | ".join(f"{fit[a]:.5f} / {held[a]:.5f}" for a in (0.0, 0.25, 0.5)) + " |" in text
+    per = [site_alpha_errors(cap.inputs(i, "down").astype(np.float64)[:M_ROWS], cap.moment(i, "down"),
+                             mdl.site_weight(i, "down").astype(np.float64), "down", mdl.config) for i in (0, 1)]
+    wins = sum(min(p, key=lambda a: (p[a], a)) > 0 for p in per)
+    assert ("| down | fit | " + " | ".join(f"{np.mean([p[a] for p in per]):.5f}" for a in (0.0, 0.25, 0.5))
+            + f" | {wins} / 2 |") in text
+    assert "| o | fit | " in text and "| o | held | " in text and "| down | held | " in text
+
+
+@pytest.mark.clause("TQ-2.21")
+def test_scale_sites_report_counts_the_layers_a_scale_step_wins():
+    from torq_ref.experiments.scale_sites import render_scale_sites
+
+    t = {(0, "o"): {"fit": {0.0: 0.1, 0.5: 0.2}, "held": {0.0: 0.1, 0.5: 0.1}},      # alpha 0; a tie
+         (1, "o"): {"fit": {0.0: 0.3, 0.5: 0.2}, "held": {0.0: 0.3, 0.5: 0.2}}}      # alpha 0.5
+    t.update({(i, "down"): t[(i, "o")] for i in (0, 1)})
+    text = render_scale_sites("m", "note", 8, [0, 1], (0.0, 0.5), t)
+    assert "| o | fit | 0.20000 | 0.20000 | 1 / 2 |" in text
+    assert "| down | held | 0.20000 | 0.15000 | 1 / 2 |" in text    # the tie goes to alpha 0
+    assert "| 1 | o | 0.30000 / 0.30000 | 0.20000 / 0.20000 |" in text

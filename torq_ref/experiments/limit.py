@@ -131,7 +131,10 @@ def real_scale_errors(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     S - 2 s A + s^2 G (S = sum y^2, A = sum |y_i| v_i, G = sum v_i^2) is minimal at
     clip(A / G, piece); the error is continuous at the breakpoints (both codes are equally far).
     Below the first breakpoint every non-zero element saturates at 6; above the last all codes are
-    0 (error S). The piece with the smallest value is kept and its error measured directly:
+    0 (error S). (The error is also the lower envelope of the quadratics ||y - s q||^2 over every
+    code vector q, since Q is the nearest code: so the clip does not change the minimum, it only
+    makes every piece's value an error that Q reaches.) The piece with the smallest value is kept
+    and its error measured directly:
     sum (y - s Q(y / s))^2 with the codec's encoder, float64. Tolerance: the optimum is exact up to
     float64 rounding of the piece values (relative 1e-12 of S), not a grid's step."""
     blocks = np.asarray(blocks, dtype=np.float64)

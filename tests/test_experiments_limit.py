@@ -205,6 +205,8 @@ def test_run_limit_reports_every_kind_from_the_calibration(fake_calibration, tin
                 f"{raw.closed(had.floor):.3f} |")
         assert want in text, (want, text)
     assert "held out: the micro step fits rows 0..31" in text and "| 1 | " in text
+    assert "Made by `python -m torq_ref experiment limit --model tiny --calib-windows 2 --micro-rows 32 " \
+           "--layers 0 1` (torq-ref " in text
 
 
 @pytest.mark.clause("TQ-2.20")
@@ -257,6 +259,8 @@ def test_run_scale_sites_splits_fit_and_held_out_rows(fake_calibration, tiny_cal
     assert ("| down | fit | " + " | ".join(f"{np.mean([p[a] for p in per]):.5f}" for a in (0.0, 0.25, 0.5))
             + f" | {wins} / 2 |") in text
     assert "| o | fit | " in text and "| o | held | " in text and "| down | held | " in text
+    assert "Made by `python -m torq_ref experiment scale-sites --model tiny --calib-windows 4 " \
+           "--micro-rows 32 --alphas 0 0.25 0.5 --layers 0 1`" in text
 
 
 @pytest.mark.clause("TQ-2.21")

@@ -222,8 +222,17 @@ def run_limit(*, model: str = "smollm2-135m", calib_windows: int = 4, micro_rows
     layers = list(range(mdl.config.num_layers)) if layers is None else list(layers)
     rows = {(i, site): limit_rows(cap.inputs(i, site), micro_rows) for i in layers for site in KINDS}
     note += (f"; figures on rows {micro_rows}..{2 * micro_rows - 1} of every site (held out: the micro "
-             f"step fits rows 0..{micro_rows - 1})")
+             f"step fits rows 0..{micro_rows - 1}). Made by `python -m torq_ref experiment limit --model "
+             f"{model} --calib-windows {calib_windows} --micro-rows {micro_rows} --layers "
+             f"{' '.join(map(str, layers))}` (torq-ref {_version()})")
     return render_limit(model, note, layers, rows)
+
+
+def _version() -> str:
+    """torq_ref's version, for the line that says how a report was made."""
+    import torq_ref
+
+    return torq_ref.__version__
 
 
 def limit_rows(X: np.ndarray, micro_rows: int) -> dict[str, Limit]:

@@ -55,6 +55,11 @@ def run_scale_sites(*, model: str = "smollm2-135m", calib_windows: int = 4, micr
             W = mdl.site_weight(i, site).astype(np.float64)                     # (out, n)
             table[(i, site)] = {part: site_alpha_errors(rows, C, W, site, mdl.config, alphas)
                                 for part, rows in (("fit", X[:micro_rows]), ("held", X[micro_rows:]))}
+    from .limit import _version
+
+    note += (f". Made by `python -m torq_ref experiment scale-sites --model {model} --calib-windows "
+             f"{calib_windows} --micro-rows {micro_rows} --alphas {' '.join(f'{a:g}' for a in alphas)} "
+             f"--layers {' '.join(map(str, layers))}` (torq-ref {_version()})")
     return render_scale_sites(model, note, micro_rows, layers, tuple(float(a) for a in alphas), table)
 
 

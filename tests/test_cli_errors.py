@@ -35,7 +35,8 @@ def test_top_level_commands():
     bench = sub.choices["bench"]._actions[-1].choices
     assert list(bench) == ["codec", "schur-horn", "maxent", "forward", "fits", "speed"]
     exp = sub.choices["experiment"]._actions[-1].choices
-    assert list(exp) == ["inter-block", "block-energy", "maxent-synthetic", "maxent-real", "torq-variant"]
+    assert list(exp) == ["inter-block", "block-energy", "maxent-synthetic", "maxent-real", "torq-variant",
+                         "limit", "scale-sites"]
     groups = [g.title for g in sub.choices["run"]._action_groups]
     for title in ("model and data", "methods and settings", "quantization", "fitting knobs", "output"):
         assert title in groups

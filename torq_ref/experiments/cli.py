@@ -8,6 +8,10 @@
   identity and Hadamard on synthetic or captured inputs (ME-5.2).
 * ``experiment torq-variant``: the ``run`` table with the exploration variants of
   :mod:`torq_ref.experiments.variants` (TQ-2.16).
+* ``experiment limit``: per site kind, MXFP4 NMSE under the FLOOR scale, the best E8M0 scale and
+  the best real scale per block, raw and after the 32-block Hadamard (TQ-2.19, TQ-2.20).
+* ``experiment scale-sites``: the calibration output error of the scale step at the o and down
+  inputs per layer and alpha (TQ-2.21).
 """
 from __future__ import annotations
 
@@ -74,6 +78,60 @@ def register(sub):
     p.set_defaults(func=run_real)
 
     _register_variant(sub)
+    _register_limit(sub)
+
+
+def _register_limit(sub):
+    """``experiment limit`` (TQ-2.20) and ``experiment scale-sites`` (TQ-2.21)."""
+    p = sub.add_parser("limit", help="MXFP4 NMSE per site kind under FLOOR, the best E8M0 and the best "
+                                     "real per-block scale, raw and after the 32-block Hadamard")
+    p.add_argument("--model", default="smollm2-135m", help="registry name or imported model directory")
+    p.add_argument("--calib-windows", type=int, default=4, help="calibration windows (as run)")
+    p.add_argument("--micro-rows", type=int, default=1024,
+                   help="rows fitted by the micro step; the figures use the next as many (held out)")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="default: every layer")
+    p.add_argument("--out", default=None, help="write the markdown report here")
+    p.set_defaults(func=_run_limit)
+
+    p = sub.add_parser("scale-sites", help="the scale step's calibration output error at the o and down "
+                                           "inputs, per layer and alpha (the --scale-sites measurement)")
+    p.add_argument("--model", default="smollm2-135m", help="registry name or imported model directory")
+    p.add_argument("--calib-windows", type=int, default=4, help="calibration windows (as run)")
+    p.add_argument("--micro-rows", type=int, default=1024, help="rows the micro step fits (as run)")
+    p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5])
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="default: every layer")
+    p.add_argument("--out", default=None, help="write the markdown report here")
+    p.set_defaults(func=_run_scale_sites)
+
+
+def _run_limit(args) -> int:
+    from .limit import run_limit
+
+    _check_rows_args(args)
+    text = run_limit(model=args.model, calib_windows=args.calib_windows, micro_rows=args.micro_rows,
+                     layers=args.layers)
+    return _emit(text, args.out)
+
+
+def _run_scale_sites(args) -> int:
+    from .scale_sites import run_scale_sites
+
+    _check_rows_args(args)
+    text = run_scale_sites(model=args.model, calib_windows=args.calib_windows, micro_rows=args.micro_rows,
+                           alphas=args.alphas, layers=args.layers)
+    return _emit(text, args.out)
+
+
+def _check_rows_args(args) -> None:
+    """--calib-windows and --micro-rows of limit / scale-sites: positive, refused before any work."""
+    from torq_ref.torq.methods import SettingsError
+
+    if args.calib_windows < 1 or args.micro_rows < 1:
+        raise SettingsError("--calib-windows and --micro-rows must be at least 1")
+    if args.calib_windows * 512 < 2 * args.micro_rows:
+        raise SettingsError(f"{args.calib_windows} calibration windows of 512 tokens hold fewer than the "
+                            f"2 * {args.micro_rows} rows per site (fitted + held out) the figures need; "
+                            f"add --calib-windows or lower --micro-rows")
 
 
 def _register_variant(sub):

@@ -11,7 +11,8 @@ Conventions (all arrays are NumPy; the harness batches cases into one call per s
                                                                  codes uint8 (rows, K))
     dequantize  fn(scales uint8 (rows, K/32), codes uint8 (rows, K)) -> float (rows, K)
     pack        fn(codes uint8 (rows, K))                    -> packed uint8 (rows, K/2)
-    swizzle     fn(scales uint8 (rows, cols))                -> uint8 (padded_rows * padded_cols,)
+    swizzle     fn(scales uint8 (rows, cols) [, num_warps= | experts=, gate_up=])
+                                                             -> uint8 1-D, the profile's layout (swizzle_kind)
     dot_scaled  fn(a_scales (m, K/32), a_codes (m, K), b_scales (n, K/32), b_codes (n, K))
                                                              -> float (m, n) = A @ B^T
 """
@@ -32,6 +33,7 @@ from .judge import aggregate_bulk
 from .quantize_mx import run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
 from .scale_offset import power_of_two_offset
+from .swizzle_kind import run_swizzle
 from .rotation_kinds import ROTATION_RUNNERS
 
 # ------------------------------------------------------------------------------------- encode
@@ -193,32 +195,6 @@ def run_pack(fn, vs, profile, fmt, use_bulk):
                               "bytes differ: " + diff_detail(exp, got),
                               repro_snippet("fn(codes)", {"codes": c}, {"packed": exp},
                                             {"packed": got}, "MX-8.1"), matched))
-    return out
-
-
-# ------------------------------------------------------------------------------------- swizzle
-def run_swizzle(fn, vs, profile, fmt, use_bulk):
-    valid, _ = split_variants(group_tests(vs.docs["scale_swizzle.json"], "ScaleSwizzle"))
-    cases = [(f"scale_swizzle.json#{t['tcId']}", t["flags"],
-              from_hex(t["scales"], "uint8").reshape(t["rows"], t["cols"]),
-              from_hex(t["swizzled"], "uint8")) for t in valid]
-    if use_bulk and "swizzle" in vs.bulk:
-        a, _ = vs.bulk["swizzle"]
-        cases.append(("bulk/swizzle", ["SwizzleLayout", "SwizzlePadding"], a["scales"], a["swizzled"]))
-    out = []
-    for src, flags, s, exp in cases:
-        try:
-            got = as_u8("swizzled", np.asarray(fn(s.copy())).reshape(-1), exp.shape)
-        except Exception as err:  # noqa: BLE001
-            out.append(convention_failure(src, flags, err, 1))
-            continue
-        if (got == exp).all():
-            out.append(CaseResult(src, flags, "pass"))
-        else:
-            out.append(CaseResult(src, flags, "fail", "MX-8.2", "swizzled",
-                                  f"{s.shape[0]} x {s.shape[1]}: " + diff_detail(exp, got),
-                                  repro_snippet("fn(scales)", {"scales": s}, {"swizzled": exp},
-                                                {"swizzled": got}, "MX-8.2")))
     return out
 
 

@@ -43,6 +43,9 @@ class Profile:
     hadamard_side: str = "right"
     #: rounding mode of the scalar fp32 -> E8M0 cast the e8m0-cast kind expects (MX-4.10)
     e8m0_cast: str = "nearest"
+    #: the block-scale layout the swizzle kind expects (CF-3.13): cuBLAS' 128 x 4 (MX-8.2) or a
+    #: vendor layout of MX-8.4 .. MX-8.10, set with the option +layout-NAME
+    scale_layout: str = "cublas-128x4"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -95,6 +98,10 @@ OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
            "cast-nearest": {"e8m0_cast": "nearest"}, "cast-floor": {"e8m0_cast": "floor"},
            "cast-ceil-satfinite": {"e8m0_cast": "ceil-satfinite"},
            "no-tensor-scale": {"nvfp4_global": "none"}}                # CF-2.5: NVFP4 only
+#: CF-3.13: the swizzle kind's layout, e.g. "ocp+layout-triton-hopper"
+OPTIONS.update({f"layout-{name}": {"scale_layout": name} for name in (
+    "cublas-128x4", "triton-hopper", "triton-blackwell", "triton-cdna4", "aiter-e8m0-shuffle",
+    "aiter-moe-a16w4")})
 
 
 def get_profile(profile) -> Profile:

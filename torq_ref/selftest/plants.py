@@ -197,6 +197,7 @@ CONFORMANCE_CODEC = [
 ]
 
 T_VERDICT = "tests/test_conformance_causes_verdicts.py"
+T_SWZ = "tests/test_conformance_swizzle_layouts.py"
 
 CONFORMANCE = [
     # verdicts of the harness that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.7)
@@ -252,6 +253,41 @@ CONFORMANCE = [
           "            if np.frexp(k)[0] == 0.5:\n                continue\n",
           (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
           "NonPowerOfTwoScale for a block with one nonzero magnitude on a power-of-two grid"),
+    # the swizzle kind judging the vendor layouts (CF-3.13)
+    Plant("swizzle-kind-judges-cublas-only", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          'g["type"] == "ScaleSwizzle" and g["layout"] == layout]',
+          'g["type"] == "ScaleSwizzle" and g["layout"] == "cublas-128x4"]',
+          (f"{T_SWZ}::test_each_layout_passes_the_kernel_that_writes_it",),
+          "the swizzle kind runs the cuBLAS group whatever layout the profile claims"),
+    Plant("swizzle-kind-hopper-warps-fixed", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          'return {"num_warps": group["numWarps"]}', 'return {"num_warps": 8}',
+          (f"{T_SWZ}::test_each_layout_passes_the_kernel_that_writes_it",),
+          "the Hopper kernel is called with num_warps 8 on the num_warps 1 group"),
+    Plant("swizzle-kind-layouts-compared-by-size", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          "if buf.shape == got.shape and np.array_equal(buf, got):",
+          "if buf.shape == got.shape:",
+          (f"{T_SWZ}::test_padding_bytes_other_than_zero", f"{T_SWZ}::test_no_known_layout_and_a_wrong_size"),
+          "any buffer of another layout's size is named after that layout"),
+    Plant("swizzle-kind-transpose-not-tried", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          '(np.ascontiguousarray(s.T), " of scales.T")', '(s, " of scales.T")',
+          (f"{T_SWZ}::test_transposed_scales_are_named",),
+          "a kernel that swizzles the transposed scales gets ScaleLayoutMismatch"),
+    Plant("swizzle-kind-claimed-layout-not-first", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          "key=lambda c: c[0] != claimed)", "key=lambda c: 0)",
+          (f"{T_SWZ}::test_hopper_at_the_wrong_num_warps_and_a16w4_without_gate_up_are_named",),
+          "a16w4 without gate_up is named triton-cdna4, the layout it coincides with"),
+    Plant("swizzle-kind-hopper-one-warp-count", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          "HOPPER_WARPS = (1, 2, 4, 8, 16)", "HOPPER_WARPS = (1,)",
+          (f"{T_SWZ}::test_hopper_at_the_wrong_num_warps_and_a16w4_without_gate_up_are_named",),
+          "Hopper at another num_warps is not named"),
+    Plant("swizzle-kind-padding-acceptable-everywhere", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          "if layout in UNSPECIFIED_PADDING:", "if True:",
+          (f"{T_SWZ}::test_padding_bytes_other_than_zero",),
+          "nonzero padding bytes pass as acceptable under cuBLAS and CDNA4 too"),
+    Plant("swizzle-kind-padding-unnamed", "conformance", "torq_ref/conformance/swizzle_kind.py",
+          "if np.array_equal(got[~pad], exp[~pad]):", "if False:",
+          (f"{T_SWZ}::test_padding_bytes_other_than_zero",),
+          "padding bytes other than 0x00 are reported as ScaleLayoutMismatch"),
 ]
 
 GOLDEN = [

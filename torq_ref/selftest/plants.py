@@ -106,7 +106,8 @@ MX = [
           '    return default_global_scale(x) if rule == "amax" else np.float32(1.0)',
           "    return default_global_scale(x)",
           (f"{T_LAYOUT}::test_nvfp4_named_tensor_scale_rules",
-           f"{T_LAYOUT}::test_nvfp4_without_tensor_scale_pinned"),
+           f"{T_LAYOUT}::test_nvfp4_without_tensor_scale_pinned",
+           f"{T_GOLD}::test_nvfp4_rule_none_group"),
           'global_scale_rule="none" quietly gives the amax tensor scale'),
     Plant("nvfp4-rule-and-scale-both-accepted", "mx", "torq_ref/mx/nvfp4.py",
           "    if global_scale is not None and global_scale_rule is not None:", "    if False:",
@@ -198,6 +199,7 @@ CONFORMANCE_CODEC = [
 
 T_VERDICT = "tests/test_conformance_causes_verdicts.py"
 T_SWZ = "tests/test_conformance_swizzle_layouts.py"
+T_NEWK = "tests/test_conformance_new_kinds.py"
 
 CONFORMANCE = [
     # verdicts of the harness that must name the right cause (spec/CF.md CF-2.3, CF-2.4, CF-3.7)
@@ -253,6 +255,21 @@ CONFORMANCE = [
           "            if np.frexp(k)[0] == 0.5:\n                continue\n",
           (f"{T_VERDICT}::test_fake_quant_inference_puts_the_expected_scale_last",),
           "NonPowerOfTwoScale for a block with one nonzero magnitude on a power-of-two grid"),
+    # the rule-none NVFP4 group under +no-tensor-scale (CF-2.5, GV-2.9)
+    Plant("nvfp4-none-group-not-run", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
+          'out = run_nvfp4_none_group(fn, vs, profile) if profile.nvfp4_global == "none" else []',
+          "out = []", (f"{T_NEWK}::test_nvfp4_rule_none_group_is_judged_under_no_tensor_scale_only",),
+          "+no-tensor-scale leaves the g = 1 golden group out"),
+    Plant("nvfp4-none-group-under-every-profile", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
+          'out = run_nvfp4_none_group(fn, vs, profile) if profile.nvfp4_global == "none" else []',
+          "out = run_nvfp4_none_group(fn, vs, profile)",
+          (f"{T_NEWK}::test_nvfp4_rule_none_group_is_judged_under_no_tensor_scale_only",),
+          "the g = 1 group judged under the default profiles too"),
+    Plant("nvfp4-none-group-amax-model-at-g1", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
+          'ctx = nvfp4_context(mx.global_scale_for(x, "amax"), profile)',
+          "ctx = nvfp4_context(np.float32(1.0), profile)",
+          (f"{T_NEWK}::test_nvfp4_rule_none_group_is_judged_under_no_tensor_scale_only",),
+          "an amax-rule kernel on the g = 1 group is not named Nvfp4AmaxTensorScale"),
     # the swizzle kind judging the vendor layouts (CF-3.13)
     Plant("swizzle-kind-judges-cublas-only", "conformance", "torq_ref/conformance/swizzle_kind.py",
           'g["type"] == "ScaleSwizzle" and g["layout"] == layout]',
@@ -291,6 +308,11 @@ CONFORMANCE = [
 ]
 
 GOLDEN = [
+    Plant("golden-nvfp4-none-group-with-amax", "golden", "torq_ref/golden/build.py",
+          't = mx.quantize_nvfp4(x.reshape(1, -1), global_scale_rule="none")',
+          't = mx.quantize_nvfp4(x.reshape(1, -1), global_scale_rule="amax")',
+          (f"{T_GOLD}::test_committed_golden_equals_fresh_regeneration",),
+          "the rule-none NVFP4 group (GV-2.9) written with the amax rule's outputs"),
     Plant("golden-a16w4-gate-up-ignored", "golden", "torq_ref/golden/build.py",
           '"swizzled": to_hex(shuffle_scale_a16w4(s, experts, gate_up)),',
           '"swizzled": to_hex(shuffle_scale_a16w4(s, experts, False)),',

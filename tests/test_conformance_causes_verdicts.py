@@ -60,6 +60,26 @@ def test_any_rule_names_the_rule_the_kernel_follows_as_a_whole():
     assert named == {"even"}, named          # not RCEIL on the blocks where RCEIL agrees
 
 
+@pytest.mark.clause("CF-2.3", "CF-3.8", "CF-3.9")
+def test_fake_quant_and_gguf_name_the_rule_followed_as_a_whole():
+    # an EVEN kernel was named RCEIL by fake-quant and gguf-block (the first rule in a fixed
+    # order whose scale the block has): they now read the call's scales and follow CF-2.3
+    def fake_even(x):
+        return mx.quantize_dequantize(x, "e2m1", scale_rule="even", backend="numpy").astype(np.float32)
+
+    def gguf_even(x):
+        t = mx.quantize(x, "e2m1", scale_rule="even", backend="numpy")
+        return mx.layout.pack_gguf_mxfp4(t.scales, t.codes)
+    rep = check("fake-quant", fake_even, profile="any-rule", level="quick")
+    assert rep.passed
+    assert {r.rule for r in rep.results if r.status == "acceptable"} == {"even"}
+    for kind, fn, level in (("fake-quant", fake_even, "default"), ("gguf-block", gguf_even, "quick"),
+                            ("gguf-block", gguf_even, "default")):
+        rep = check(kind, fn, profile="ocp", level=level)
+        assert {(r.cause, r.rule) for r in rep.failures} == {("OtherScaleRule", "even")}, (kind, rep.per_cause)
+        assert rep.failing_clauses() == {"MX-4.2"}
+
+
 @pytest.mark.clause("CF-3.7")
 def test_followed_rule_needs_evidence_that_separates_the_rules():
     rng = np.random.default_rng(5)

@@ -159,3 +159,33 @@ def test_fake_quant_inference_puts_the_expected_scale_last():
     got[:2] = [4.0, 1.0]                           # no scale's RNE codes give it
     fits = infer_scale_codes(got, x, 0x7F, "e2m1", [0x7F, 0x80])
     assert [s for s, _ in fits] == [0x80, 0x7F]    # 0x80 (codes 2, 0.5) first
+
+
+@pytest.mark.clause("CF-3.14", "MX-12.4")
+def test_dot_scaled_names_the_accumulation_model_a_kernel_follows():
+    from torq_ref.mx.gemm import mx_gemm
+
+    def bf16_upcast(a_s, a_c, b_s, b_c):      # claims a float32 result, upcasts to bfloat16
+        return mx_gemm(a_s, a_c, b_s, b_c, "bf16-upcast").astype(np.float32)
+    rep = check("dot_scaled", bf16_upcast)
+    assert rep.failing_causes() == {"AccumulationModel"}, rep.per_cause
+    assert all(r.rule.split("/")[0] == "bf16-upcast" for r in rep.failures)
+    assert "bulk/dot_scaled_e2m1" in {r.source for r in rep.failures if r.rule == "bf16-upcast"}
+
+    # the exact sum rounded once to bfloat16, returned as float32: named at bfloat16
+    rep = check("dot_scaled", lambda *a: mx_gemm(*a, "exact", "bfloat16").astype(np.float32))
+    assert {r.source: r.rule for r in rep.failures}["bulk/dot_scaled_e2m1"] == "exact"
+
+    def scaled_off(a_s, a_c, b_s, b_c):       # no model: every output 1 + 2^-12 too large
+        return (mx_gemm(a_s, a_c, b_s, b_c, "exact") * (1 + 2.0 ** -12)).astype(np.float32)
+    rep = check("dot_scaled", scaled_off)
+    assert rep.failing_causes() == {"OutsideTolerance"} and rep.counts["fail"] == 4
+
+    def inf_out(a_s, a_c, b_s, b_c):
+        c = mx_gemm(a_s, a_c, b_s, b_c, "exact").astype(np.float32)
+        c[0, 0] = np.inf
+        return c
+    rep = check("dot_scaled", inf_out)
+    assert rep.failing_causes() == {"NonFiniteOutput"}
+    rep = check("dot_scaled", lambda *a: mx_gemm(*a, "fp32-kblock").astype(np.float32))
+    assert rep.passed                          # native MX MMA lies within CF-3.6

@@ -242,13 +242,34 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
             continue
         i, j = np.argwhere(~ok)[0]
         clause = _first_clause(flags, ("ScaleCodeZero",), "CF-3.6")
+        cause, models = dot_cause(g, a_s, a_c, b_s, b_c, got.dtype)
         detail = (f"{int((~ok).sum())} of {ok.size} outputs outside tolerance; C[{i},{j}] expected "
-                  f"{c[i, j]!r} got {g[i, j]!r} (tolerance {tol[i, j]:.3g})")
+                  f"{c[i, j]!r} got {g[i, j]!r} (tolerance {tol[i, j]:.3g})"
+                  + (f"; bit for bit the {models} accumulation model (MX-12.1)" if models else ""))
         out.append(CaseResult(src, flags, "fail", clause, "c", detail,
                               repro_snippet("fn(a_scales, a_codes, b_scales, b_codes)",
                                             {"a_scales": a_s, "a_codes": a_c, "b_scales": b_s,
-                                             "b_codes": b_c}, {"c": c}, {"c": g}, clause)))
+                                             "b_codes": b_c}, {"c": c}, {"c": g}, clause),
+                              cause=cause, rule=models))
     return out
+
+
+def dot_cause(g, a_s, a_c, b_s, b_c, dtype) -> tuple[str, str]:
+    """CF-3.14: (cause, models) of a dot_scaled output outside the CF-3.6 tolerance: the MX-12.1
+    accumulation models it equals bit for bit (rounded to its own dtype, and to bfloat16:
+    a float32 output can hold an upcast path's bfloat16 result) -> AccumulationModel; else
+    NonFiniteOutput (Inf or NaN where a number is expected) or OutsideTolerance."""
+    from torq_ref.mx.gemm import matching_models
+
+    outs = [np.dtype(dtype).name] if np.dtype(dtype).name in ("float32", "float16") else []
+    models = []
+    for o in outs + ["bfloat16"]:
+        models += [m for m in matching_models(g, a_s, a_c, b_s, b_c, o) if m not in models]
+    if models:
+        return "AccumulationModel", "/".join(models)
+    if not np.isfinite(g).all():
+        return "NonFiniteOutput", ""
+    return "OutsideTolerance", ""
 
 
 RUNNERS = {"encode": run_encode, "quantize": run_quantize, "dequantize": run_dequantize,

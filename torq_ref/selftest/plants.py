@@ -272,6 +272,16 @@ CONFORMANCE = [
     Plant("verdict-gguf-bulk-follows-empty", "conformance", "torq_ref/conformance/gguf_block.py",
           'how = _judging(profile, rules_followed(xb, got[..., 0].astype(np.int64), "e2m1", "floor"))',
           "how = _judging(profile)", (f"{T_VERDICT}::test_fake_quant_and_gguf_name_the_rule_followed_as_a_whole",), "gguf-block's bulk file names RCEIL for an EVEN kernel"),
+    # dot_scaled names the accumulation model of MX-12.1 a failing output follows (CF-3.14)
+    Plant("dot-cause-not-attached", "conformance", "torq_ref/conformance/kinds.py",
+          "cause=cause, rule=models))", "))", (f"{T_VERDICT}::test_dot_scaled_names_the_accumulation_model_a_kernel_follows",),
+          "a dot_scaled failure carries no cause"),
+    Plant("dot-cause-output-dtype-only", "conformance", "torq_ref/conformance/kinds.py",
+          'for o in outs + ["bfloat16"]:', "for o in outs:", (f"{T_VERDICT}::test_dot_scaled_names_the_accumulation_model_a_kernel_follows",),
+          "a float32 output holding a bfloat16-rounded result is not matched to its model"),
+    Plant("dot-cause-inf-is-tolerance", "conformance", "torq_ref/conformance/kinds.py",
+          "if not np.isfinite(g).all():", "if False:", (f"{T_VERDICT}::test_dot_scaled_names_the_accumulation_model_a_kernel_follows",),
+          "an Inf output is reported as OutsideTolerance"),
     # the rule-none NVFP4 group under +no-tensor-scale (CF-2.5, GV-2.9)
     Plant("nvfp4-none-group-not-run", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
           'out = run_nvfp4_none_group(fn, vs, profile) if profile.nvfp4_global == "none" else []',

@@ -189,3 +189,27 @@ def test_dot_scaled_names_the_accumulation_model_a_kernel_follows():
     assert rep.failing_causes() == {"NonFiniteOutput"}
     rep = check("dot_scaled", lambda *a: mx_gemm(*a, "fp32-kblock").astype(np.float32))
     assert rep.passed                          # native MX MMA lies within CF-3.6
+
+
+@pytest.mark.clause("CF-3.15", "MX-12.2")
+def test_dot_scaled_judged_with_the_claimed_models_bound():
+    from torq_ref.conformance import get_profile
+    from torq_ref.mx.gemm import _dequant_f32, mx_gemm
+
+    def model(name):
+        return lambda *a: mx_gemm(*a, name).astype(np.float32)
+
+    def elementwise_f32(a_s, a_c, b_s, b_c):  # float32 operands, float32 element accumulation
+        return _dequant_f32(a_s, a_c) @ _dequant_f32(b_s, b_c).T
+    assert get_profile("ocp+model-bf16-upcast").accumulation_model == "bf16-upcast"
+    assert get_profile("ocp").accumulation_model == ""
+    assert check("dot_scaled", model("bf16-upcast"), profile="ocp+model-bf16-upcast").passed
+    rep = check("dot_scaled", model("bf16-upcast"), profile="ocp+model-fp32-kblock")
+    assert not rep.passed and rep.failing_causes() == {"AccumulationModel"}
+    assert check("dot_scaled", model("fp32-kblock"), profile="ocp+model-fp32-kblock").passed
+    rep = check("dot_scaled", model("fp32-kblock"), profile="ocp+model-exact")
+    assert {(r.cause, r.rule) for r in rep.failures} == {("AccumulationModel", "fp32-kblock")}
+    # element-by-element float32 sums: within CF-3.6, not within native MX MMA's bound
+    assert check("dot_scaled", elementwise_f32).passed
+    rep = check("dot_scaled", elementwise_f32, profile="ocp+model-fp32-kblock")
+    assert rep.failing_causes() == {"OutsideTolerance"} and rep.counts["fail"] == 2

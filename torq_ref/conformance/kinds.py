@@ -233,7 +233,9 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
             out.append(convention_failure(src, flags, err, 1))
             continue
         g = got.astype(np.float64)
-        tol = dot_tolerance(c, bound, a_c.shape[1], got.dtype, profile.accumulate_u)
+        tol = (dot_tolerance(c, bound, a_c.shape[1], got.dtype, profile.accumulate_u)
+               if not profile.accumulation_model else
+               claimed_model_tolerance(a_s, a_c, b_s, b_c, profile.accumulation_model, got.dtype))
         with np.errstate(invalid="ignore"):
             err = np.abs(g - c)
             ok = err <= tol
@@ -252,6 +254,16 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
                                              "b_codes": b_c}, {"c": c}, {"c": g}, clause),
                               cause=cause, rule=models))
     return out
+
+
+def claimed_model_tolerance(a_s, a_c, b_s, b_c, model: str, dtype) -> np.ndarray:
+    """CF-3.15: the MX-12.2 bound of the claimed accumulation model for an output of ``dtype``
+    (float32, float16, bfloat16, float64; any other dtype is judged as bfloat16)."""
+    from torq_ref.mx.gemm import model_tolerance
+
+    name = np.dtype(dtype).name
+    out = name if name in ("float32", "float16", "bfloat16", "float64") else "bfloat16"
+    return model_tolerance(a_s, a_c, b_s, b_c, model, out)
 
 
 def dot_cause(g, a_s, a_c, b_s, b_c, dtype) -> tuple[str, str]:

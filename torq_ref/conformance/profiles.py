@@ -46,6 +46,9 @@ class Profile:
     #: the block-scale layout the swizzle kind expects (CF-3.13): cuBLAS' 128 x 4 (MX-8.2) or a
     #: vendor layout of MX-8.4 .. MX-8.10, set with the option +layout-NAME
     scale_layout: str = "cublas-128x4"
+    #: the accumulation model (MX-12.1) a dot_scaled kernel claims, set with +model-NAME: its
+    #: MX-12.2 bound replaces CF-3.6's (CF-3.15); "" keeps CF-3.6
+    accumulation_model: str = ""
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -102,6 +105,9 @@ OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
 OPTIONS.update({f"layout-{name}": {"scale_layout": name} for name in (
     "cublas-128x4", "triton-hopper", "triton-blackwell", "triton-cdna4", "aiter-e8m0-shuffle",
     "aiter-moe-a16w4")})
+#: CF-3.15: the dot_scaled kind's claimed accumulation model, e.g. "ocp+model-bf16-upcast"
+OPTIONS.update({f"model-{name}": {"accumulation_model": name}
+                for name in ("exact", "fp32-kblock", "bf16-upcast")})
 
 
 def get_profile(profile) -> Profile:

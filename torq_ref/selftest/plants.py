@@ -282,6 +282,18 @@ CONFORMANCE = [
     Plant("dot-cause-inf-is-tolerance", "conformance", "torq_ref/conformance/kinds.py",
           "if not np.isfinite(g).all():", "if False:", (f"{T_VERDICT}::test_dot_scaled_names_the_accumulation_model_a_kernel_follows",),
           "an Inf output is reported as OutsideTolerance"),
+    # dot_scaled judged with the claimed model's bound (CF-3.15)
+    Plant("dot-claimed-model-ignored", "conformance", "torq_ref/conformance/kinds.py",
+          "if not profile.accumulation_model else", "if True else", (f"{T_VERDICT}::test_dot_scaled_judged_with_the_claimed_models_bound",),
+          "+model-NAME parses but CF-3.6's bound is applied"),
+    Plant("dot-model-option-inert", "conformance", "torq_ref/conformance/profiles.py",
+          'OPTIONS.update({f"model-{name}": {"accumulation_model": name}',
+          'OPTIONS.update({f"model-{name}": {}', (f"{T_VERDICT}::test_dot_scaled_judged_with_the_claimed_models_bound",),
+          "the +model-NAME option changes nothing"),
+    Plant("dot-claimed-model-bound-at-bfloat16", "conformance", "torq_ref/conformance/kinds.py",
+          'out = name if name in ("float32", "float16", "bfloat16", "float64") else "bfloat16"',
+          'out = "bfloat16"', (f"{T_VERDICT}::test_dot_scaled_judged_with_the_claimed_models_bound",),
+          "a float32 output judged with the claimed model's bfloat16 bound"),
     # the rule-none NVFP4 group under +no-tensor-scale (CF-2.5, GV-2.9)
     Plant("nvfp4-none-group-not-run", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
           'out = run_nvfp4_none_group(fn, vs, profile) if profile.nvfp4_global == "none" else []',

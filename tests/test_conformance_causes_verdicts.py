@@ -213,3 +213,54 @@ def test_dot_scaled_judged_with_the_claimed_models_bound():
     assert check("dot_scaled", elementwise_f32).passed
     rep = check("dot_scaled", elementwise_f32, profile="ocp+model-fp32-kblock")
     assert rep.failing_causes() == {"OutsideTolerance"} and rep.counts["fail"] == 2
+
+
+def _std_scale_kernel(x, ties_away=False):
+    """A scale rule not based on amax: the FLOOR code of 3 x the block's standard deviation
+    (amax where that is 0; the oracle's scale for non-finite or all-zero blocks), elements
+    RNE under it (or ties away from zero, a planted element defect: everywhere, or only in
+    the blocks whose byte is FLOOR's)."""
+    rows, k = x.shape
+    b = x.astype(np.float64).reshape(rows, k // 32, 32)
+    with np.errstate(invalid="ignore"):
+        sig, amax = 3 * b.std(-1), np.abs(b).max(-1)
+    live = np.isfinite(amax) & (amax > 0)
+    s = mx.scale_codes(np.where(live & (sig > 0), sig, amax), "e2m1", "floor")
+    s = np.where(live, s, mx.quantize(x, "e2m1", backend="numpy").scales).astype(np.uint8)
+    q = np.ldexp(b, (127 - s.astype(np.int64))[..., None])
+    if ties_away:
+        grid = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6])
+        mid = (grid[1:] + grid[:-1]) / 2
+        a = np.abs(q)
+        tie = np.isin(a, mid)
+        if ties_away == "where-rule-scale":   # only in blocks whose byte is FLOOR's
+            tie &= (s == mx.quantize(x, "e2m1", backend="numpy").scales)[..., None]
+        q = np.where(tie, np.sign(q) * grid[np.searchsorted(mid, a, side="right")], q)
+    ref = mx.quantize(x, "e2m1", backend="numpy").codes.reshape(rows, k // 32, 32)
+    return s, np.where(live[..., None], mx.encode(q, "e2m1"), ref).reshape(rows, k)
+
+
+@pytest.mark.clause("CF-3.16", "CF-2.4")
+def test_own_scale_judges_the_codes_under_the_kernels_scale():
+    rep = check("quantize", _std_scale_kernel, profile="ocp")
+    assert not rep.passed                     # the std rule is no amax rule
+    rep = check("quantize", _std_scale_kernel, profile="ocp+own-scale")
+    assert rep.passed, str(rep)
+    assert rep.per_cause["KernelScale"]["acceptable"] > 100
+    # an element defect under the kernel's own scale is still found, and named
+    rep = check("quantize", lambda x: _std_scale_kernel(x, ties_away=True), profile="ocp+own-scale")
+    assert not rep.passed and "TieDirection" in rep.failing_causes(), rep.per_cause
+    # ... also in the blocks whose byte is the kernel's own (not only where it is FLOOR's)
+    part = check("quantize", lambda x: _std_scale_kernel(x, ties_away="where-rule-scale"),
+                 profile="ocp+own-scale")
+    assert rep.counts["fail"] > part.counts["fail"] > 0
+    assert {r.output for r in rep.failures} <= {"scale", "codes"}
+    gguf = lambda x: mx.layout.pack_gguf_mxfp4(*_std_scale_kernel(x))     # noqa: E731
+    assert not check("gguf-block", gguf, profile="ocp", level="quick").passed
+    assert check("gguf-block", gguf, profile="ocp+own-scale", level="quick").passed
+    # a NaN block still needs 0xFF (MX-5.2): the option does not reach non-finite blocks
+    def nan_scale_wrong(x):
+        s, c = _std_scale_kernel(x)
+        return np.where(np.isnan(x).reshape(s.shape + (32,)).any(-1), np.uint8(0x7F), s), c
+    rep = check("quantize", nan_scale_wrong, profile="ocp+own-scale", level="quick")
+    assert rep.failing_causes() == {"NaNHandling"}

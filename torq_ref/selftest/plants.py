@@ -294,6 +294,16 @@ CONFORMANCE = [
           'out = name if name in ("float32", "float16", "bfloat16", "float64") else "bfloat16"',
           'out = "bfloat16"', (f"{T_VERDICT}::test_dot_scaled_judged_with_the_claimed_models_bound",),
           "a float32 output judged with the claimed model's bfloat16 bound"),
+    # +own-scale: codes judged under the kernel's own scale byte (CF-3.16)
+    Plant("own-scale-option-inert", "conformance", "torq_ref/conformance/profiles.py",
+          '"own-scale": {"scale_judging": "own"}', '"own-scale": {}', (f"{T_VERDICT}::test_own_scale_judges_the_codes_under_the_kernels_scale",),
+          "+own-scale parses but the rule's scale is still expected"),
+    Plant("own-scale-codes-unchecked", "conformance", "torq_ref/conformance/quantize_block.py",
+          "        if got.same_as(own):\n", "        if True:\n", (f"{T_VERDICT}::test_own_scale_judges_the_codes_under_the_kernels_scale",),
+          "+own-scale accepts any codes beside the kernel's scale"),
+    Plant("own-scale-reaches-nan-blocks", "conformance", "torq_ref/conformance/quantize_block.py",
+          " or not np.isfinite(x).all() or", " or", (f"{T_VERDICT}::test_own_scale_judges_the_codes_under_the_kernels_scale",),
+          "+own-scale lets a NaN block keep a finite scale"),
     # the rule-none NVFP4 group under +no-tensor-scale (CF-2.5, GV-2.9)
     Plant("nvfp4-none-group-not-run", "conformance", "torq_ref/conformance/quantize_nvfp4.py",
           'out = run_nvfp4_none_group(fn, vs, profile) if profile.nvfp4_global == "none" else []',

@@ -166,6 +166,39 @@ def test_nvfp4_without_tensor_scale_option():
     assert not rep.passed and "Nvfp4AmaxTensorScale" in rep.failing_causes()
 
 
+@pytest.mark.clause("CF-2.5", "GV-2.9")
+def test_nvfp4_rule_none_group_is_judged_under_no_tensor_scale_only():
+    pytest.importorskip("ml_dtypes")
+    none_ids = {f"nvfp4_quantize.json#{t}" for t in range(309, 327)}
+    rep = check("quantize", _nvfp4_no_tensor_scale_kernel, fmt="nvfp4", profile="ocp+no-tensor-scale",
+                level="quick")
+    assert rep.passed and rep.counts["pass"] == 326, str(rep)          # 308 + the 18 of GV-2.9
+    assert {r.source for r in rep.results} >= none_ids
+    assert rep.per_clause["MX-9.5"]["pass"] == 18
+    rep = check("quantize", _nvfp4_no_tensor_scale_kernel, fmt="nvfp4", profile="ocp", level="quick")
+    assert not {r.source for r in rep.results} & none_ids               # not run without the option
+
+    def amax_kernel(x, g):      # the amax rule's g of the tensor it is given, whatever g says
+        t = mx.quantize_nvfp4(x, global_scale_rule="amax")
+        return t.scales, t.codes
+    rep = check("quantize", amax_kernel, fmt="nvfp4", profile="ocp+no-tensor-scale", level="quick")
+    group = [r for r in rep.results if r.source in none_ids]
+    # every case of the group where the rules part is named after the amax rule; where they
+    # agree (amax 2688, x = 3000, the 464 midpoint, the zero block) it passes
+    assert {r.cause for r in group if r.status == "fail"} == {"Nvfp4AmaxTensorScale"}
+    assert sorted(r.source for r in group if r.status == "pass") == [
+        f"nvfp4_quantize.json#{i}" for i in (309, 310, 312, 317)]
+
+    def no_saturation(x, g):    # no tensor scale, but the block scale not saturated at 448
+        s, c = _nvfp4_no_tensor_scale_kernel(x, g)
+        big = np.abs(x.reshape(x.shape[0], -1, 16)).max(axis=2) / 6 > 464
+        return np.where(big, np.uint8(0x7F), s), c
+    rep = check("quantize", no_saturation, fmt="nvfp4", profile="ocp+no-tensor-scale", level="quick")
+    bad = {r.source: r.cause for r in rep.failures if r.source in none_ids}
+    assert set(bad) == {f"nvfp4_quantize.json#{i}" for i in (310, 311, 326)}, bad
+    assert set(bad.values()) == {"ScaleByteOnly"} and not rep.passed
+
+
 @pytest.mark.clause("CF-3.6", "CF-1.3")
 def test_accumulate_u_is_an_option(capsys, monkeypatch):
     from torq_ref.conformance import ProfileError, with_accumulate_u

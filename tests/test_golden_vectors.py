@@ -446,3 +446,35 @@ def test_every_schema_property_is_described():
     for name, text in texts.items():
         assert _properties_without_description(json.loads(text)) == [], name
     assert _properties_without_description({"properties": {"a": {"type": "string"}}}) == ["$.properties.a"]
+
+
+@pytest.mark.clause("GV-2.9", "MX-9.5")
+def test_nvfp4_rule_none_group(committed):
+    """The g = 1 group: MX-9.5's pinned examples read from the committed file and every test
+    recomputed under rule none."""
+    from torq_ref import mx
+    doc = committed.docs["nvfp4_quantize.json"]
+    assert [g["globalScaleRule"] for g in doc["testGroups"]] == ["amax", "none"]
+    tests = _group(doc, globalScaleRule="none")["tests"]
+    assert 10 <= len(tests) <= 40                       # small and designed (GV-2.9)
+    for t in tests:
+        assert "Nvfp4NoTensorScale" in t["flags"] and t["globalScale"] == "3f800000"
+        x = from_hex(t["x"], "float32").reshape(1, -1)
+        q = mx.quantize_nvfp4(x, global_scale_rule="none")
+        assert to_hex(q.scales.ravel()) == t["scale"] and to_hex(q.codes.ravel()) == t["codes"]
+    pins = {"x = 3000: S saturates to 0x7E (448), codes 0x7": ("7e", "07"),
+            "1.01 x 6 x 2^-10: S = 0x01 (2^-9), codes 0x5": ("01", "05"),
+            "amax_b / 6 = 2^-10, a tie to E4M3 0: S = 0, every code +-0": ("00", None),
+            "amax_b / 6 = 1.0625, an E4M3 tie: S = 1.0 (RNE), 6.375 saturates to 6": ("38", "07")}
+    for comment, (s, c0) in pins.items():
+        t = _by_comment(tests, comment)
+        assert t["scale"] == s, comment
+        codes = t["codes"].split()
+        if c0 is None:
+            assert set(codes) <= {"00", "08"}
+        else:
+            assert codes[0] == c0
+    # amax 2688: the amax rule's g is 1 as well, so both rules give the same bytes
+    t = _by_comment(tests, "amax 2688: g = 1 under both rules")
+    a = mx.quantize_nvfp4(from_hex(t["x"], "float32").reshape(1, -1))
+    assert float(a.global_scale) == 1.0 and to_hex(a.codes.ravel()) == t["codes"]

@@ -13,7 +13,7 @@ import numpy as np
 from torq_ref import mx
 from torq_ref.golden.hexio import from_hex
 
-from .causes import block_candidates
+from .causes import block_candidates, rules_followed
 from .common import MAX_KEPT, as_float
 from .judge import Case, Pending, aggregate_bulk, call_kernel, failing_blocks, finish
 from .quantize_mx import json_quantize_cases
@@ -90,9 +90,9 @@ def _non_pow2_grid(got, fmt):
     return other
 
 
-def _fake_candidates(case: Case, s0: int, ec, g, fmt, rule, dt):
+def _fake_candidates(case: Case, s0: int, ec, g, fmt, rule, dt, follows=()):
     """Candidate causes of a failing fake-quant block from the (scale, codes) pairs that
-    reproduce its output."""
+    reproduce its output; ``follows`` the other rules the call's blocks follow (CF-3.8)."""
     x = case.x
     if s0 == 255:
         return [("NaNHandling" if np.isnan(x).any() else "InfHandling", rule)]
@@ -104,13 +104,31 @@ def _fake_candidates(case: Case, s0: int, ec, g, fmt, rule, dt):
         return [("NonPowerOfTwoScale" if _non_pow2_grid(g, fmt) else "ValueMismatch", rule)]
     cands = []
     for gs, gc in fits:
-        cands += [c for c in block_candidates(x, s0, ec, gs, gc, fmt, rule, (), mx.AMAX_RULES)
+        cands += [c for c in block_candidates(x, s0, ec, gs, gc, fmt, rule, follows, mx.AMAX_RULES)
                   if c not in cands]
     cands.sort(key=lambda c: c[0] in _GENERIC)
     return cands
 
 
-def judge_fake(case: Case, es, ec, got, profile, fmt):
+def read_scales(x, got, es, ec, fmt) -> np.ndarray:
+    """The scale code of each block of a fake-quant call as its output shows it (CF-3.8):
+    the expected one where the block is right, else the first scale of
+    :func:`infer_scale_codes` (-1 where none fits). x, got (rows, K); es (rows, K / 32)."""
+    rows, nb = es.shape
+    g = got.astype(np.float64)
+    ok = _same_bits(g, _values(es, ec, fmt, got.dtype)).reshape(rows, nb, 32).all(-1)
+    out = es.astype(np.int64)
+    for r, b in np.argwhere(~ok):
+        sl = slice(b * 32, (b + 1) * 32)
+        with np.errstate(invalid="ignore"):
+            amax = np.array([np.max(np.abs(x[r, sl].astype(np.float64)))])
+        fits = infer_scale_codes(g[r, sl], x[r, sl], int(es[r, b]), fmt,
+                                 [int(mx.scale_codes(amax, fmt, q)[0]) for q in mx.AMAX_RULES], got.dtype)
+        out[r, b] = fits[0][0] if fits else -1
+    return out
+
+
+def judge_fake(case: Case, es, ec, got, profile, fmt, follows=()):
     """One fake-quant block: got (32,) against value(codes) * 2^(s-127) (CF-3.8)."""
     src, flags, x = case.src, case.flags, case.x
     dt = got.dtype
@@ -138,7 +156,17 @@ def judge_fake(case: Case, es, ec, got, profile, fmt):
                              clause) if case.repro else ""
         return CaseResult(src, flags, "fail", clause, "values", detail, text, cause=cause, rule=under)
     rule = profile.scale_rule
-    return Pending(case, _fake_candidates(case, s0, ec, g, fmt, rule, dt), profile, rule, render)
+    return Pending(case, _fake_candidates(case, s0, ec, g, fmt, rule, dt, follows), profile, rule, render)
+
+
+def _follows(x, got, scales, codes, profile, fmt) -> tuple:
+    """The other rules the blocks of a JSON call follow as a whole (causes.rules_followed on
+    the scales read off the output, CF-3.8), () where a block's vector has no codes."""
+    if any(c is None for c in codes):
+        return ()
+    es = np.concatenate(scales)                                                   # (n, 1)
+    return rules_followed(x, read_scales(x, got, es, np.concatenate(codes), fmt), fmt,
+                          profile.scale_rule)
 
 
 def run_fake_quant(fn, vs, profile, fmt, use_bulk):
@@ -156,7 +184,9 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
         if failed:
             out.append(failed)
         else:
-            out += finish([judge_fake(c, e.scale, e.codes, got[i], profile, fmt)
+            follows = _follows(x, got, [e.scale for e in expected], [e.codes for e in expected],
+                               profile, fmt)
+            out += finish([judge_fake(c, e.scale, e.codes, got[i], profile, fmt, follows)
                            for i, (c, e) in enumerate(zip(cs, expected))])
     if use_bulk and bulk_name in vs.bulk:
         a = vs.bulk[bulk_name][0]
@@ -167,12 +197,14 @@ def run_fake_quant(fn, vs, profile, fmt, use_bulk):
         if failed:
             return out + [failed]
         rows, nb = es.shape
+        follows = rules_followed(x, read_scales(x, got, es, ec, fmt), fmt, rule)
         ok = _same_bits(got.astype(np.float64), _values(es, ec, fmt, got.dtype)).reshape(rows, nb, 32).all(-1)
         out.append(CaseResult(src, ["Random"], "pass", count=int(ok.sum())))
         res = []
         for j, r, b in failing_blocks(ok):
             sl = slice(b * 32, (b + 1) * 32)
             case = Case(f"{src}[row {r}, block {b}]", ["Random"], x[r:r + 1, sl], repro=j < MAX_KEPT)
-            res.append(judge_fake(case, es[r:r + 1, b:b + 1], ec[r:r + 1, sl], got[r, sl], profile, fmt))
+            res.append(judge_fake(case, es[r:r + 1, b:b + 1], ec[r:r + 1, sl], got[r, sl], profile, fmt,
+                                  follows))
         aggregate_bulk(out, src, ["Random"], finish(res))
     return out

@@ -14,7 +14,7 @@ import numpy as np
 from torq_ref import mx
 from torq_ref.golden.hexio import from_hex
 
-from .causes import clause_of
+from .causes import clause_of, rules_followed
 from .common import MAX_KEPT, as_u8, diff_detail, group_tests, split_variants
 from .judge import Case, Outputs, aggregate_bulk, call_kernel, failing_blocks, finish
 from .quantize_block import judge_block
@@ -63,7 +63,6 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
     if fmt != "e2m1" or profile.scale_rule != "floor":
         raise ValueError("gguf-block vectors are MXFP4 (fmt e2m1) under the floor rule only "
                          f"(got fmt {fmt!r}, profile rule {profile.scale_rule!r})")
-    how = _judging(profile)
     valid, variants = split_variants(group_tests(vs.docs["gguf_mxfp4.json"], "GgufMxfp4Block"))
     x = np.stack([from_hex(t["x"], "float32") for t in valid])                 # (n, 32)
     out = []
@@ -71,6 +70,7 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
     if failed:
         out.append(failed)
     else:
+        how = _judging(profile, rules_followed(x, got[:, 0::17].astype(np.int64), "e2m1", "floor"))
         out += finish([judge_gguf(Case(f"gguf_mxfp4.json#{t['tcId']}", t["flags"], x[i:i + 1],
                                        variants=variants.get(t["tcId"], [])),
                                   from_hex(t["block"], "uint8"), got[i], how)
@@ -85,6 +85,7 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
         if failed:
             return out + [failed]
         ok = (got == exp).all(-1)
+        how = _judging(profile, rules_followed(xb, got[..., 0].astype(np.int64), "e2m1", "floor"))
         out.append(CaseResult(src, ["Random"], "pass", count=int(ok.sum())))
         res = [judge_gguf(Case(f"{src}[row {r}, block {b}]", ["Random"], xb[r:r + 1, b * 32:(b + 1) * 32],
                                repro=j < MAX_KEPT), exp[r, b], got[r, b], how)
@@ -93,6 +94,7 @@ def run_gguf_block(fn, vs, profile, fmt, use_bulk):
     return out
 
 
-def _judging(profile):
-    """MX judging under FLOOR with no followed rules, the failure named after the block."""
-    return replace(mx_judging(profile, "e2m1", ()), call=CALL, output_name="block")
+def _judging(profile, follows=()):
+    """MX judging under FLOOR with the other rules the call's scale bytes follow as a whole
+    (causes.rules_followed, CF-3.9), the failure named after the block."""
+    return replace(mx_judging(profile, "e2m1", follows), call=CALL, output_name="block")

@@ -11,7 +11,8 @@ Conventions (all arrays are NumPy; the harness batches cases into one call per s
                                                                  codes uint8 (rows, K))
     dequantize  fn(scales uint8 (rows, K/32), codes uint8 (rows, K)) -> float (rows, K)
     pack        fn(codes uint8 (rows, K))                    -> packed uint8 (rows, K/2)
-    swizzle     fn(scales uint8 (rows, cols))                -> uint8 (padded_rows * padded_cols,)
+    swizzle     fn(scales uint8 (rows, cols) [, num_warps= | experts=, gate_up=])
+                                                             -> uint8 1-D, the profile's layout (swizzle_kind)
     dot_scaled  fn(a_scales (m, K/32), a_codes (m, K), b_scales (n, K/32), b_codes (n, K))
                                                              -> float (m, n) = A @ B^T
 """
@@ -32,6 +33,7 @@ from .judge import aggregate_bulk
 from .quantize_mx import run_quantize
 from .causes import RULE_CLAUSE, clause_of, element_causes  # noqa: F401
 from .scale_offset import power_of_two_offset
+from .swizzle_kind import run_swizzle
 from .rotation_kinds import ROTATION_RUNNERS
 
 # ------------------------------------------------------------------------------------- encode
@@ -196,32 +198,6 @@ def run_pack(fn, vs, profile, fmt, use_bulk):
     return out
 
 
-# ------------------------------------------------------------------------------------- swizzle
-def run_swizzle(fn, vs, profile, fmt, use_bulk):
-    valid, _ = split_variants(group_tests(vs.docs["scale_swizzle.json"], "ScaleSwizzle"))
-    cases = [(f"scale_swizzle.json#{t['tcId']}", t["flags"],
-              from_hex(t["scales"], "uint8").reshape(t["rows"], t["cols"]),
-              from_hex(t["swizzled"], "uint8")) for t in valid]
-    if use_bulk and "swizzle" in vs.bulk:
-        a, _ = vs.bulk["swizzle"]
-        cases.append(("bulk/swizzle", ["SwizzleLayout", "SwizzlePadding"], a["scales"], a["swizzled"]))
-    out = []
-    for src, flags, s, exp in cases:
-        try:
-            got = as_u8("swizzled", np.asarray(fn(s.copy())).reshape(-1), exp.shape)
-        except Exception as err:  # noqa: BLE001
-            out.append(convention_failure(src, flags, err, 1))
-            continue
-        if (got == exp).all():
-            out.append(CaseResult(src, flags, "pass"))
-        else:
-            out.append(CaseResult(src, flags, "fail", "MX-8.2", "swizzled",
-                                  f"{s.shape[0]} x {s.shape[1]}: " + diff_detail(exp, got),
-                                  repro_snippet("fn(scales)", {"scales": s}, {"swizzled": exp},
-                                                {"swizzled": got}, "MX-8.2")))
-    return out
-
-
 # ------------------------------------------------------------------------------------- dot
 def output_unit_roundoff(dtype) -> float:
     name = np.dtype(dtype).name
@@ -257,7 +233,9 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
             out.append(convention_failure(src, flags, err, 1))
             continue
         g = got.astype(np.float64)
-        tol = dot_tolerance(c, bound, a_c.shape[1], got.dtype, profile.accumulate_u)
+        tol = (dot_tolerance(c, bound, a_c.shape[1], got.dtype, profile.accumulate_u)
+               if not profile.accumulation_model else
+               claimed_model_tolerance(a_s, a_c, b_s, b_c, profile.accumulation_model, got.dtype))
         with np.errstate(invalid="ignore"):
             err = np.abs(g - c)
             ok = err <= tol
@@ -266,13 +244,44 @@ def run_dot_scaled(fn, vs, profile, fmt, use_bulk):
             continue
         i, j = np.argwhere(~ok)[0]
         clause = _first_clause(flags, ("ScaleCodeZero",), "CF-3.6")
+        cause, models = dot_cause(g, a_s, a_c, b_s, b_c, got.dtype)
         detail = (f"{int((~ok).sum())} of {ok.size} outputs outside tolerance; C[{i},{j}] expected "
-                  f"{c[i, j]!r} got {g[i, j]!r} (tolerance {tol[i, j]:.3g})")
+                  f"{c[i, j]!r} got {g[i, j]!r} (tolerance {tol[i, j]:.3g})"
+                  + (f"; bit for bit the {models} accumulation model (MX-12.1)" if models else ""))
         out.append(CaseResult(src, flags, "fail", clause, "c", detail,
                               repro_snippet("fn(a_scales, a_codes, b_scales, b_codes)",
                                             {"a_scales": a_s, "a_codes": a_c, "b_scales": b_s,
-                                             "b_codes": b_c}, {"c": c}, {"c": g}, clause)))
+                                             "b_codes": b_c}, {"c": c}, {"c": g}, clause),
+                              cause=cause, rule=models))
     return out
+
+
+def claimed_model_tolerance(a_s, a_c, b_s, b_c, model: str, dtype) -> np.ndarray:
+    """CF-3.15: the MX-12.2 bound of the claimed accumulation model for an output of ``dtype``
+    (float32, float16, bfloat16, float64; any other dtype is judged as bfloat16)."""
+    from torq_ref.mx.gemm import model_tolerance
+
+    name = np.dtype(dtype).name
+    out = name if name in ("float32", "float16", "bfloat16", "float64") else "bfloat16"
+    return model_tolerance(a_s, a_c, b_s, b_c, model, out)
+
+
+def dot_cause(g, a_s, a_c, b_s, b_c, dtype) -> tuple[str, str]:
+    """CF-3.14: (cause, models) of a dot_scaled output outside the CF-3.6 tolerance: the MX-12.1
+    accumulation models it equals bit for bit (rounded to its own dtype, and to bfloat16:
+    a float32 output can hold an upcast path's bfloat16 result) -> AccumulationModel; else
+    NonFiniteOutput (Inf or NaN where a number is expected) or OutsideTolerance."""
+    from torq_ref.mx.gemm import matching_models
+
+    outs = [np.dtype(dtype).name] if np.dtype(dtype).name in ("float32", "float16") else []
+    models = []
+    for o in outs + ["bfloat16"]:
+        models += [m for m in matching_models(g, a_s, a_c, b_s, b_c, o) if m not in models]
+    if models:
+        return "AccumulationModel", "/".join(models)
+    if not np.isfinite(g).all():
+        return "NonFiniteOutput", ""
+    return "OutsideTolerance", ""
 
 
 RUNNERS = {"encode": run_encode, "quantize": run_quantize, "dequantize": run_dequantize,

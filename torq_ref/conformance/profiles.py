@@ -43,6 +43,15 @@ class Profile:
     hadamard_side: str = "right"
     #: rounding mode of the scalar fp32 -> E8M0 cast the e8m0-cast kind expects (MX-4.10)
     e8m0_cast: str = "nearest"
+    #: the block-scale layout the swizzle kind expects (CF-3.13): cuBLAS' 128 x 4 (MX-8.2) or a
+    #: vendor layout of MX-8.4 .. MX-8.10, set with the option +layout-NAME
+    scale_layout: str = "cublas-128x4"
+    #: the accumulation model (MX-12.1) a dot_scaled kernel claims, set with +model-NAME: its
+    #: MX-12.2 bound replaces CF-3.6's (CF-3.15); "" keeps CF-3.6
+    accumulation_model: str = ""
+    #: "rule" (the profile's scale rule is expected) or "own" (+own-scale, CF-3.16: an MX block's
+    #: scale byte is the kernel's choice, its codes are judged under it)
+    scale_judging: str = "rule"
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
@@ -94,7 +103,15 @@ OPTIONS = {"unsigned-zero": {"signed_zero": "acceptable"},
            "left": {"hadamard_side": "left"},
            "cast-nearest": {"e8m0_cast": "nearest"}, "cast-floor": {"e8m0_cast": "floor"},
            "cast-ceil-satfinite": {"e8m0_cast": "ceil-satfinite"},
-           "no-tensor-scale": {"nvfp4_global": "none"}}                # CF-2.5: NVFP4 only
+           "no-tensor-scale": {"nvfp4_global": "none"},                # CF-2.5: NVFP4 only
+           "own-scale": {"scale_judging": "own"}}                      # CF-3.16: MX blocks
+#: CF-3.13: the swizzle kind's layout, e.g. "ocp+layout-triton-hopper"
+OPTIONS.update({f"layout-{name}": {"scale_layout": name} for name in (
+    "cublas-128x4", "triton-hopper", "triton-blackwell", "triton-cdna4", "aiter-e8m0-shuffle",
+    "aiter-moe-a16w4")})
+#: CF-3.15: the dot_scaled kind's claimed accumulation model, e.g. "ocp+model-bf16-upcast"
+OPTIONS.update({f"model-{name}": {"accumulation_model": name}
+                for name in ("exact", "fp32-kblock", "bf16-upcast")})
 
 
 def get_profile(profile) -> Profile:

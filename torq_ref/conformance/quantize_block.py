@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from torq_ref.golden.defects import codes_for_scale
+
 from .common import MAX_KEPT, ConventionError, as_u8, diff_detail
 from .judge import Case, Outputs, Pending, aggregate_bulk, failing_blocks, finish, variant_match
 from .report import CaseResult, hexwords, repro_snippet
@@ -36,6 +38,8 @@ class Judging:
     #: the accepted rules one block matches -> the name reported (causes.accepted_rule_namer);
     #: None names the first
     accepted_rule: Callable | None = None
+    #: the element format of MX blocks, for +own-scale (CF-3.16); "" where it does not apply
+    fmt: str = ""
 
 
 def judge_block(case: Case, exp: Outputs, got: Outputs, how: Judging, *, matched=(),
@@ -57,8 +61,27 @@ def judge_block(case: Case, exp: Outputs, got: Outputs, how: Judging, *, matched
         r = how.accepted_rule(matching) if how.accepted_rule else matching[0]
         return CaseResult(case.src, case.flags, "acceptable", matched=["ScaleRuleVariant", r],
                           cause="OtherScaleRule", rule=r)
+    own = own_scale_expectation(case, exp, got, how)
+    if own is not None:
+        if got.same_as(own):
+            return CaseResult(case.src, case.flags, "acceptable", matched=["KernelScale"],
+                              cause="KernelScale")
+        exp = own
     render = block_failure(case, exp, got, how, known + list(matched), repro)
     return Pending(case, how.candidates(case, exp, got), profile, how.rule, render, how.nvfp4)
+
+
+def own_scale_expectation(case: Case, exp: Outputs, got: Outputs, how: Judging):
+    """CF-3.16: under +own-scale, the expected outputs of an MX block whose scale byte is not
+    the rule's: that byte and the oracle's codes under it (MX-5.3), for a finite block with a
+    nonzero element and a byte in 0..254; None where the option does not apply."""
+    if getattr(how.profile, "scale_judging", "rule") != "own" or how.nvfp4 or not how.fmt:
+        return None
+    s = int(got.scale.ravel()[0])
+    x = np.asarray(case.x, np.float64)
+    if s == int(exp.scale.ravel()[0]) or s > 254 or not np.isfinite(x).all() or not (x != 0).any():
+        return None
+    return Outputs(got.scale, codes_for_scale(case.x.ravel(), s, how.fmt).reshape(got.codes.shape))
 
 
 def block_failure(case: Case, exp: Outputs, got: Outputs, how: Judging, matched, repro=None):

@@ -30,7 +30,7 @@ def mx_judging(profile, fmt: str, follows) -> Judging:
     def candidates(case, exp, got):
         return block_candidates(case.x, exp.scale.ravel()[0], exp.codes, got.scale.ravel()[0],
                                 got.codes, fmt, rule, follows, mx.AMAX_RULES)
-    return Judging(profile, rule, CALL, candidates)
+    return Judging(profile, rule, CALL, candidates, fmt=fmt)
 
 
 #: the JSON files whose MxQuantize groups the quantize kinds read, in order

@@ -146,10 +146,31 @@ def nvfp4_judging(profile, ctx: Nvfp4Context) -> Judging:
                    lambda case, exp, got: [(nvfp4_cause(case, exp, got, ctx), "floor")], nvfp4=True)
 
 
-def run_nvfp4(fn, vs, profile, use_bulk):
-    tests = group_tests(vs.docs["nvfp4_quantize.json"], "Nvfp4Quantize")
-    recompute = profile.nvfp4_global != "decode"      # reciprocal or none: expect from x (CF-2.5)
+def run_nvfp4_none_group(fn, vs, profile):
+    """CF-2.5, GV-2.9: under +no-tensor-scale the rule-none group, g = 1, judged on its stored
+    bytes, one call per case (each case is a tensor of its own, so a kernel that computes the
+    amax rule's g itself computes the case's, the g of its Nvfp4AmaxTensorScale model)."""
+    tests = group_tests(vs.docs["nvfp4_quantize.json"], "Nvfp4Quantize", globalScaleRule="none")
     out = []
+    for t in tests or []:
+        x = from_hex(t["x"], "float32").reshape(1, -1)                                  # (1, 16)
+        src = f"nvfp4_quantize.json#{t['tcId']}"
+        got, failed = call_kernel(lambda: call_quantize(fn, x, 1, np.float32(1.0)), src, t["flags"], 1)
+        if failed:
+            out.append(failed)
+            continue
+        ctx = nvfp4_context(mx.global_scale_for(x, "amax"), profile)
+        exp = Outputs(from_hex(t["scale"], "uint8").reshape(1, 1),
+                      from_hex(t["codes"], "uint8").reshape(1, -1))
+        out += finish([judge_block(Case(src, t["flags"], x), exp, Outputs(*got),
+                                   nvfp4_judging(profile, ctx))])
+    return out
+
+
+def run_nvfp4(fn, vs, profile, use_bulk):
+    tests = group_tests(vs.docs["nvfp4_quantize.json"], "Nvfp4Quantize", globalScaleRule="amax")
+    recompute = profile.nvfp4_global != "decode"      # reciprocal or none: expect from x (CF-2.5)
+    out = run_nvfp4_none_group(fn, vs, profile) if profile.nvfp4_global == "none" else []
     by_g: dict = {}
     for t in tests:
         by_g.setdefault(t["globalScale"], []).append(t)

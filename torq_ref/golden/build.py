@@ -371,10 +371,60 @@ def nvfp4_doc(level: str, seed: int) -> dict:
                       "scale": to_hex(t.scales.ravel()), "codes": to_hex(t.codes.ravel()),
                       "result": "valid"})
     group = {"type": "Nvfp4Quantize", "format": "e2m1", "blockSize": 16, "scaleType": "e4m3",
-             "globalScale": "per-test, fp32(amax / 2688)", "tests": tests}
+             "globalScale": "per-test, fp32(amax / 2688)", "globalScaleRule": "amax", "tests": tests}
+    none = {"type": "Nvfp4Quantize", "format": "e2m1", "blockSize": 16, "scaleType": "e4m3",
+            "globalScale": "1.0, no tensor scale", "globalScaleRule": "none",
+            "tests": nvfp4_none_tests(ids, seed)}
     header = ["NVFP4 quantize: 16 float32 inputs and the float32 tensor scale g -> E4M3 block",
-              "scale code and 16 E2M1 codes (spec/MX.md NVFP4 section: float32 arithmetic)."]
-    return _doc("NVFP4 quantize", header, [group])
+              "scale code and 16 E2M1 codes (spec/MX.md NVFP4 section: float32 arithmetic).",
+              "The second group has no tensor scale (g = 1, MX-9.5 rule none; GV-2.9)."]
+    return _doc("NVFP4 quantize", header, [group, none])
+
+
+def _nvfp4_none_inputs(seed: int) -> list:
+    """(comment, flags, x (16,) float32) of GV-2.9: the boundaries of NVFP4 without a tensor
+    scale (MX-9.5 rule none), where the E4M3 block scale alone carries the range."""
+    def blk(*v):
+        return np.resize(np.array(v, np.float64), 16).astype(np.float32)
+    t6 = 2.0 ** -10 * 6                             # amax_b / 6 = 2^-10: S ties to 0
+    out = [("amax 2688: g = 1 under both rules", ["ExactValue"], blk(2688, 1344, -896, 448, 0)),
+           ("x = 3000: S saturates to 0x7E (448), codes 0x7", ["Saturation"], blk(3000)),
+           ("amax 1e6: S = 448, every element above 2688 saturates", ["Saturation"],
+            blk(1e6, -5e4, 2700, 2600, 1.0)),
+           ("amax 6 x 464, the E4M3 midpoint above 448: S = 448", ["Saturation", "Tie"],
+            blk(2784, -2784, 1.5)),
+           ("amax_b / 6 = 2^-10, a tie to E4M3 0: S = 0, every code +-0", ["ScaleCodeZero", "Tie"],
+            blk(t6, -t6, t6 / 2)),
+           ("1.01 x 6 x 2^-10: S = 0x01 (2^-9), codes 0x5", ["ScaleCodeZero"], blk(t6 * 1.01)),
+           ("negative block below the E4M3 range: S = 0, codes -0", ["ScaleCodeZero", "SignedZero"],
+            blk(-t6, -1e-5, -0.0)),
+           ("float32 subnormal block: S = 0", ["ScaleCodeZero", "Subnormal"], blk(1e-40, -3e-42)),
+           ("all-zero block", ["ZeroBlock"], blk(0.0)),
+           ("amax_b / 6 in the E4M3 subnormals (S = 0x03)", ["Subnormal"], blk(6 * 3 * 2.0 ** -9, 1e-3)),
+           ("amax_b / 6 = 1.0625, an E4M3 tie: S = 1.0 (RNE), 6.375 saturates to 6",
+            ["Tie", "Saturation"], blk(6.375, 3.1875, -0.53125)),
+           ("triton-lang/triton issue 6054's values: amax 6, S = 1, the codes of the values",
+            ["Tie"], blk(6, 0, 0.24, 0.25, 0.75, 0.99, 1.2, 1.3)),
+           ("amax 1: S = e4m3(1/6) = 0.171875, quotients off the grid", ["MixedMagnitude"],
+            blk(1.0, 0.5, -0.25, 0.75, 0.1))]
+    rng = np.random.default_rng(seed + 400)
+    for e in (-14, -6, 0, 6, 12):
+        out.append((f"random block at 2^{e}", ["Random"],
+                    (rng.standard_normal(16) * 2.0 ** e).astype(np.float32)))
+    return out
+
+
+def nvfp4_none_tests(ids, seed: int) -> list:
+    """The tests of the rule-none group (GV-2.9): g = 1, expected MX-9.5 rule none."""
+    tests = []
+    for comment, flags, x in _nvfp4_none_inputs(seed):
+        t = mx.quantize_nvfp4(x.reshape(1, -1), global_scale_rule="none")
+        tests.append({"tcId": ids(), "comment": comment,
+                      "flags": list(flags) + ["NVFP4", "Nvfp4NoTensorScale"], "x": to_hex(x),
+                      "globalScale": to_hex(np.array([t.global_scale], np.float32)),
+                      "scale": to_hex(t.scales.ravel()), "codes": to_hex(t.codes.ravel()),
+                      "result": "valid"})
+    return tests
 
 
 # ----------------------------------------------------------------------------------- gguf

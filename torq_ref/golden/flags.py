@@ -130,6 +130,9 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
        "Bulk: every bfloat16 bit pattern (as float32) through the element encoder."),
     _f("NVFP4", "BASIC", "MX-9.2",
        "NVFP4: block 16, E4M3 block scale, float32 per-tensor scale."),
+    _f("Nvfp4NoTensorScale", "EDGE_CASE", "MX-9.5",
+       "NVFP4 without a tensor scale (g = 1, rule none): the E4M3 block scale alone carries the "
+       "range, so amax_b / 6 above 448 saturates the scale and at 2^-10 or below the block is 0."),
     # known defects (invalid results)
     _f("KnownDefectTiesAway", "KNOWN_DEFECT", "MX-3.1",
        "The output of ties-away-from-zero rounding (microxcaling's default): wrong."),

@@ -145,6 +145,13 @@ def _check_figures(base, alt, fb, fa):
     assert fb.figures == [] and len(fa.figures) == 1
 
 
+def _check_fit_guard(base, alt, fb, fa):
+    """--fit-guard output records the guard's choice at every site of the fitted row (TQ-2.22)."""
+    assert all("fit_guard" not in v for v in base["per_site"]["torq-micro"].values())
+    recs = [v["fit_guard"] for v in alt["per_site"]["torq-micro"].values()]
+    assert recs and all(r["kept"] in ("fit", "start") for r in recs)
+
+
 #: every option of ``run`` (its argparse dest) and how it is seen to reach its consumer
 PROBES: dict[str, Probe] = {
     "model": Probe(("--model", "other"), keys=("model",), differ=False, check=_check_model),
@@ -158,12 +165,17 @@ PROBES: dict[str, Probe] = {
     "seed": Probe(("--seed", "1"), keys=("seed",), base_add=("--methods", "rtn,random-orthogonal")),
     "scale_rule": Probe(("--scale-rule", "ceil"), keys=("scale_rule",)),
     "weight_quant": Probe(("--weight-quant", "gptq"), keys=("weight_quant",), base_add=("--settings", "W4A4")),
+    "weight_scale_rule": Probe(("--weight-scale-rule", "ceil"), keys=("weight_scale_rule",),
+                               base_add=("--settings", "W4A4")),
+    "scale_sites": Probe(("--scale-sites", "qkv,gate_up,o,down"), keys=("scale_sites",),
+                         base_add=("--methods", "smoothrot")),
     "quant_sites": Probe(("--quant-sites", "qkv,down"), keys=("quant_sites",)),
     "macro_strategy": Probe(("--macro-strategy", "eigen_hadamard"), keys=("macro_strategy",),
                             base_add=("--methods", "torq-macro")),
     "scale_alpha": Probe(("--scale-alpha", "1.0"), keys=("scale_alpha",), base_add=("--methods", "smoothrot")),
     "beta": Probe(("--beta", "3.0"), keys=("beta",), base_add=MICRO),
     "micro_objective": Probe(("--micro-objective", "output"), keys=("micro_objective",), base_add=MICRO),
+    "fit_guard": Probe(("--fit-guard", "output"), keys=("fit_guard",), base_add=MICRO, check=_check_fit_guard),
     "holdout": Probe(("--holdout", "0.5"), keys=("holdout",), base_add=MICRO),
     "max_sweeps": Probe(("--max-sweeps", "2"), keys=("max_sweeps",), base_add=MICRO),
     "micro_rows": Probe(("--micro-rows", "32"), keys=("micro_rows",), base_add=("--methods", "duquant")),

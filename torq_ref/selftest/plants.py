@@ -1195,7 +1195,49 @@ LEARNED = [
           "a W4A4 row whose weights use another scale rule is exported under the activations' rule"),
 ]
 
+T_GUARD = "tests/test_fit_guard.py"
+
+# The fit guard of torq's micro rotation (spec/TQ.md TQ-2.22).
+FIT_GUARD = [
+    Plant("fit-guard-tie-keeps-the-fit", "guard", "torq_ref/torq/methods.py",
+          'kept = "fit" if L_fit < L_start else "start"', 'kept = "fit" if L_fit <= L_start else "start"',
+          (f"{T_GUARD}::test_guard_keeps_the_start_when_the_fit_is_worse_and_the_fit_when_better",),
+          "a fit that does not lower the error is kept"),
+    Plant("fit-guard-keeps-the-worse", "guard", "torq_ref/torq/methods.py",
+          'return (R_fit if kept == "fit" else R_start), {', 'return (R_start if kept == "fit" else R_fit), {',
+          (f"{T_GUARD}::test_guard_keeps_the_start_when_the_fit_is_worse_and_the_fit_when_better",),
+          "the record names one rotation and the site gets the other"),
+    Plant("fit-guard-judges-the-fitted-rows", "guard", "torq_ref/torq/methods.py",
+          "baselines.sylvester_hadamard(cfg.block_size), held_out_rows(X, cfg), weight, cfg)",
+          "baselines.sylvester_hadamard(cfg.block_size), X[: cfg.micro_rows], weight, cfg)",
+          (f"{T_GUARD}::test_guard_judges_on_the_held_out_rows_with_the_sites_weight",),
+          "the guard judges the fit on the rows it was fitted on"),
+    Plant("fit-guard-error-not-rotated-back", "guard", "torq_ref/torq/methods.py",
+          "back = (Xq.reshape(T, n // b, b) @ R.T).reshape(T, n)", "back = Xq",
+          (f"{T_GUARD}::test_block_output_error_is_the_relative_output_error_of_the_sums",),
+          "the quantized rows are compared in the rotated basis with the unrotated ones"),
+    Plant("fit-guard-scale-rule-ignored", "guard", "torq_ref/torq/methods.py",
+          "Xq = mx.quantize_dequantize(Xt, cfg.fmt, block_size=b, scale_rule=cfg.scale_rule)",
+          'Xq = mx.quantize_dequantize(Xt, cfg.fmt, block_size=b, scale_rule="floor")',
+          (f"{T_GUARD}::test_block_output_error_is_the_relative_output_error_of_the_sums",),
+          "the guard judges with FLOOR scales whatever --scale-rule says"),
+    Plant("fit-guard-off-still-guards", "guard", "torq_ref/torq/methods.py",
+          'if cfg.fit_guard == "off":\n        return R, None', 'if cfg.fit_guard == "none":\n        return R, None',
+          (f"{T_GUARD}::test_guard_off_is_todays_fit_bit_for_bit",),
+          "the default 'off' is not off"),
+    Plant("fit-guard-torq-micro-unguarded", "guard", "torq_ref/torq/methods.py",
+          'if method == "torq-micro":                    # torq\'s fit, guarded',
+          'if method == "torq_micro":                    # torq\'s fit, guarded',
+          (f"{T_GUARD}::test_guard_judges_on_the_held_out_rows_with_the_sites_weight",),
+          "torq-micro, torq's fit by construction, skips the guard and differs from torq"),
+    Plant("fit-guard-not-parsed", "guard", "torq_ref/torq/cli.py",
+          'cfg_kw["fit_guard"] = args.fit_guard', 'cfg_kw["fit_guard"] = "off"',
+          ("tests/test_glue_run_options.py::test_run_option_reaches_its_consumer[fit_guard]",),
+          "the command accepts --fit-guard and drops it"),
+]
+
 #: Every plant, in report order. Other areas append here.
 PLANTS: list[Plant] = (MX + VENDOR_LAYOUT + GEMM + CONFORMANCE_CODEC + CONFORMANCE + GOLDEN + ROTATIONS + MAXENT
                       + TRACEABILITY + PIPELINE + RUN_RECORD + SCALE_OFFSET + GPT_OSS + ROTATION_KINDS + CLI + PLAN
-                      + REGISTRY + GLUE + LEARNED)
+                      + REGISTRY + GLUE + LEARNED
+                      + FIT_GUARD)

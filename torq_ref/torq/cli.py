@@ -18,7 +18,7 @@ def add_run_arguments(p) -> None:
     from torq_ref.mx import SCALE_RULES
     from torq_ref.rotations.inter_block import STRATEGIES
 
-    from .methods import DEFAULT_METHODS, METHODS, MICRO_OBJECTIVES, SETTINGS, WEIGHT_QUANTS
+    from .methods import DEFAULT_METHODS, METHODS, FIT_GUARDS, MICRO_OBJECTIVES, SETTINGS, WEIGHT_QUANTS
 
     g = p.add_argument_group("model and data")
     g.add_argument("--model", default=None, metavar="NAME|PATH[,NAME|PATH...]",
@@ -65,6 +65,10 @@ def add_run_arguments(p) -> None:
     g.add_argument("--micro-objective", default="activation", choices=MICRO_OBJECTIVES,
                    help="NMSE term of the micro objective: of the activations (default) or weighted "
                         "block by block by the consuming weight's energy (TQ-2.14)")
+    g.add_argument("--fit-guard", default="off", choices=FIT_GUARDS,
+                   help="torq's micro fit: keep it only if it lowers the output error of the held-out "
+                        "calibration rows against its start, smoothrot's Hadamard ('output'), or always "
+                        "('off', default; TQ-2.22)")
     g.add_argument("--holdout", type=float, default=0.25, help="fraction of calibration rows held out")
     g.add_argument("--max-sweeps", type=positive_int, default=None, help="micro optimizer sweeps")
     g.add_argument("--micro-rows", type=positive_int, default=None,
@@ -118,6 +122,7 @@ def settings_from_args(args):
     cfg_kw["weight_quant"] = args.weight_quant
     cfg_kw["weight_scale_rule"] = args.weight_scale_rule
     cfg_kw["micro_objective"] = args.micro_objective
+    cfg_kw["fit_guard"] = args.fit_guard
     if args.scale_sites is not None:
         from .scale_step import SCALE_SITES
 

@@ -56,6 +56,9 @@ SETTINGS = ("W16A4", "W4A4")
 WEIGHT_QUANTS = ("rtn", "gptq", "gpfq")
 #: what the NMSE term of the micro objective measures (TQ-2.14)
 MICRO_OBJECTIVES = ("activation", "output")
+#: the fit guard of torq's micro rotation (TQ-2.22): "off" keeps every fit, "output" keeps a fit
+#: only if it lowers the held-out calibration output error against its start
+FIT_GUARDS = ("off", "output")
 #: methods whose W4A4 weights are always GPTQ (TQ-2.10)
 GPTQ_METHODS = ("mr-gptq",)
 
@@ -79,6 +82,7 @@ class TorqConfig:
     scale_alpha: float = 0.5             # micro-level scale step exponent, 0 = off (TQ-2.7)
     scale_sites: tuple = ("qkv", "gate_up")  # the sites the scale step scales (TQ-2.17)
     micro_objective: str = "activation"  # "activation" or "output": NMSE weighted by W (TQ-2.14)
+    fit_guard: str = "off"               # "off" or "output": keep a fit only if it helps (TQ-2.22)
     random_per_layer: bool = True        # False (--quick): one Haar matrix per site kind (TQ-2.2)
     weight_quant: str = "rtn"            # W4A4 weights: "rtn", "gptq" (TQ-7.4) or "gpfq" (TQ-7.6)
     weight_scale_rule: str | None = None # W4A4 weights' scale rule; None: scale_rule (TQ-7.7)
@@ -218,6 +222,10 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
     if method in ("torq-micro", "torq-maxent"):
         # the same fit on different rows: smoothed (torq-micro) or raw (torq-maxent, TQ-2.12)
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, tag=method, weight=weight)
+        if method == "torq-micro":                    # torq's fit, guarded as torq's (TQ-2.5, TQ-2.22)
+            R, guard = _guarded(layer, site, R, X, weight, cfg, cache)
+            if guard is not None:
+                info["fit_guard"] = guard
         return Transform(block=R, block_size=b), info
     if method == "torq-learned":
         R, info["learned"] = learned_transform(layer, site, X, weight, cfg)
@@ -227,8 +235,73 @@ def site_transform(method: str, layer: int, site: str, C: np.ndarray, X: np.ndar
         # and H R' is exactly the micro fit of the same rows from the Hadamard start, torq-micro's
         # fit (TQ-2.5): the two methods share it
         R, info["micro"] = _raw_micro(layer, site, X, cfg, cache, weight=weight)
+        R, guard = _guarded(layer, site, R, X, weight, cfg, cache)
+        if guard is not None:
+            info["fit_guard"] = guard
         return Transform(block=R, block_size=b), info
     raise SettingsError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def block_output_error(X: np.ndarray, R: np.ndarray, W: np.ndarray, cfg: TorqConfig) -> float:
+    """The relative layer-output error of TQ-2.22, in float64, of the block rotation R (b, b)
+    applied to every block of the rows X (T, n) consumed by W (out, n):
+
+        L = sum_t ||(Q(x_t T) T^T - x_t) W^T||^2 / sum_t ||x_t W^T||^2
+
+    with T = I (x) R and Q the run's MXFP4 fake quantizer (cfg.fmt, cfg.block_size,
+    cfg.scale_rule). A ratio of sums over the rows; 0 when x W^T is 0 on every row."""
+    from torq_ref import mx
+
+    X = np.asarray(X, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
+    T, n = X.shape
+    b = cfg.block_size
+    if n % b or R.shape != (b, b) or W.shape[1] != n:
+        raise SettingsError(f"fit guard: rows {X.shape}, block rotation {R.shape} and weight {W.shape} "
+                            f"do not fit blocks of {b}")
+    Xt = (X.reshape(T, n // b, b) @ R).reshape(T, n)                           # (T, n) x T
+    Xq = mx.quantize_dequantize(Xt, cfg.fmt, block_size=b, scale_rule=cfg.scale_rule)
+    back = (Xq.reshape(T, n // b, b) @ R.T).reshape(T, n)                      # Q(x T) T^T
+    err = (back - X) @ W.T                                                     # (T, out)
+    ref = X @ W.T
+    den = float(np.sum(ref * ref))
+    return float(np.sum(err * err)) / den if den > 0 else 0.0
+
+
+def fit_guard(R_fit: np.ndarray, R_start: np.ndarray, held_out: np.ndarray, W: np.ndarray,
+              cfg: TorqConfig) -> tuple[np.ndarray, dict]:
+    """(R, record) of TQ-2.22: the fitted block rotation R_fit if its output error
+    :func:`block_output_error` on the held-out calibration rows ``held_out`` is lower than that of
+    its start R_start, else R_start (ties keep the start). ``record``: both errors and the choice
+    ("fit" or "start")."""
+    if W is None:
+        raise SettingsError("fit_guard 'output' needs the site's weight")
+    L_fit = block_output_error(held_out, R_fit, W, cfg)
+    L_start = block_output_error(held_out, R_start, W, cfg)
+    kept = "fit" if L_fit < L_start else "start"
+    return (R_fit if kept == "fit" else R_start), {"L_fit": L_fit, "L_start": L_start, "kept": kept,
+                                                   "rows": int(len(held_out))}
+
+
+def _guarded(layer: int, site: str, R: np.ndarray, X: np.ndarray, weight, cfg: TorqConfig,
+             cache: dict | None):
+    """(R, record or None): torq's micro fit R passed through the fit guard of TQ-2.22 when
+    ``cfg.fit_guard == "output"`` (start: the 32 x 32 Hadamard, smoothrot's transform; rows: the
+    held-out calibration rows ``X[micro_rows:]``, engine.held_out_rows), memoized per site in
+    ``cache`` like the fit it judges; (R, None) with the guard off."""
+    if cfg.fit_guard == "off":
+        return R, None
+    if cfg.fit_guard != "output":
+        raise SettingsError(f"unknown fit guard {cfg.fit_guard!r}; choose from {', '.join(FIT_GUARDS)}")
+    from torq_ref.rotations import baselines
+
+    from .engine import held_out_rows
+
+    def judge():
+        return fit_guard(R, baselines.sylvester_hadamard(cfg.block_size), held_out_rows(X, cfg), weight, cfg)
+
+    return _memo(cache, ("fit_guard", layer, site), judge)
 
 
 def learned_transform(layer: int, site: str, X: np.ndarray, weight, cfg: TorqConfig):

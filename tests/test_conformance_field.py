@@ -121,6 +121,19 @@ def test_e8m0_cast_through_harness(name):
     assert rep.counts["pass"] > 0
 
 
+@pytest.mark.clause("CF-3.12")
+def test_run_table_e8m0_cast_row_reaches_the_harness():
+    """run_table.py's e8m0-cast rows: the kind takes no element format, so the row runs (it once
+    passed fmt e8m0, which ``check`` refuses, and every row read "could not run")."""
+    pytest.importorskip("ml_dtypes")
+    R = pytest.importorskip("run_table")
+    line, rep = R.row("ml_dtypes astype(float8_e8m0fnu)", "e8m0-cast", F.ml_dtypes_e8m0_cast,
+                      "ocp", "e8m0", "CPU")
+    assert rep is not None, line
+    assert "could not run" not in line and rep.counts["pass"] > 0
+    assert "| e8m0-cast e8m0 |" in line                     # the row still names the E8M0 output
+
+
 @pytest.mark.slow
 @pytest.mark.clause("CF-3.8")
 def test_quark_fake_quant_causes():

@@ -242,6 +242,9 @@ def _std_scale_kernel(x, ties_away=False):
 
 @pytest.mark.clause("CF-3.16", "CF-2.4")
 def test_own_scale_judges_the_codes_under_the_kernels_scale():
+    from torq_ref.conformance import get_profile
+
+    assert get_profile("ocp+own-scale").scale_judging == "own" and get_profile("ocp").scale_judging == "rule"
     rep = check("quantize", _std_scale_kernel, profile="ocp")
     assert not rep.passed                     # the std rule is no amax rule
     rep = check("quantize", _std_scale_kernel, profile="ocp+own-scale")

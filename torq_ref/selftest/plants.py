@@ -514,7 +514,7 @@ PIPELINE = [
           "        data = views[method in scaled]\n", "        data = views[False]\n",
           (f"{T_ENGINE}::test_micro_step_fits_the_scaled_rows",),
           "the micro rotation is fitted on unscaled rows while the model is scaled"),
-    Plant("pipeline-metrics-on-fitted-rows", "pipeline", "torq_ref/torq/engine.py",
+    Plant("pipeline-metrics-on-fitted-rows", "pipeline", "torq_ref/torq/methods.py",
           "    return X[cfg.micro_rows:]\n", "    return X\n",
           (f"{T_ENGINE}::test_site_metrics_use_rows_the_micro_step_never_saw",),
           "site metrics measured on rows the micro optimizer saw"),

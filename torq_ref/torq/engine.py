@@ -28,7 +28,8 @@ from torq_ref.model.capture import ActivationCapture
 from torq_ref.model.hooks import SITES, SiteQuant, prepare_site
 from torq_ref.model.model import WINDOW_BATCH  # windows per batched layer call
 
-from .methods import SCALED_METHODS, SettingsError, TorqConfig, site_transform, weight_quant_of
+from .methods import (SCALED_METHODS, SettingsError, TorqConfig, held_out_rows, site_transform,
+                      weight_quant_of)
 from .site_metrics import site_metrics as measure_site
 
 #: positions per chunk at the output head (bounds the (positions, vocabulary) temporaries)
@@ -71,13 +72,6 @@ def check_rows(n_calib_rows: int, cfg: TorqConfig) -> None:
             f"the calibration windows hold {n_calib_rows} rows per site, not more than micro_rows="
             f"{cfg.micro_rows}: the site metrics need held-out rows; add --calib-windows or lower "
             f"--micro-rows")
-
-
-def held_out_rows(X: np.ndarray, cfg: TorqConfig) -> np.ndarray:
-    """The rows of a site sample the micro step never saw (TQ-6.2): ``X[micro_rows:]``."""
-    if len(X) <= cfg.micro_rows:
-        raise SettingsError(f"{len(X)} calibration rows at a site, need more than micro_rows={cfg.micro_rows}")
-    return X[cfg.micro_rows:]
 
 
 def _run_layer(model, i: int, x: np.ndarray, rope, prepared, capture=None) -> np.ndarray:

@@ -288,15 +288,13 @@ def _guarded(layer: int, site: str, R: np.ndarray, X: np.ndarray, weight, cfg: T
              cache: dict | None):
     """(R, record or None): torq's micro fit R passed through the fit guard of TQ-2.22 when
     ``cfg.fit_guard == "output"`` (start: the 32 x 32 Hadamard, smoothrot's transform; rows: the
-    held-out calibration rows ``X[micro_rows:]``, engine.held_out_rows), memoized per site in
+    held-out calibration rows ``X[micro_rows:]``, held_out_rows), memoized per site in
     ``cache`` like the fit it judges; (R, None) with the guard off."""
     if cfg.fit_guard == "off":
         return R, None
     if cfg.fit_guard != "output":
         raise SettingsError(f"unknown fit guard {cfg.fit_guard!r}; choose from {', '.join(FIT_GUARDS)}")
     from torq_ref.rotations import baselines
-
-    from .engine import held_out_rows
 
     def judge():
         return fit_guard(R, baselines.sylvester_hadamard(cfg.block_size), held_out_rows(X, cfg), weight, cfg)
@@ -364,3 +362,11 @@ def report_summary(rep) -> dict:
 def _plain(d: dict) -> dict:
     return {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
             for k, v in d.items() if isinstance(v, (int, float, str, np.floating, np.integer))}
+
+
+def held_out_rows(X: np.ndarray, cfg: TorqConfig) -> np.ndarray:
+    """The rows of a site sample the micro step never saw (TQ-6.2): ``X[micro_rows:]`` (the site
+    metrics and the fit guard of TQ-2.22 read them; engine.py imports it from here)."""
+    if len(X) <= cfg.micro_rows:
+        raise SettingsError(f"{len(X)} calibration rows at a site, need more than micro_rows={cfg.micro_rows}")
+    return X[cfg.micro_rows:]

@@ -35,7 +35,7 @@ COMMANDS = (
 #: the help line of each group of :data:`COMMANDS`
 GROUPS = {"bench": "timings: bench codec | schur-horn | maxent | forward | fits | speed",
           "experiment": "measurements behind the design choices: experiment inter-block | block-energy "
-                        "| maxent-synthetic | maxent-real | torq-variant"}
+                        "| maxent-synthetic | maxent-real | torq-variant | limit | scale-sites"}
 
 #: commands that were renamed: old spelling -> the new one (CL-2.1)
 RENAMED = {

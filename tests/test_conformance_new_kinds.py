@@ -136,17 +136,9 @@ def test_nvfp4_reciprocal_profile():
 
 
 def _nvfp4_no_tensor_scale_kernel(x, g):
-    """Independent NVFP4 without a tensor scale (it ignores g): S = e4m3(amax_b / 6) alone."""
-    import ml_dtypes        # crosscheck extra: its test skips without it
-
-    b = x.astype(np.float32).reshape(x.shape[0], -1, 16)
-    sb = (np.abs(b).max(-1) / np.float32(6)).astype(np.float32)
-    S = np.minimum(sb, np.float32(448)).astype(ml_dtypes.float8_e4m3fn)
-    den = S.astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(den[..., None] == 0, np.copysign(np.float32(0), b), b / den[..., None])
-    codes = q.astype(np.float32).astype(ml_dtypes.float4_e2m1fn).view(np.uint8) & 0xF
-    return S.view(np.uint8), codes.reshape(x.shape)
+    """Independent NVFP4 without a tensor scale (it ignores g): S = e4m3(amax_b / 6) alone, the
+    reciprocal-convention kernel above with g_enc = 1."""
+    return _nvfp4_reciprocal_kernel(x, 1)
 
 
 @pytest.mark.clause("CF-2.5", "MX-9.5")

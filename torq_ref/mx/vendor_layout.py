@@ -103,15 +103,22 @@ def swizzle_scales_for(layout: str, scales, num_warps: int = 8) -> np.ndarray:
     return buf
 
 
-def unswizzle_scales_for(layout: str, buf, rows: int, cols: int, num_warps: int = 8) -> np.ndarray:
-    """Inverse of :func:`swizzle_scales_for`: the (rows, cols) scales out of ``buf``; the buffer
-    size is checked against the padded shape."""
+def _scale_buffer(buf, rows, cols) -> np.ndarray:
+    """``buf`` as a 1-D uint8 array, rows and cols checked (MX-8.7): the common checks of the
+    unswizzles."""
     b = np.asarray(buf)
     if b.dtype != np.uint8 or b.ndim != 1:
         raise TypeError(f"buf must be a 1-D uint8 array, got {b.dtype} with shape {b.shape}")
     for name, v in (("rows", rows), ("cols", cols)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    return b
+
+
+def unswizzle_scales_for(layout: str, buf, rows: int, cols: int, num_warps: int = 8) -> np.ndarray:
+    """Inverse of :func:`swizzle_scales_for`: the (rows, cols) scales out of ``buf``; the buffer
+    size is checked against the padded shape."""
+    b = _scale_buffer(buf, rows, cols)
     pr, pc = padded_shape(layout, rows, cols, num_warps)
     if b.size != pr * pc:
         raise ValueError(f"a {layout} buffer for {rows} x {cols} scales has {pr * pc} bytes "
@@ -176,12 +183,7 @@ def shuffle_scale_a16w4(scales, experts: int, gate_up: bool = False) -> np.ndarr
 
 def unshuffle_scale_a16w4(buf, rows: int, cols: int, experts: int, gate_up: bool = False) -> np.ndarray:
     """Inverse of :func:`shuffle_scale_a16w4`; the buffer must hold exactly rows * cols bytes."""
-    b = np.asarray(buf)
-    if b.dtype != np.uint8 or b.ndim != 1:
-        raise TypeError(f"buf must be a 1-D uint8 array, got {b.dtype} with shape {b.shape}")
-    for name, v in (("rows", rows), ("cols", cols)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    b = _scale_buffer(buf, rows, cols)
     if b.size != rows * cols:
         raise ValueError(f"an a16w4 scale buffer for {rows} x {cols} scales has {rows * cols} bytes, "
                          f"got {b.size}")

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from torq_ref import mx
 from torq_ref.rotations.entropy import (MAX_ENTROPY_BITS, EntropyInputError, code_entropy,
@@ -124,3 +124,28 @@ def test_bad_input():
         entropy_from_counts(np.array([-1, 2]))
     with pytest.raises(TypeError):
         entropy_from_counts(np.array([0.5, 0.5]))
+
+
+@pytest.mark.clause("ME-1.2")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 10**6), min_size=16, max_size=16), min_size=1, max_size=8)
+       .filter(lambda rows: all(any(r) for r in rows)))
+def test_entropies_of_many_histograms_are_the_single_ones(rows):
+    from torq_ref.rotations.entropy import entropies_from_counts
+
+    hists = np.array(rows, dtype=np.int64)
+    got = entropies_from_counts(hists)
+    want = [entropy_from_counts(h) for h in hists]
+    assert [float(v).hex() for v in got] == [float(v).hex() for v in want]
+
+
+@pytest.mark.clause("ME-1.2")
+def test_entropies_of_many_histograms_refuse_bad_input():
+    from torq_ref.rotations.entropy import EntropyInputError, entropies_from_counts
+
+    with pytest.raises(EntropyInputError, match="non-negative"):
+        entropies_from_counts(np.array([[1, -1, 3]]))
+    with pytest.raises(TypeError, match="integer"):
+        entropies_from_counts(np.array([[1.0, 2.0]]))
+    with pytest.raises(EntropyInputError, match="empty"):
+        entropies_from_counts(np.zeros((2, 16), dtype=np.int64))

@@ -212,3 +212,45 @@ def test_real_givens_sequence_plugs_in():
     t = Transform(seq, _orth(32, 1)).materialize(n)
     want = (seq.apply(x).reshape(3, 2, 32) @ _orth(32, 1)).reshape(3, n)
     assert np.allclose(t.apply(x), want, atol=1e-12)
+
+
+def _with_subnormals(n, seed):
+    """An orthogonal (n, n) matrix with entries far below float32's normal range: plane rotations
+    by angles of 3e-40 (a float32 subnormal) and 1e-310 (a float64 one) in planes (0, 1) and
+    (2, 3), a random rotation on the other channels (the Schur-Horn Givens products leave such
+    entries, FW-3.6)."""
+    m = np.zeros((n, n))
+    for (i, j), a in (((0, 1), 3e-40), ((2, 3), 1e-310)):
+        m[i, i] = m[j, j] = np.cos(a)
+        m[i, j], m[j, i] = np.sin(a), -np.sin(a)
+    m[4:, 4:] = _orth(n - 4, seed)
+    return m
+
+
+@pytest.mark.clause("FW-3.6")
+def test_materialized_transform_holds_no_subnormals():
+    n = 64
+    m = _with_subnormals(n, 7)
+    r = np.stack([_orth(32, 0), _with_subnormals(32, 1)])
+    d = Transform(matrix=m, block=r).materialize(n)
+    assert np.count_nonzero((m != 0) & (np.abs(m) < np.finfo(np.float32).tiny)) >= 2   # the input has them
+    for dt in (np.float64, np.float32):
+        for a in d._arrays(np.dtype(dt)):
+            tiny = np.finfo(a.dtype).tiny
+            assert not np.any((a != 0) & (np.abs(a) < tiny)), f"a {a.dtype} array of the transform holds subnormals"
+    assert d.matrix[2, 3] == 0 and d.block[1, 2, 3] == 0 and d.matrix[0, 1] == 3e-40   # float64
+    m32, _, r32, _ = d._arrays(np.dtype(np.float32))
+    assert m32[0, 1] == 0 and r32[1, 0, 1] == 0 and m32[0, 0] == 1                        # float32
+    # the normal entries are untouched
+    keep = np.abs(m) >= np.finfo(np.float64).tiny
+    assert np.array_equal(d.matrix[keep], m[keep])
+
+
+@pytest.mark.clause("FW-3.6")
+def test_flushed_transform_gives_the_same_bits_on_activation_like_rows():
+    n = 64
+    m = _with_subnormals(n, 3)
+    x = (np.random.default_rng(1).standard_normal((256, n)) * 30).astype(np.float32)
+    raw = x @ np.ascontiguousarray(m, dtype=np.float32)        # the unflushed float32 matrix
+    got = Transform(matrix=m).materialize(n).apply(x)
+    assert np.array_equal(got, raw)

@@ -93,17 +93,33 @@ class Transform:
         return DenseTransform(n, m, r, self.block_size)
 
 
+def flush_subnormals(a: np.ndarray | None) -> np.ndarray | None:
+    """FW-3.6: ``a`` with every subnormal entry of its own dtype set to +0 (a copy when it has
+    any; None and arrays without subnormals are returned as they are)."""
+    if a is None:
+        return None
+    sub = (a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)
+    if not sub.any():
+        return a
+    out = a.copy()
+    out[sub] = 0
+    return out
+
+
 class DenseTransform:
     """A :class:`Transform` made concrete for one width ``n``: float64 arrays, with casts to the
-    compute dtype cached so the per-call cost is the matmuls alone."""
+    compute dtype cached so the per-call cost is the matmuls alone. Subnormal entries are zero in
+    every dtype the arrays are held in (FW-3.6)."""
 
     def __init__(self, n: int, matrix: np.ndarray | None, block: np.ndarray | None, block_size: int):
-        self.n, self.matrix, self.block, self.block_size = n, matrix, block, block_size
+        self.n, self.block_size = n, block_size
+        self.matrix, self.block = flush_subnormals(matrix), flush_subnormals(block)
         self._cast: dict = {}
 
     def _arrays(self, dt):
         if dt not in self._cast:
-            cast = lambda a: None if a is None else np.ascontiguousarray(a, dtype=dt)  # noqa: E731
+            cast = lambda a: None if a is None else flush_subnormals(  # noqa: E731
+                np.ascontiguousarray(a, dtype=dt))
             m, r = cast(self.matrix), cast(self.block)
             self._cast[dt] = (m, None if m is None else np.ascontiguousarray(m.T), r,
                               None if r is None else np.ascontiguousarray(np.swapaxes(r, -1, -2)))

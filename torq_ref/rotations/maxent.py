@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .baselines import sylvester_hadamard
-from .entropy import N_BINS, entropy_from_counts
+from .entropy import N_BINS, entropies_from_counts, entropy_from_counts
 from .maxent_eval import (MAX_BLOCK_NORM, Kernels, MaxentInputError, apply_rotation, evaluate_fast,
                           fixed_order_energy, get_kernels, rotation_metrics)
 from .synthetic import heavy_tailed_activations
@@ -190,7 +190,8 @@ class _State:
                                          np.cos(theta), np.sin(theta))
         hists = hbase[None, :] + hd                                   # (K, 16)
         nm = err / self.energy if self.energy > 0 else np.zeros_like(err)
-        return [entropy_from_counts(hists[k]) - beta * float(nm[k]) for k in range(len(theta))], hists
+        h = entropies_from_counts(hists)
+        return [h[k] - beta * float(nm[k]) for k in range(len(theta))], hists
 
     def rotate(self, i: int, j: int, c: float, s: float, hist: np.ndarray):
         self.kern.apply_rotation(self.Y, self.E, self.C, self.Err, i, j, c, s)

@@ -440,6 +440,16 @@ ROTATIONS = [
 ]
 
 MAXENT = [
+    Plant("entropies-read-columns", "maxent", "torq_ref/rotations/entropy.py",
+          "    return [_entropy_of_list(row) for row in c.tolist()]",
+          "    return [_entropy_of_list(row) for row in c.T.tolist()]",
+          (f"{T_ENT}::test_entropies_of_many_histograms_are_the_single_ones",),
+          "the optimizer's per-trial entropies read the histograms by column"),
+    Plant("entropies-unchecked-negative-counts", "maxent", "torq_ref/rotations/entropy.py",
+          "    if c.size and int(c.min()) < 0:\n        raise EntropyInputError(\"counts must be non-negative\")\n    return [",
+          "    return [",
+          (f"{T_ENT}::test_entropies_of_many_histograms_refuse_bad_input",),
+          "negative trial counts give an entropy instead of an error"),
     Plant("entropy-keeps-negative-zero-bin", "maxent", "torq_ref/rotations/entropy.py",
           "    counts[0] += counts[8]\n    counts[8] = 0\n", "",
           (T_ENT,), "+0 and -0 counted as two values"),
@@ -995,6 +1005,10 @@ GLUE = [
           (f"{T_BOUND}::test_dot_tolerance_is_inclusive",),
           "a dot product exactly on its tolerance fails"),
     # --- converse properties (spec/ST.md ST-4.3)
+    Plant("glue-transform-keeps-subnormals", "glue", "torq_ref/model/hooks.py",
+          "    if not sub.any():\n        return a\n", "    if True:\n        return a\n",
+          ("tests/test_model_hooks.py::test_materialized_transform_holds_no_subnormals",),
+          "a transform keeps its subnormal entries (a matmul with them runs 15-35x slower)"),
     Plant("glue-orthogonality-reads-column-norms", "glue", "torq_ref/model/hooks.py",
           "err = np.abs(probe @ m @ np.swapaxes(m, -1, -2) - probe).max() if m.ndim == 2 else max(",
           "err = np.abs(np.linalg.norm(m, axis=0) - 1).max() if m.ndim == 2 else max(",

@@ -661,6 +661,14 @@ PIPELINE = [
           "    shared = (layer, views, weights, scaled, cfg, None, {})\n",
           ("tests/test_torq_bench.py::test_bench_fits_runs_every_method_on_a_tiny_model",),
           "bench fits hands the engine's fit unit an old-shaped tuple and fails (as after a merge)"),
+    Plant("bench-speed-stale-import", "pipeline", "torq_ref/torq/bench.py",
+          "    from .oracle import plan_for\n", "    from .pipeline import plan_for\n",
+          ("tests/test_torq_bench.py::test_bench_speed_runs_on_a_tiny_model",),
+          "bench speed imports plan_for from where it lived before (found broken, 2026-12-04)"),
+    Plant("bench-speed-compares-one-run", "pipeline", "torq_ref/torq/bench.py",
+          "    if len(texts) > 1:\n", "    if len(texts) > 2:\n",
+          ("tests/test_torq_bench.py::test_bench_speed_runs_on_a_tiny_model",),
+          "bench speed never says whether the --jobs runs gave the same bytes"),
 ]
 
 T_RECORD = "tests/test_evaluate_run_record.py"

@@ -101,7 +101,7 @@ def bench_forward(args) -> dict:
     from torq_ref.rotations.baselines import sylvester_hadamard
 
     from .methods import TorqConfig
-    from .pipeline import plan_for
+    from .oracle import plan_for
 
     model, model_dir, M, bos = _load(args.model)
     ids = M.tokenize_text(model_dir)

@@ -25,14 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("fp32", "rtn", "hadamard32", "smoothrot", "torq")
 EVAL_WINDOWS = 8
 
-#: name -> (P, results.json, peak RSS in kB of that run's /usr/bin/time -v, where the RSS is from)
+#: name -> (P, results.json, peak RSS in kB of a /usr/bin/time -v run of that model, where the RSS
+#: is from). The three smaller models: the three-model default run of 2026-12-04 on a quiet box
+#: (after FW-3.6; its per-unit seconds are the work of one core each, with --jobs 2); their peak
+#: RSS from the earlier one-model runs (a three-model run is one process: its peak is Qwen2.5's).
+#: The 1.5B: its 2-window run of 2026-12-03 on the shared box, one job, before FW-3.6.
 RUNS = {
-    "smollm2-135m": (134_515_008, "results/default/smollm2-135m/results.json", 1_430_000,
-                     "RESULTS.md (README's first command, 19 rows)"),
-    "gemma3-270m": (268_098_176, "results/default/gemma3-270m/results.json", 3_020_000,
+    "smollm2-135m": (134_515_008, "results/run-2026-12-04/default/smollm2-135m/results.json", 1_680_000,
+                     "benchmarks/run.md (bench speed, --jobs 2, 19 rows)"),
+    "gemma3-270m": (268_098_176, "results/run-2026-12-04/default/gemma3-270m/results.json", 3_020_000,
                     "RESULTS.md (19 rows)"),
-    "qwen2.5-coder-0.5b": (494_032_768, "results/default/qwen2.5-coder-0.5b/results.json", 5_325_420,
-                           "results/rerun/qwen2.5-coder-0.5b/time-v.txt (19 rows)"),
+    "qwen2.5-coder-0.5b": (494_032_768, "results/run-2026-12-04/default/qwen2.5-coder-0.5b/results.json",
+                           5_325_420, "results/rerun/qwen2.5-coder-0.5b/time-v.txt (19 rows)"),
     "qwen2.5-coder-1.5b": (1_543_714_304, "results/qwen2.5-coder-1.5b/run/results.json", None,
                            "results/qwen2.5-coder-1.5b/time-v.txt (5 rows)"),
 }

@@ -213,3 +213,25 @@ def test_quant_sites_option_is_checked():
     assert cfg.quant_sites == ("down", "o")
     with pytest.raises(SettingsError, match="unknown site kind"):
         settings_from_args(build_parser().parse_args(["run", "--quant-sites", "down,mlp"]))
+
+
+@pytest.mark.clause("TQ-3.3", "TQ-6.9")
+def test_site_metrics_entropy_and_codes_are_those_of_the_codec():
+    """The site metrics quantize the transformed rows once: their entropy is code_entropy's of
+    the same rows and their code counts the codec's, for a dense and a block transform."""
+    from torq_ref import mx
+    from torq_ref.rotations.baselines import random_orthogonal, sylvester_hadamard
+    from torq_ref.rotations.entropy import code_entropy
+
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((64, 64)) * np.exp(rng.standard_normal(64))).astype(np.float32)
+    X[0, :32] = 0.0                                   # a zero block: +0 codes
+    X[1, 32:] = -0.0                                  # -0 inputs: merged into the zero bin
+    C = X.T.astype(np.float64) @ X / len(X)
+    for t in (None, M.Transform(block=sylvester_hadamard(32)), M.Transform(matrix=random_orthogonal(64, seed=1))):
+        m = site_metrics(C, X, t, CFG)
+        Xt = X if t is None else t.materialize(64).apply(X.astype(np.float64))
+        Xt32 = np.ascontiguousarray(Xt, dtype=np.float32)
+        assert m["entropy"] == code_entropy(Xt32, block_size=32, scale_rule=CFG.scale_rule)
+        codes = mx.quantize(Xt32, CFG.fmt, block_size=32, scale_rule=CFG.scale_rule).codes
+        assert m["codes"] == np.bincount(np.asarray(codes).ravel(), minlength=16).tolist()

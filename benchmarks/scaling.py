@@ -26,39 +26,24 @@ METHODS = ("fp32", "rtn", "hadamard32", "smoothrot", "torq")
 EVAL_WINDOWS = 8
 
 #: name -> (P, results.json, peak RSS in kB of a /usr/bin/time -v run of that model, where the RSS
-#: is from). The three smaller models: the three-model default run of 2026-12-04 on a quiet box
-#: (after FW-3.6; its per-unit seconds are the work of one core each, with --jobs 2); their peak
-#: RSS from the earlier one-model runs (a three-model run is one process: its peak is Qwen2.5's).
-#: The 1.5B: its 2-window run of 2026-12-03 on the shared box, one job, before FW-3.6.
+#: is from): the runs of one generation, all on the shared 2-core box with one job and BLAS on one
+#: thread (2026-12-02/03; the three smaller models' default runs, archived since, and the 1.5B's
+#: 2-window run). The five methods have no dense transform, so FW-3.6 (2026-12-04) does not change
+#: their cost; the quiet-box figures of the current engine are in benchmarks/run.md.
 RUNS = {
-    "smollm2-135m": (134_515_008, "results/run-2026-12-04/default/smollm2-135m/results.json", 1_680_000,
-                     "benchmarks/run.md (bench speed, --jobs 2, 19 rows)"),
-    "gemma3-270m": (268_098_176, "results/run-2026-12-04/default/gemma3-270m/results.json", 3_020_000,
+    "smollm2-135m": (134_515_008, "results/archive/default-2026-12-02/smollm2-135m/results.json", 1_430_000,
+                     "RESULTS.md (README's first command, 19 rows)"),
+    "gemma3-270m": (268_098_176, "results/archive/default-2026-12-02/gemma3-270m/results.json", 3_020_000,
                     "RESULTS.md (19 rows)"),
-    "qwen2.5-coder-0.5b": (494_032_768, "results/run-2026-12-04/default/qwen2.5-coder-0.5b/results.json",
+    "qwen2.5-coder-0.5b": (494_032_768, "results/archive/default-2026-12-02/qwen2.5-coder-0.5b/results.json",
                            5_325_420, "results/rerun/qwen2.5-coder-0.5b/time-v.txt (19 rows)"),
-    "qwen2.5-coder-1.5b": (1_543_714_304, "results/qwen2.5-coder-1.5b/run/results.json", None,
-                           "results/qwen2.5-coder-1.5b/time-v.txt (5 rows)"),
+    "qwen2.5-coder-1.5b": (1_543_714_304, "results/qwen2.5-coder-1.5b/run/results.json", 9_440_000,
+                           "RESULTS.md (its 2-window run, 5 rows, 43.1 min)"),
 }
 #: projections: name -> (P, stored parameters) from the Qwen2.5 model cards: 7B = 6.53B
 #: non-embedding + a 152,064 x 3,584 output projection, 7.61B stored (untied embedding);
 #: 32B = 31.0B non-embedding + 152,064 x 5,120, 32.5B stored
 TARGETS = {"7B (Qwen2.5-7B)": (7.07e9, 7.61e9), "32B (Qwen2.5-32B)": (31.8e9, 32.5e9)}
-
-
-def _time_v(path: Path) -> tuple[float | None, int | None]:
-    """(wall seconds, peak RSS kB) from a ``/usr/bin/time -v`` log."""
-    wall = rss = None
-    if not path.is_file():
-        return wall, rss
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line.startswith("Elapsed (wall clock)"):
-            parts = [float(x) for x in line.rsplit(" ", 1)[1].split(":")]
-            wall = sum(v * 60 ** k for k, v in enumerate(reversed(parts)))
-        elif line.startswith("Maximum resident set size"):
-            rss = int(line.rsplit(" ", 1)[1])
-    return wall, rss
 
 
 def five_method_cost(results: dict) -> dict:
@@ -89,8 +74,6 @@ def main() -> None:
             continue
         res = json.loads(path.read_text())
         c = five_method_cost(res)
-        if rss is None:
-            _, rss = _time_v(ROOT / "results/qwen2.5-coder-1.5b/time-v.txt")
         rows.append((name, p, c, rss, rss_src))
     P = np.array([r[1] for r in rows], float)
     T = np.array([r[2]["total"] for r in rows])

@@ -158,3 +158,18 @@ def test_seed_free_methods_ignore_the_seed_and_the_others_do_not():
         assert (a is None and b is None) or np.array_equal(a, b), method
     for method in seeded:
         assert not np.array_equal(dense(method, 0), dense(method, 1)), method
+
+
+@pytest.mark.clause("EV-5.1")
+def test_load_seed_runs_reads_added_settings_as_their_default(tmp_path):
+    """A run recorded before fit_guard / quant_sites / scale_sites existed pairs with a new run
+    at those knobs' defaults, and only there."""
+    rows = [_row("torq", "W16A4", _hard(0))]
+    old = _write(tmp_path / "old", 0, rows)
+    new = _write(tmp_path / "new", 1, rows, fit_guard="off", quant_sites=["qkv", "o", "gate_up", "down"],
+                 scale_sites=["qkv", "gate_up"])
+    assert len(load_seed_runs([old, new])) == 2 and len(load_seed_runs([new, old])) == 2
+    for key, value in (("fit_guard", "output"), ("quant_sites", ["down"]), ("scale_sites", ["qkv", "gate_up", "down"])):
+        other = _write(tmp_path / key, 2, rows, **{key: value})
+        with pytest.raises(ReportError, match=f"differ in setting '{key}'"):
+            load_seed_runs([old, other])

@@ -30,6 +30,13 @@ FREE_SETTINGS = ("seed", "methods", "settings", "progress", "model_dir")
 #: with that value (EV-5.1)
 RETIRED_SETTINGS = {"order": "macro-micro", "full_macro_strategy": "block_hadamard", "per_block": False,
                     "alpha_grid": None}
+#: settings keys added to the run record later, each with the value that runs made before it had
+#: (the knob's default, which reproduces the earlier behaviour): a run without the key equals one
+#: with that value (EV-5.1)
+ADDED_SETTINGS = {"fit_guard": "off", "quant_sites": ["qkv", "o", "gate_up", "down"],
+                  "scale_sites": ["qkv", "gate_up"]}
+#: the value a run without the key is read as (EV-5.1)
+IMPLIED_SETTINGS = {**RETIRED_SETTINGS, **ADDED_SETTINGS}
 
 
 def load_seed_runs(paths) -> list[dict]:
@@ -61,7 +68,7 @@ def load_seed_runs(paths) -> list[dict]:
     for run in runs[1:]:
         keys = sorted((set(ref["settings"]) | set(run["settings"])) - set(FREE_SETTINGS))
         for key in keys:
-            if ref["settings"].get(key, RETIRED_SETTINGS.get(key)) != run["settings"].get(key, RETIRED_SETTINGS.get(key)):
+            if ref["settings"].get(key, IMPLIED_SETTINGS.get(key)) != run["settings"].get(key, IMPLIED_SETTINGS.get(key)):
                 raise ReportError(
                     f"{run['path']} and {ref['path']} differ in setting {key!r} "
                     f"({run['settings'].get(key)!r} vs {ref['settings'].get(key)!r}): "

@@ -90,9 +90,10 @@ class Inline:
 
 
 def _warm_kernels() -> None:
-    """Compile (or load from numba's disk cache) the kernels of the fits and the codec once in the
-    parent, so the workers forked for every step inherit them instead of loading them each time.
-    Runs on a small synthetic site; its results are discarded (no number of a run depends on it)."""
+    """Compile (or load from numba's disk cache) the kernels of the fits, the transforms and the
+    codec once in the parent, so the workers forked for every step inherit them instead of
+    loading (or, for the kernels numba cannot cache, compiling) them each time. Runs on a small
+    synthetic site; its results are discarded (no number of a run depends on it)."""
     try:
         import numpy as np
 
@@ -103,8 +104,11 @@ def _warm_kernels() -> None:
         X = np.random.default_rng(0).standard_normal((96, 64)).astype(np.float32)
         C = X.T.astype(np.float64) @ X / len(X)
         cfg = TorqConfig(micro_rows=48, max_sweeps=1)
-        for method in ("torq-micro", "duquant"):
-            site_transform(method, 0, "qkv", C, X, cfg, {})
+        # torq-macro: the Schur-Horn kernels (rotations/_numba_givens.py, compiled per process,
+        # not cached on disk) of its build and of the materialization of its Givens sequence
+        for method in ("torq-micro", "duquant", "torq-macro"):
+            t, _ = site_transform(method, 0, "qkv", C, X, cfg, {})
+            t.materialize(X.shape[1])
         for dtype in (np.float32, np.float64):
             mx.quantize_dequantize(X.astype(dtype), "e2m1", block_size=32, scale_rule="floor")
     except Exception:              # a warm-up only saves time; the units work without it
